@@ -1,0 +1,11 @@
+"""Settings for the test suite: the project settings with testing switched on.
+
+Tests still run against real PostgreSQL and Redis (DATABASE_URL / REDIS_URL, or the embedded
+servers ``make test`` starts); only what makes no sense in a test run changes here.
+"""
+
+import os
+
+os.environ.setdefault("BACKOFFICE_TESTING", "1")
+
+from config.settings import *  # noqa: E402,F403
