@@ -8,4 +8,4 @@ import os
 
 os.environ.setdefault("BACKOFFICE_TESTING", "1")
 
-from config.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: F403

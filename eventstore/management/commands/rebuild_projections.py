@@ -1,0 +1,67 @@
+"""Rebuild read models from scratch by replaying the event log."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+
+from eventstore.projections import get_projector, projection_rebuild, projectors
+
+
+class ProgressLine:
+    """Show "done/total (percent, rate)" at most twice a second, on one line on a terminal."""
+
+    def __init__(self, name: str, out: OutputWrapper) -> None:
+        self.name = name
+        self.out = out
+        self.started = time.monotonic()
+        self.last_shown = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        finished = done >= total
+        if not finished and done != 0 and now - self.last_shown < 0.5:
+            return
+        self.last_shown = now
+        pct = 100.0 if total == 0 else 100.0 * done / total
+        rate = done / max(now - self.started, 1e-6)
+        text = f"{self.name}: {done}/{total} events ({pct:5.1f}%, {rate:,.0f} events/s)"
+        if self.out.isatty():
+            self.out.write("\r" + text, ending="\n" if finished else "")
+        else:
+            self.out.write(text)
+        self.out.flush()
+
+
+class Command(BaseCommand):
+    help = (
+        "Empty a projection's read model and replay the whole event log into it (all "
+        "projections, or NAME). Readers see the old read model until each rebuild commits."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", nargs="?", help="one projection's name")
+        parser.add_argument("--batch-size", type=int, default=1000)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["name"]:
+            try:
+                names = [get_projector(options["name"]).name]
+            except KeyError as exc:
+                raise CommandError(str(exc.args[0])) from exc
+        else:
+            names = [p.name for p in projectors()]
+        if not names:
+            self.stdout.write("no projections are configured")
+            return
+        for name in names:
+            progress = ProgressLine(name, self.stdout)
+            result = projection_rebuild(
+                name=name, batch_size=options["batch_size"], progress=progress
+            )
+            elapsed = time.monotonic() - progress.started
+            self.stdout.write(
+                self.style.SUCCESS(f"{name}: rebuilt from {result.events} events in {elapsed:.1f}s")
+            )

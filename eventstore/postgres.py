@@ -1,0 +1,334 @@
+"""The PostgreSQL event store.
+
+Appends are one INSERT … SELECT statement per batch: it checks the stream's current version
+and inserts the batch only when it matches, so a save is one round trip plus its commit. The
+unique constraint on (stream_type, stream_id, version) settles races between writers that
+both saw the same version; ``ON CONFLICT DO NOTHING`` turns a lost race into "fewer rows than
+asked", which we report as a ``ConcurrencyError`` after rolling the batch back.
+
+Reading the global log without skipping late commits, without a global lock: every event
+records the id of the transaction that wrote it (``pg_current_xact_id()``). A reader takes
+only events whose transaction id is below the oldest transaction still running
+(``pg_snapshot_xmin(pg_current_snapshot())``) and walks them in (transaction id, position)
+order. Every transaction below that horizon has finished, so nothing can later commit behind
+the reader's checkpoint. Writers never wait for each other (unlike a table lock, which
+eventsourcing's Django recorder takes on every append); the price is that readers lag behind
+by the longest-running writing transaction, measured in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+from uuid import UUID
+
+from django.db import connection, transaction
+
+from eventstore.errors import ConcurrencyError, DuplicateEventError
+from eventstore.records import (
+    LOG_START,
+    AppendResult,
+    LogPosition,
+    NewEvent,
+    RecordedEvent,
+    StoredSnapshot,
+)
+
+_COLUMNS = (
+    "position, transaction_id, stream_type, stream_id, version, event_id, event_type, "
+    "schema_version, data, metadata, recorded_at"
+)
+
+
+class InlineProjector(Protocol):
+    @property
+    def event_types(self) -> frozenset[str]: ...
+
+    def handle(self, event: RecordedEvent) -> None: ...
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _loads(value: Any) -> Any:
+    # Django's psycopg backend hands jsonb over as text so JSONField can decode it itself.
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _row_to_event(row: Sequence[Any]) -> RecordedEvent:
+    return RecordedEvent(
+        position=row[0],
+        transaction_id=row[1],
+        stream_type=row[2],
+        stream_id=row[3],
+        version=row[4],
+        event_id=row[5] if isinstance(row[5], UUID) else UUID(str(row[5])),
+        event_type=row[6],
+        schema_version=row[7],
+        data=_loads(row[8]),
+        metadata=_loads(row[9]),
+        recorded_at=row[10],
+    )
+
+
+class PostgresEventStore:
+    """Store events in ``eventstore_event`` through Django's database connection.
+
+    ``inline_projectors`` returns the projectors updated in the same transaction as each
+    append (read models that must never lag behind the write, such as the order list).
+    """
+
+    def __init__(
+        self, *, inline_projectors: Callable[[], Iterable[InlineProjector]] | None = None
+    ) -> None:
+        self._inline_projectors = inline_projectors
+
+    def transaction(self) -> AbstractContextManager[object]:
+        # Join the caller's transaction without a savepoint: a failed append must roll back
+        # the whole unit of work, and savepoints would cost two extra round trips per save.
+        return transaction.atomic(savepoint=False)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        *,
+        stream_type: str,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+    ) -> AppendResult:
+        if not events:
+            raise ValueError("append needs at least one event")
+        if expected_version < 0:
+            raise ValueError("expected_version cannot be negative")
+        values_sql = ", ".join(
+            ["(%s::uuid, %s::int, %s, %s::int, %s::jsonb, %s::jsonb)"] * len(events)
+        )
+        params: list[Any] = [stream_type, stream_id, stream_type, stream_id]
+        for offset, event in enumerate(events, start=1):
+            params.extend(
+                (
+                    str(event.event_id),
+                    expected_version + offset,
+                    event.event_type,
+                    event.schema_version,
+                    _json(dict(event.data)),
+                    _json(dict(event.metadata)),
+                )
+            )
+        params.append(expected_version)
+        sql = (
+            "WITH cur AS (SELECT coalesce(max(version), 0) AS v FROM eventstore_event "
+            "WHERE stream_type = %s AND stream_id = %s) "
+            "INSERT INTO eventstore_event "
+            "(event_id, stream_type, stream_id, version, event_type, schema_version, "
+            "data, metadata) "
+            "SELECT n.event_id, %s, %s, n.version, n.event_type, n.schema_version, "
+            "n.data, n.metadata "
+            f"FROM cur, (VALUES {values_sql}) "
+            "AS n(event_id, version, event_type, schema_version, data, metadata) "
+            "WHERE cur.v = %s "
+            "ON CONFLICT DO NOTHING "
+            f"RETURNING {_COLUMNS}"
+        )
+        with self.transaction():
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+            if len(rows) == len(events):
+                recorded = tuple(sorted((_row_to_event(r) for r in rows), key=lambda e: e.version))
+                self._project_inline(recorded)
+                return AppendResult(
+                    stream_type, stream_id, recorded[0].version, recorded[-1].version, recorded
+                )
+            if rows:
+                # Part of the batch collided (a race or a partly re-sent batch). Raising rolls
+                # back the rows that did go in: a batch is all or nothing.
+                raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
+            duplicate = self._stored_duplicate(stream_type, stream_id, events)
+            if duplicate is not None:
+                return duplicate
+            raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
+
+    def _stored_duplicate(
+        self, stream_type: str, stream_id: str, events: Sequence[NewEvent]
+    ) -> AppendResult | None:
+        """Return the stored batch when every event of it is already stored in this stream."""
+        ids = [str(e.event_id) for e in events]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {_COLUMNS} FROM eventstore_event WHERE event_id = ANY(%s::uuid[]) "
+                "ORDER BY version",
+                [ids],
+            )
+            stored = [_row_to_event(r) for r in cursor.fetchall()]
+        if not stored:
+            return None
+        if len(stored) != len(events):
+            raise DuplicateEventError(
+                f"batch for {stream_type}/{stream_id} mixes {len(stored)} stored events "
+                f"with {len(events) - len(stored)} new ones"
+            )
+        if any((e.stream_type, e.stream_id) != (stream_type, stream_id) for e in stored):
+            raise DuplicateEventError("event ids are already stored in another stream")
+        return AppendResult(
+            stream_type, stream_id, stored[0].version, stored[-1].version, tuple(stored), True
+        )
+
+    def _conflict_or_duplicate(
+        self, stream_type: str, stream_id: str, expected_version: int
+    ) -> ConcurrencyError:
+        actual = self.stream_version(stream_type=stream_type, stream_id=stream_id)
+        return ConcurrencyError(
+            stream_type=stream_type, stream_id=stream_id, expected=expected_version, actual=actual
+        )
+
+    def _project_inline(self, recorded: Sequence[RecordedEvent]) -> None:
+        if self._inline_projectors is None:
+            return
+        for projector in self._inline_projectors():
+            for event in recorded:
+                if event.event_type in projector.event_types:
+                    projector.handle(event)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read_stream(
+        self,
+        *,
+        stream_type: str,
+        stream_id: str,
+        after_version: int = 0,
+        to_version: int | None = None,
+    ) -> list[RecordedEvent]:
+        sql = (
+            f"SELECT {_COLUMNS} FROM eventstore_event "
+            "WHERE stream_type = %s AND stream_id = %s AND version > %s"
+        )
+        params: list[Any] = [stream_type, stream_id, after_version]
+        if to_version is not None:
+            sql += " AND version <= %s"
+            params.append(to_version)
+        sql += " ORDER BY version"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [_row_to_event(r) for r in cursor.fetchall()]
+
+    def read_stream_payloads(
+        self,
+        *,
+        stream_type: str,
+        stream_id: str,
+        after_version: int = 0,
+        to_version: int | None = None,
+    ) -> list[tuple[int, str, int, dict[str, Any]]]:
+        """Return (version, type, schema version, data) only: what replaying an aggregate needs.
+
+        Loading a long stream is dominated by per-row work; skipping metadata and building
+        no record objects keeps a 10,000-event load close to a plain fetch of its rows.
+        """
+        sql = (
+            "SELECT version, event_type, schema_version, data FROM eventstore_event "
+            "WHERE stream_type = %s AND stream_id = %s AND version > %s"
+        )
+        params: list[Any] = [stream_type, stream_id, after_version]
+        if to_version is not None:
+            sql += " AND version <= %s"
+            params.append(to_version)
+        sql += " ORDER BY version"
+        loads = json.loads
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [
+                (v, t, s, loads(d) if isinstance(d, str) else d) for v, t, s, d in cursor.fetchall()
+            ]
+
+    def stream_version(self, *, stream_type: str, stream_id: str) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce(max(version), 0) FROM eventstore_event "
+                "WHERE stream_type = %s AND stream_id = %s",
+                [stream_type, stream_id],
+            )
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    def read_all(
+        self,
+        *,
+        after: LogPosition = LOG_START,
+        limit: int = 1000,
+        event_types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        sql = (
+            f"SELECT {_COLUMNS} FROM eventstore_event "
+            "WHERE (transaction_id, position) > (%s, %s) "
+            # Only transactions older than every running one: nothing can commit behind us.
+            "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+        )
+        params: list[Any] = [after.transaction_id, after.position]
+        if event_types is not None:
+            sql += " AND event_type = ANY(%s)"
+            params.append(list(event_types))
+        sql += " ORDER BY transaction_id, position LIMIT %s"
+        params.append(limit)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [_row_to_event(r) for r in cursor.fetchall()]
+
+    def count_after(self, *, after: LogPosition, event_types: Collection[str] | None = None) -> int:
+        """Count stored events after ``after`` (committed or not yet readable): a lag figure."""
+        sql = "SELECT count(*) FROM eventstore_event WHERE (transaction_id, position) > (%s, %s)"
+        params: list[Any] = [after.transaction_id, after.position]
+        if event_types is not None:
+            sql += " AND event_type = ANY(%s)"
+            params.append(list(event_types))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def latest_snapshot(
+        self,
+        *,
+        stream_type: str,
+        stream_id: str,
+        schema_version: int,
+        max_version: int | None = None,
+    ) -> StoredSnapshot | None:
+        sql = (
+            "SELECT version, state FROM eventstore_snapshot "
+            "WHERE stream_type = %s AND stream_id = %s AND schema_version = %s"
+        )
+        params: list[Any] = [stream_type, stream_id, schema_version]
+        if max_version is not None:
+            sql += " AND version <= %s"
+            params.append(max_version)
+        sql += " ORDER BY version DESC LIMIT 1"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return StoredSnapshot(stream_type, stream_id, int(row[0]), schema_version, _loads(row[1]))
+
+    def save_snapshot(self, snapshot: StoredSnapshot) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO eventstore_snapshot "
+                "(stream_type, stream_id, version, schema_version, state, created_at) "
+                "VALUES (%s, %s, %s, %s, %s::jsonb, now()) ON CONFLICT DO NOTHING",
+                [
+                    snapshot.stream_type,
+                    snapshot.stream_id,
+                    snapshot.version,
+                    snapshot.schema_version,
+                    _json(snapshot.state),
+                ],
+            )

@@ -1,0 +1,244 @@
+"""Projections: read models built from the global event log, checkpointed and rebuildable.
+
+Which projector handles which events is written in one place: ``settings.EVENTSTORE_PROJECTORS``
+lists the projector classes, and each declares ``event_types``. A projector marked ``inline``
+is also updated inside the append's own transaction (a read model that must never lag, such
+as the order list the API answers from); the catch-up runner still walks the log for it, so
+a rebuild or a missed event heals the same way for every projector. Handlers must therefore be
+idempotent: applying an event twice leaves the read model as applying it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils.module_loading import import_string
+
+from eventstore.postgres import InlineProjector, PostgresEventStore
+from eventstore.records import LOG_START, LogPosition, RecordedEvent
+
+logger = logging.getLogger(__name__)
+
+
+class Projector:
+    """Turn events into read-model rows.
+
+    Subclasses set ``name`` (the checkpoint's key), ``event_types``, and implement ``handle``,
+    ``reset`` (empty the read model for a rebuild) and ``verify`` (compare the read model
+    with a fresh replay of the streams and describe every difference).
+    """
+
+    name: ClassVar[str] = ""
+    event_types: ClassVar[frozenset[str]] = frozenset()
+    inline: ClassVar[bool] = False
+
+    def handle(self, event: RecordedEvent) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def verify(self) -> Iterable[str]:
+        """Yield one line per difference between the read model and a replay."""
+        return ()
+
+
+@cache
+def _projector_classes() -> tuple[type[Projector], ...]:
+    classes = tuple(import_string(path) for path in getattr(settings, "EVENTSTORE_PROJECTORS", ()))
+    names = [c.name for c in classes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"projector names must be unique: {names}")
+    return classes
+
+
+def projectors() -> list[Projector]:
+    """Return an instance of every configured projector, in settings order."""
+    return [cls() for cls in _projector_classes()]
+
+
+def inline_projectors() -> list[InlineProjector]:
+    return [p for p in projectors() if p.inline]
+
+
+def get_projector(name: str) -> Projector:
+    for projector in projectors():
+        if projector.name == name:
+            return projector
+    known = ", ".join(p.name for p in projectors()) or "none"
+    raise KeyError(f"no projection named {name!r} (configured: {known})")
+
+
+def event_store() -> PostgresEventStore:
+    """Return the store the application writes through, with inline projections wired in."""
+    return PostgresEventStore(inline_projectors=inline_projectors)
+
+
+@dataclass(frozen=True)
+class CatchUpResult:
+    name: str
+    events: int
+    batches: int
+    checkpoint: LogPosition
+    skipped_busy: bool = False
+
+
+def _lock_key(name: str) -> int:
+    digest = hashlib.blake2b(f"projection:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _try_lock(name: str) -> bool:
+    # An advisory lock rather than SELECT … FOR UPDATE on the checkpoint: row locks assign
+    # the reader a transaction id, which would hold back the very horizon it reads up to.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_key(name)])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def _lock(name: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(name)])
+
+
+def _read_checkpoint(name: str) -> LogPosition:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT transaction_id, position FROM eventstore_projection_checkpoint WHERE name = %s",
+            [name],
+        )
+        row = cursor.fetchone()
+    return LogPosition(int(row[0]), int(row[1])) if row else LOG_START
+
+
+def _write_checkpoint(name: str, position: LogPosition, processed: int, *, reset: bool) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO eventstore_projection_checkpoint "
+            "(name, transaction_id, position, events_processed, updated_at) "
+            "VALUES (%s, %s, %s, %s, now()) "
+            "ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, "
+            "position = EXCLUDED.position, updated_at = now(), events_processed = "
+            + (
+                "EXCLUDED.events_processed"
+                if reset
+                else "eventstore_projection_checkpoint.events_processed + EXCLUDED.events_processed"
+            ),
+            [name, position.transaction_id, position.position, processed],
+        )
+
+
+def _run_batch(projector: Projector, store: PostgresEventStore, batch_size: int) -> int | None:
+    """Process one batch in one transaction; None when another runner holds the projection."""
+    with transaction.atomic():
+        if not _try_lock(projector.name):
+            return None
+        checkpoint = _read_checkpoint(projector.name)
+        batch = store.read_all(
+            after=checkpoint, limit=batch_size, event_types=projector.event_types
+        )
+        if not batch:
+            return 0
+        for event in batch:
+            projector.handle(event)
+        _write_checkpoint(projector.name, batch[-1].log_position, len(batch), reset=False)
+        return len(batch)
+
+
+def projection_catch_up(
+    *, name: str, batch_size: int = 500, max_batches: int | None = None
+) -> CatchUpResult:
+    """Apply the events after the projection's checkpoint, batch by batch.
+
+    Each batch's read-model writes and its checkpoint commit in one transaction. If another
+    runner is busy with the same projection, return at once (it will do the work).
+    """
+    projector = get_projector(name)
+    store = PostgresEventStore()
+    total = batches = 0
+    while max_batches is None or batches < max_batches:
+        processed = _run_batch(projector, store, batch_size)
+        if processed is None:
+            return CatchUpResult(name, total, batches, _read_checkpoint(name), skipped_busy=True)
+        if processed == 0:
+            break
+        total += processed
+        batches += 1
+        if processed < batch_size:
+            break
+    return CatchUpResult(name, total, batches, _read_checkpoint(name))
+
+
+def projections_catch_up_all(*, batch_size: int = 500) -> list[CatchUpResult]:
+    return [projection_catch_up(name=p.name, batch_size=batch_size) for p in projectors()]
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    name: str
+    events: int
+    checkpoint: LogPosition
+
+
+def projection_rebuild(
+    *,
+    name: str,
+    batch_size: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> RebuildResult:
+    """Empty the read model and replay the whole log into it, in one transaction.
+
+    Readers keep seeing the old read model until the rebuild commits, and the catch-up
+    runner waits for it. ``progress(done, total)`` is called after every batch.
+    """
+    projector = get_projector(name)
+    store = PostgresEventStore()
+    with transaction.atomic(durable=True):
+        _lock(name)
+        total = store.count_after(after=LOG_START, event_types=projector.event_types)
+        projector.reset()
+        position = LOG_START
+        done = 0
+        if progress:
+            progress(0, total)
+        while True:
+            batch = store.read_all(
+                after=position, limit=batch_size, event_types=projector.event_types
+            )
+            if not batch:
+                break
+            for event in batch:
+                projector.handle(event)
+            done += len(batch)
+            position = batch[-1].log_position
+            if progress:
+                progress(done, max(total, done))
+        _write_checkpoint(name, position, done, reset=True)
+    return RebuildResult(name, done, position)
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    checkpoint: LogPosition
+    lag: int
+    inline: bool
+
+
+def projection_statuses() -> list[ProjectionStatus]:
+    """Return each projection's checkpoint and how many events it has yet to read."""
+    store = PostgresEventStore()
+    statuses = []
+    for projector in projectors():
+        checkpoint = _read_checkpoint(projector.name)
+        lag = store.count_after(after=checkpoint, event_types=projector.event_types)
+        statuses.append(ProjectionStatus(projector.name, checkpoint, lag, projector.inline))
+    return statuses
