@@ -31,23 +31,35 @@ class Record:
 
 
 def throughput_record(
-    *, name: str, value: float, unit: str, baseline: str, baseline_value: float,
+    *,
+    name: str,
+    value: float,
+    unit: str,
+    baseline: str,
+    baseline_value: float,
     target: float | None,
 ) -> Record:
     """Build a record where more is better (events/s, orders/s): ratio = ours ÷ baseline."""
     ratio = value / baseline_value if baseline_value else 0.0
-    return Record(name, round(value, 3), unit, baseline, round(baseline_value, 3),
-                  round(ratio, 3), target)
+    return Record(
+        name, round(value, 3), unit, baseline, round(baseline_value, 3), round(ratio, 3), target
+    )
 
 
 def latency_record(
-    *, name: str, value: float, unit: str, baseline: str, baseline_value: float,
+    *,
+    name: str,
+    value: float,
+    unit: str,
+    baseline: str,
+    baseline_value: float,
     target: float | None,
 ) -> Record:
     """Build a record where less is better (ms): ratio = baseline ÷ ours."""
     ratio = baseline_value / value if value else 0.0
-    return Record(name, round(value, 3), unit, baseline, round(baseline_value, 3),
-                  round(ratio, 3), target)
+    return Record(
+        name, round(value, 3), unit, baseline, round(baseline_value, 3), round(ratio, 3), target
+    )
 
 
 def save(records: list[Record]) -> None:

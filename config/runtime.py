@@ -30,6 +30,11 @@ def database_url() -> str | None:
     return os.environ.get("DATABASE_URL") or _recorded().get("DATABASE_URL")
 
 
+def debug_flag() -> str | None:
+    """Return DEBUG from the environment, else the value ``make run`` ran with."""
+    return os.environ.get("DEBUG") or _recorded().get("DEBUG")
+
+
 def broker_url() -> str | None:
     """Return the Redis broker URL from the environment, else the one ``make run`` recorded."""
     return (

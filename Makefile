@@ -1,0 +1,49 @@
+# Development entry points. See README.md.
+#   make run    the whole back office on http://127.0.0.1:8000 (embedded servers if needed)
+#   make test   the whole test suite (extra pytest arguments: PYTEST_ARGS="-x -k saga")
+#   make lint   ruff check, ruff format --check, mypy
+#   make bench  the benchmarks (python -m bench)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+# The interpreter that creates .venv: python3.11, else python3 (it must be 3.11; checked).
+BOOT_PYTHON := $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+# Once .venv exists, its own Python keeps it installed.
+SETUP_PYTHON = $(if $(wildcard $(VENV_PYTHON)),$(VENV_PYTHON),$(BOOT_PYTHON))
+PYTEST_ARGS ?=
+
+# Local work runs in debug mode unless the caller set DEBUG (settings need SECRET_KEY otherwise).
+run test bench: export DEBUG ?= true
+# mypy's Django plugin imports the settings, which need server URLs to parse; nothing connects.
+lint: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lint-only
+lint: export REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: help venv venv-dev run test lint bench
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+venv:
+	@test -n "$(SETUP_PYTHON)" || { echo "error: python3.11 is not on PATH" >&2; exit 2; }
+	@$(SETUP_PYTHON) -m devtools.virtualenv
+
+venv-dev:
+	@test -n "$(SETUP_PYTHON)" || { echo "error: python3.11 is not on PATH" >&2; exit 2; }
+	@$(SETUP_PYTHON) -m devtools.virtualenv --dev
+
+run: venv
+	@$(VENV_PYTHON) -m devtools.run
+
+test: venv-dev
+	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+bench: venv-dev
+	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench
