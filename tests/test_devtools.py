@@ -263,7 +263,10 @@ def test_server_users_forget_processes_that_died(scratch: Path) -> None:
     assert users.leave(os.getpid()) == []
 
 
-def test_runtime_file_records_the_urls_in_use(scratch: Path) -> None:
+def test_runtime_file_records_the_urls_in_use(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEBUG", raising=False)
     path = scratch / ".local" / "runtime.json"
     write_runtime_file(
         path, ServerUrls(database_url="postgres://a@127.0.0.1:1/b", redis_url="redis://c:2/0")
@@ -272,6 +275,18 @@ def test_runtime_file_records_the_urls_in_use(scratch: Path) -> None:
         "DATABASE_URL": "postgres://a@127.0.0.1:1/b",
         "REDIS_URL": "redis://c:2/0",
     }
+
+
+def test_runtime_file_records_debug_when_make_run_set_it(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `manage.py` run by hand in another shell must agree with `make run` on DEBUG.
+    monkeypatch.setenv("DEBUG", "true")
+    path = scratch / ".local" / "runtime.json"
+    write_runtime_file(
+        path, ServerUrls(database_url="postgres://a@127.0.0.1:1/b", redis_url="redis://c:2/0")
+    )
+    assert json.loads(path.read_text())["DEBUG"] == "true"
 
 
 def test_with_servers_exports_the_environment_servers_to_the_command() -> None:
