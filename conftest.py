@@ -4,4 +4,4 @@ Tests run against real PostgreSQL and Redis. Fixtures that start real processes 
 worker, a live server) live in ``tests/support`` and are registered here.
 """
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.support.worker"]

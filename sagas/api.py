@@ -1,0 +1,233 @@
+"""REST endpoints for sagas: staff read them; operators retry or skip failed compensations."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api.errors import ERROR_RESPONSES, error_response
+from config.api.pagination import StandardPagination
+from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
+from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
+from sagas.services import saga_retry, saga_skip_compensation
+from sagas.statuses import SagaStatus
+
+
+class StaffWith(BasePermission):
+    """Allow staff users holding one permission."""
+
+    perm = ""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff and user.has_perm(self.perm))
+
+
+class CanViewSagas(StaffWith):
+    perm = "sagas.view_saga"
+    message = "Only staff with the permission to view sagas can see them."
+
+
+class CanRetrySagas(StaffWith):
+    perm = "sagas.retry_saga"
+    message = "Retrying a saga needs the retry permission."
+
+
+class CanSkipCompensations(StaffWith):
+    perm = "sagas.skip_compensation"
+    message = "Skipping a compensation needs the skip permission."
+
+
+class SagaStepSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    last_error = serializers.CharField(allow_blank=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class SagaLogSerializer(serializers.Serializer):
+    step = serializers.CharField()
+    phase = serializers.CharField()
+    attempt = serializers.IntegerField()
+    status = serializers.CharField()
+    error = serializers.CharField(allow_blank=True)
+    at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    worker = serializers.CharField(allow_blank=True)
+
+
+class OperatorActionSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    actor = serializers.CharField()
+    reason = serializers.CharField(allow_blank=True)
+    step = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class FailureSerializer(serializers.Serializer):
+    step = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+
+
+class SagaSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField(source="saga_type")
+    status = serializers.CharField()
+    subject = serializers.CharField()
+    correlation_id = serializers.CharField()
+    current_step = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class SagaDetailSerializer(SagaSummarySerializer):
+    context = serializers.JSONField()  # type: ignore[assignment]
+    failure = serializers.SerializerMethodField()
+    steps = SagaStepSerializer(many=True)
+    log = SagaLogSerializer(many=True, source="executions")
+    operator_actions = OperatorActionSerializer(many=True)
+
+    @extend_schema_field(FailureSerializer(allow_null=True))
+    def get_failure(self, saga: Saga) -> dict[str, str] | None:
+        if not saga.failure_code:
+            return None
+        return {
+            "step": saga.failure_step,
+            "code": saga.failure_code,
+            "message": saga.failure_message,
+        }
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class SkipSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, allow_blank=True)
+
+
+def _detail_queryset() -> QuerySet[Saga]:
+    return Saga.objects.prefetch_related(
+        Prefetch("steps", queryset=SagaStep.objects.order_by("position")),
+        Prefetch("executions", queryset=SagaStepExecution.objects.order_by("at", "id")),
+        Prefetch("operator_actions", queryset=SagaOperatorAction.objects.order_by("at", "id")),
+    )
+
+
+def _get(saga_id: str) -> Saga:
+    try:
+        uid = UUID(saga_id)
+    except ValueError:
+        raise NotFound("No saga with this id.") from None
+    saga = _detail_queryset().filter(id=uid).first()
+    if saga is None:
+        raise NotFound("No saga with this id.")
+    return saga
+
+
+def _actor(request: Request) -> str:
+    return f"user:{request.user.pk}"
+
+
+class SagaListView(APIView):
+    permission_classes = [CanViewSagas]
+    pagination_class = StandardPagination
+
+    @extend_schema(
+        summary="List sagas",
+        parameters=[
+            OpenApiParameter("status", str, enum=[s.value for s in SagaStatus]),
+            OpenApiParameter("type", str),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses={200: SagaSummarySerializer(many=True), **ERROR_RESPONSES(400, 401, 403, 404)},
+    )
+    def get(self, request: Request) -> Response:
+        sagas = Saga.objects.order_by("-created_at", "-id")
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in SagaStatus.__members__:
+                raise ValidationError(
+                    {"status": [f"Must be one of {', '.join(s.value for s in SagaStatus)}."]}
+                )
+            sagas = sagas.filter(status=wanted)
+        if request.query_params.get("type"):
+            sagas = sagas.filter(saga_type=request.query_params["type"])
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(sagas, request, view=self) or []
+        return paginator.get_paginated_response(SagaSummarySerializer(page, many=True).data)
+
+
+class SagaDetailView(APIView):
+    permission_classes = [CanViewSagas]
+
+    @extend_schema(
+        summary="A saga with its steps, attempt log and operator actions",
+        responses={200: SagaDetailSerializer, **ERROR_RESPONSES(401, 403, 404)},
+    )
+    def get(self, request: Request, saga_id: str) -> Response:
+        return Response(SagaDetailSerializer(_get(saga_id)).data)
+
+
+class SagaRetryView(APIView):
+    permission_classes = [CanRetrySagas]
+
+    @extend_schema(
+        summary="Resume a saga from its failed compensation",
+        request=ReasonSerializer,
+        responses={202: SagaDetailSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 415)},
+    )
+    def post(self, request: Request, saga_id: str) -> Response:
+        saga = _get(saga_id)
+        payload = ReasonSerializer(data=request.data or {})
+        payload.is_valid(raise_exception=True)
+        try:
+            saga_retry(
+                saga_id=saga.id,
+                actor=_actor(request),
+                reason=payload.validated_data.get("reason", ""),
+            )
+        except SagaNotFound as exc:
+            raise NotFound("No saga with this id.") from exc
+        except SagaStateConflict as exc:
+            return error_response(409, str(exc))
+        return Response(SagaDetailSerializer(_get(saga_id)).data, status=202)
+
+
+class SagaSkipView(APIView):
+    permission_classes = [CanSkipCompensations]
+
+    @extend_schema(
+        summary="Mark the failed compensation resolved by hand, then continue",
+        request=SkipSerializer,
+        responses={202: SagaDetailSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 415)},
+    )
+    def post(self, request: Request, saga_id: str) -> Response:
+        saga = _get(saga_id)
+        payload = SkipSerializer(data=request.data or {})
+        payload.is_valid(raise_exception=True)
+        try:
+            saga_skip_compensation(
+                saga_id=saga.id, actor=_actor(request), reason=payload.validated_data["reason"]
+            )
+        except ReasonRequired as exc:
+            raise ValidationError({"reason": [str(exc)]}) from exc
+        except SagaNotFound as exc:
+            raise NotFound("No saga with this id.") from exc
+        except SagaStateConflict as exc:
+            return error_response(409, str(exc))
+        return Response(SagaDetailSerializer(_get(saga_id)).data, status=202)

@@ -1,0 +1,413 @@
+"""Decide every saga transition: plain functions over plain values, no Django, no Celery.
+
+The Django side (``sagas.runner``, ``sagas.services``, ``sagas.sweeper``) reads a saga's row,
+asks a function here what happens next, and writes the answer. Keeping the decisions here
+lets them be tested table-driven without a database, and keeps the rules in one place:
+
+- A step runs at a *cursor*: a step index and a phase (action or compensation). One attempt
+  at a time: the saga row holds the cursor, its attempt count and, while an attempt runs,
+  the claim.
+- An action that succeeds moves the cursor to the next action, or completes the saga.
+- A transient failure (or a timeout) retries the same cursor after a backoff until the
+  step's policy runs out; then it is a failure for good with code ``step_failed``.
+- A failure for good in an action starts compensating: the compensations of the steps that
+  succeeded run in reverse order, passing over steps that have none.
+- A compensation that fails for good stops the saga in ``COMPENSATION_FAILED``; earlier
+  compensations wait for an operator's retry (a new round of attempts at the same cursor) or
+  skip (the compensation counts as done by hand, the saga carries on).
+- A claim whose worker process died is taken over by the redelivered message and runs the
+  same attempt again; past ``max_redeliveries`` takeovers the step fails for good (a poison
+  message must not crash workers forever).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sagas.definitions import STEP_FAILED, Failure, RetryPolicy, SagaDefinition
+from sagas.errors import SagaStateConflict
+from sagas.statuses import (
+    MOVING_SAGA_STATUSES,
+    AttemptStatus,
+    Phase,
+    SagaStatus,
+    StepStatus,
+)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Point at what a saga runs next: a step (by index) and a phase."""
+
+    index: int
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class SagaState:
+    """Hold what the decisions need to know about a saga (read from its row).
+
+    ``attempt`` counts the attempts made at the cursor, the running one included;
+    ``round_start`` is how many of them belong to rounds before an operator's retry, so the
+    retry policy counts only this round's.
+    """
+
+    status: SagaStatus
+    cursor: Cursor
+    attempt: int = 0
+    round_start: int = 0
+    redeliveries: int = 0
+    failure: Failure | None = None
+
+
+# --- Outcomes of one attempt ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """The participant returned; ``result`` merges into the saga's context."""
+
+    result: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TransientFailure:
+    """The participant raised a transient (or unexpected) error, described in ``error``."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class BusinessFailure:
+    """The participant raised a business failure (or a permanent fault was injected)."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """The attempt ran past its step's timeout (counts as a transient failure)."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Poisoned:
+    """The attempt lost its worker more often than the poison guard allows."""
+
+    error: str
+
+
+Outcome = Succeeded | TransientFailure | BusinessFailure | TimedOut | Poisoned
+
+
+# --- Transitions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Say which attempt runs next and in how many seconds.
+
+    ``new_round`` starts a fresh count of attempts at the same cursor (an operator's retry);
+    a schedule at another cursor always starts counting from zero.
+    """
+
+    cursor: Cursor
+    delay: float = 0.0
+    new_round: bool = False
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Describe everything one decision changes.
+
+    ``step_status`` is the new status of the step at the *old* cursor. ``attempt_status``
+    is how the finished attempt is logged (None when no attempt finished, as for operator
+    actions). ``next`` is None when the saga comes to rest (finished, or waiting for an
+    operator).
+    """
+
+    saga_status: SagaStatus
+    step_status: StepStatus
+    attempt_status: AttemptStatus | None
+    error: str
+    next: Schedule | None
+    failure: Failure | None
+    merge: Mapping[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Tell whether the saga reached an end state (COMPLETED or COMPENSATED)."""
+        return self.saga_status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
+
+
+def compensation_order(definition: SagaDefinition, *, failed_index: int) -> list[int]:
+    """List the steps to compensate after step ``failed_index`` failed, in running order.
+
+    Every step before the failed one succeeded; those with a compensation are undone, the
+    latest first. The failed step itself is not: its action did not succeed.
+    """
+    return [i for i in range(failed_index - 1, -1, -1) if definition.steps[i].compensation]
+
+
+def _previous_compensation(definition: SagaDefinition, *, below: int) -> int | None:
+    for i in range(below - 1, -1, -1):
+        if definition.steps[i].compensation is not None:
+            return i
+    return None
+
+
+def _policy(definition: SagaDefinition, cursor: Cursor) -> RetryPolicy:
+    step = definition.steps[cursor.index]
+    return step.retry if cursor.phase is Phase.ACTION else step.compensation_retry
+
+
+def first_cursor(definition: SagaDefinition) -> Cursor | None:
+    """Return where a new saga starts after its local steps ran (None: nothing is remote)."""
+    for i, step in enumerate(definition.steps):
+        if not step.local:
+            return Cursor(i, Phase.ACTION)
+    return None
+
+
+def _start_compensating(
+    definition: SagaDefinition, state: SagaState, failure: Failure, *, logged: AttemptStatus
+) -> Transition:
+    target = _previous_compensation(definition, below=state.cursor.index)
+    message = f"{failure.code}: {failure.message}" if failure.message else failure.code
+    return Transition(
+        saga_status=SagaStatus.COMPENSATING if target is not None else SagaStatus.COMPENSATED,
+        step_status=StepStatus.FAILED,
+        attempt_status=logged,
+        error=message,
+        next=Schedule(Cursor(target, Phase.COMPENSATION)) if target is not None else None,
+        failure=failure,
+    )
+
+
+def _continue_compensating(
+    definition: SagaDefinition,
+    state: SagaState,
+    *,
+    step_status: StepStatus,
+    logged: AttemptStatus | None,
+    merge: Mapping[str, Any] | None = None,
+) -> Transition:
+    target = _previous_compensation(definition, below=state.cursor.index)
+    return Transition(
+        saga_status=SagaStatus.COMPENSATING if target is not None else SagaStatus.COMPENSATED,
+        step_status=step_status,
+        attempt_status=logged,
+        error="",
+        next=Schedule(Cursor(target, Phase.COMPENSATION)) if target is not None else None,
+        failure=state.failure,
+        merge=merge,
+    )
+
+
+def _compensation_failed(state: SagaState, error: str, logged: AttemptStatus) -> Transition:
+    return Transition(
+        saga_status=SagaStatus.COMPENSATION_FAILED,
+        step_status=StepStatus.COMPENSATION_FAILED,
+        attempt_status=logged,
+        error=error,
+        next=None,
+        failure=state.failure,
+    )
+
+
+def decide(
+    definition: SagaDefinition, state: SagaState, outcome: Outcome, *, rand: float
+) -> Transition:
+    """Decide what follows the attempt at ``state.cursor`` that ended with ``outcome``.
+
+    ``rand`` (in [0, 1)) feeds the backoff's jitter, so the caller owns the randomness.
+    """
+    if state.status not in MOVING_SAGA_STATUSES:
+        raise SagaStateConflict(saga_id=None, status=state.status, action="record an attempt of")
+    cursor = state.cursor
+    step = definition.steps[cursor.index]
+    in_action = cursor.phase is Phase.ACTION
+
+    if isinstance(outcome, Succeeded):
+        if not in_action:
+            return _continue_compensating(
+                definition,
+                state,
+                step_status=StepStatus.COMPENSATED,
+                logged=AttemptStatus.SUCCEEDED,
+                merge=outcome.result,
+            )
+        following = cursor.index + 1
+        done = following >= len(definition.steps)
+        return Transition(
+            saga_status=SagaStatus.COMPLETED if done else SagaStatus.RUNNING,
+            step_status=StepStatus.SUCCEEDED,
+            attempt_status=AttemptStatus.SUCCEEDED,
+            error="",
+            next=None if done else Schedule(Cursor(following, Phase.ACTION)),
+            failure=None,
+            merge=outcome.result,
+        )
+
+    if isinstance(outcome, TransientFailure | TimedOut):
+        logged = AttemptStatus.TIMED_OUT if isinstance(outcome, TimedOut) else None
+        policy = _policy(definition, cursor)
+        failed_in_round = state.attempt - state.round_start
+        if failed_in_round < policy.max_attempts:
+            return Transition(
+                saga_status=state.status,
+                step_status=StepStatus.PENDING if in_action else StepStatus.COMPENSATING,
+                attempt_status=logged or AttemptStatus.RETRYING,
+                error=outcome.error,
+                next=Schedule(
+                    cursor, delay=policy.delay(failed_attempts=failed_in_round, rand=rand)
+                ),
+                failure=state.failure,
+            )
+        exhausted = f"{outcome.error} (gave up after {failed_in_round} attempts)"
+        if in_action:
+            return _start_compensating(
+                definition,
+                state,
+                Failure(step=step.name, code=STEP_FAILED, message=exhausted),
+                logged=logged or AttemptStatus.FAILED,
+            )
+        return _compensation_failed(state, exhausted, logged or AttemptStatus.FAILED)
+
+    if isinstance(outcome, BusinessFailure):
+        if in_action:
+            return _start_compensating(
+                definition,
+                state,
+                Failure(step=step.name, code=outcome.code, message=outcome.message),
+                logged=AttemptStatus.FAILED,
+            )
+        error = f"{outcome.code}: {outcome.message}" if outcome.message else outcome.code
+        return _compensation_failed(state, error, AttemptStatus.FAILED)
+
+    # Poisoned: the attempt keeps killing its worker; retrying it again would too.
+    if in_action:
+        return _start_compensating(
+            definition,
+            state,
+            Failure(step=step.name, code=STEP_FAILED, message=outcome.error),
+            logged=AttemptStatus.WORKER_LOST,
+        )
+    return _compensation_failed(state, outcome.error, AttemptStatus.WORKER_LOST)
+
+
+def decide_operator_retry(definition: SagaDefinition, state: SagaState) -> Transition:
+    """Resume a COMPENSATION_FAILED saga at its failed compensation, with fresh attempts."""
+    if state.status is not SagaStatus.COMPENSATION_FAILED:
+        raise SagaStateConflict(saga_id=None, status=state.status, action="retry")
+    return Transition(
+        saga_status=SagaStatus.COMPENSATING,
+        step_status=StepStatus.COMPENSATING,
+        attempt_status=None,
+        error="",
+        next=Schedule(state.cursor, new_round=True),
+        failure=state.failure,
+    )
+
+
+def decide_operator_skip(definition: SagaDefinition, state: SagaState) -> Transition:
+    """Mark the failed compensation resolved by hand (SKIPPED) and carry on compensating."""
+    if state.status is not SagaStatus.COMPENSATION_FAILED:
+        raise SagaStateConflict(saga_id=None, status=state.status, action="skip a compensation of")
+    return _continue_compensating(definition, state, step_status=StepStatus.SKIPPED, logged=None)
+
+
+# --- Claims -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Start attempt ``attempt`` at the cursor (``takeover``: rerun a lost attempt)."""
+
+    attempt: int
+    takeover: bool = False
+    redeliveries: int = 0
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Acknowledge the message and do nothing (duplicate, stale, early or busy)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """Stop taking over an attempt that keeps losing its worker: fail it for good."""
+
+    error: str
+
+
+ClaimDecision = Claim | Ignore | GiveUp
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """Hold what a claim decision needs beyond the saga state: timing and the current claim.
+
+    ``claimed`` tells whether an attempt holds the saga; ``claimant_dead`` whether its worker
+    process is known to be gone (same host, pid no longer alive); ``lease_expired`` whether
+    it ran past its deadline (the sweeper times those out).
+    """
+
+    due_at: datetime | None
+    claimed: bool
+    claimant_dead: bool = False
+    lease_expired: bool = False
+
+
+#: A message may arrive a little before its due time (clock granularity, countdown rounding).
+EARLY_TOLERANCE = timedelta(milliseconds=250)
+
+
+def decide_claim(
+    state: SagaState,
+    view: ClaimView,
+    *,
+    step_index: int,
+    phase: Phase,
+    now: datetime,
+    max_redeliveries: int,
+) -> ClaimDecision:
+    """Decide whether a message for ``(step_index, phase)`` may run an attempt now.
+
+    A message is a hint, never an order: it runs only when the saga is moving, the message
+    names the saga's cursor, the attempt is due and no live attempt holds the saga. So a
+    duplicated, redelivered or stale message is a no-op, and a step that succeeded is never
+    run again.
+    """
+    if state.status not in MOVING_SAGA_STATUSES:
+        return Ignore(f"saga is {state.status}")
+    if state.cursor != Cursor(step_index, phase):
+        return Ignore("not the saga's current step and phase")
+    if view.claimed:
+        if not view.claimant_dead:
+            if view.lease_expired:
+                return Ignore("the running attempt is past its deadline; the sweeper times it out")
+            return Ignore("a live attempt holds the step")
+        if state.redeliveries >= max_redeliveries:
+            return GiveUp(
+                f"poison guard: attempt {state.attempt} lost its worker "
+                f"{state.redeliveries + 1} times; giving up"
+            )
+        return Claim(attempt=state.attempt, takeover=True, redeliveries=state.redeliveries + 1)
+    if view.due_at is None:
+        return Ignore("nothing is due at this step")
+    if view.due_at - EARLY_TOLERANCE > now:
+        return Ignore("not due yet")
+    return Claim(attempt=state.attempt + 1)
+
+
+def claimed_step_status(phase: Phase) -> StepStatus:
+    """Return the status a step shows while an attempt of ``phase`` runs."""
+    return StepStatus.RUNNING if phase is Phase.ACTION else StepStatus.COMPENSATING

@@ -1,0 +1,294 @@
+"""Store sagas durably: the saga row, one row per step, a log row per attempt, operator actions.
+
+The saga row is the truth about where a saga stands and the only thing a worker locks. Besides
+status and context it holds the *cursor* (the step and phase that run next), the attempt count
+there, and the scheduling fields the claim protocol and the sweeper use:
+
+- ``due_at``: an attempt at the cursor is waiting to run from this time (NULL while one runs
+  or when the saga rests);
+- ``dispatched_at``: when a message for it was last handed to the broker (NULL: none was, the
+  due time is the sweeper's to act on);
+- ``claim_token``, ``claimed_at``, ``claim_host``, ``claim_pid``, ``claim_worker`` and
+  ``deadline``: the attempt running now, and the time past which it counts as stalled.
+
+Step rows are what people read (status, attempts, last error, times); the engine updates them
+alongside the saga row but never decides from them. Foreign keys to the saga carry no index
+of their own: each table's composite index or unique constraint starts with ``saga_id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+
+from django.db import models
+from django.db.models import Q
+
+from sagas.definitions import Failure
+from sagas.statuses import (
+    ACTIVE_SAGA_STATUSES,
+    COMPENSATION_STEP_STATUSES,
+    AttemptStatus,
+    FaultMode,
+    OperatorActionKind,
+    Phase,
+    SagaStatus,
+    StepStatus,
+)
+
+
+def _choices(members: Iterable[StrEnum]) -> list[tuple[str, str]]:
+    return [(m.value, m.value) for m in members]
+
+
+def _in(field: str, members: Iterable[StrEnum]) -> Q:
+    # Sorted: a set's order changes between processes, and migrations must not.
+    return Q(**{f"{field}__in": sorted(m.value for m in members)})
+
+
+REST_STATUSES = [SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.COMPENSATION_FAILED]
+
+
+class Saga(models.Model):
+    """Run one multi-step process to its end, or undo it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    saga_type = models.CharField(max_length=100)
+    status = models.CharField(max_length=32, choices=_choices(SagaStatus))
+    #: What the saga acts on ("order:<uuid>"), for listing a subject's sagas.
+    subject = models.CharField(max_length=200, blank=True, default="")
+    #: At most one active exclusive saga per subject (a partial unique index enforces it).
+    exclusive = models.BooleanField(default=False)
+    correlation_id = models.CharField(max_length=200, blank=True, default="")
+    #: Who started the saga ("user:7"), passed to participants for their audit trails.
+    actor = models.CharField(max_length=200, blank=True, default="")
+    context = models.JSONField(default=dict)
+
+    current_step = models.CharField(max_length=100)
+    current_phase = models.CharField(max_length=16, choices=_choices(Phase))
+    attempt = models.PositiveIntegerField(default=0)
+    round_start = models.PositiveIntegerField(default=0)
+    redeliveries = models.PositiveIntegerField(default=0)
+
+    due_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_host = models.CharField(max_length=255, blank=True, default="")
+    claim_pid = models.IntegerField(null=True, blank=True)
+    claim_worker = models.CharField(max_length=255, blank=True, default="")
+
+    failure_step = models.CharField(max_length=100, blank=True, default="")
+    failure_code = models.CharField(max_length=100, blank=True, default="")
+    failure_message = models.TextField(blank=True, default="")
+
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [
+            ("retry_saga", "Can retry a saga's failed compensation"),
+            ("skip_compensation", "Can skip a saga's failed compensation"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=_in("status", SagaStatus), name="sagas_saga_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=_in("current_phase", Phase), name="sagas_saga_phase_valid"
+            ),
+            # A claim always comes with its deadline, and a claimed attempt is not also due.
+            models.CheckConstraint(
+                condition=Q(claim_token__isnull=True, deadline__isnull=True)
+                | Q(claim_token__isnull=False, deadline__isnull=False, due_at__isnull=True),
+                name="sagas_saga_claim_consistent",
+            ),
+            # A saga at rest has nothing due and nothing running.
+            models.CheckConstraint(
+                condition=~_in("status", REST_STATUSES)
+                | Q(due_at__isnull=True, claim_token__isnull=True),
+                name="sagas_saga_rest_is_idle",
+            ),
+            models.CheckConstraint(
+                condition=Q(round_start__lte=models.F("attempt")),
+                name="sagas_saga_round_within_attempts",
+            ),
+            models.UniqueConstraint(
+                fields=["subject"],
+                condition=Q(exclusive=True) & _in("status", ACTIVE_SAGA_STATUSES),
+                name="sagas_saga_one_active_exclusive_per_subject",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["subject", "-created_at"], name="sagas_saga_subject_idx"),
+            # Also the sweeper's: it scans only RUNNING and COMPENSATING sagas. due_at and
+            # deadline are deliberately not indexed: every step rewrites them, and an update
+            # that touches no indexed column is a HOT update (no index entries to write).
+            models.Index(fields=["status", "saga_type"], name="sagas_saga_status_type_idx"),
+            models.Index(fields=["-created_at"], name="sagas_saga_created_idx"),
+            models.Index(fields=["correlation_id"], name="sagas_saga_correlation_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.saga_type} {self.id} ({self.status})"
+
+    @property
+    def type(self) -> str:
+        """Return the saga type (the API calls it ``type``)."""
+        return self.saga_type
+
+    @property
+    def failure(self) -> Failure | None:
+        """Return why the saga compensates (step, code, message), or None when it does not."""
+        if not self.failure_code:
+            return None
+        return Failure(step=self.failure_step, code=self.failure_code, message=self.failure_message)
+
+
+class SagaStep(models.Model):
+    """Show where one step of a saga stands (its compensation's status once compensating)."""
+
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps", db_index=False)
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=100)
+    status = models.CharField(max_length=32, choices=_choices(StepStatus))
+    compensable = models.BooleanField()
+    action_attempts = models.PositiveIntegerField(default=0)
+    compensation_attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    action_started_at = models.DateTimeField(null=True, blank=True)
+    action_finished_at = models.DateTimeField(null=True, blank=True)
+    compensation_started_at = models.DateTimeField(null=True, blank=True)
+    compensation_finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["saga", "position"], name="sagas_step_position_unique"),
+            models.UniqueConstraint(fields=["saga", "name"], name="sagas_step_name_unique"),
+            models.CheckConstraint(
+                condition=_in("status", StepStatus), name="sagas_step_status_valid"
+            ),
+        ]
+        ordering = ["saga", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+    @property
+    def in_compensation(self) -> bool:
+        """Tell whether the step shows its compensation (compensating or past it)."""
+        return StepStatus(self.status) in COMPENSATION_STEP_STATUSES
+
+    @property
+    def attempts(self) -> int:
+        """Return the attempts of the phase the step shows."""
+        return self.compensation_attempts if self.in_compensation else self.action_attempts
+
+    @property
+    def started_at(self) -> datetime | None:
+        """Return when the phase the step shows first started."""
+        return self.compensation_started_at if self.in_compensation else self.action_started_at
+
+    @property
+    def finished_at(self) -> datetime | None:
+        """Return when the phase the step shows finished (None while it has not)."""
+        return self.compensation_finished_at if self.in_compensation else self.action_finished_at
+
+
+class SagaStepExecution(models.Model):
+    """Log one attempt of a step's action or compensation: who ran it, when, how it ended."""
+
+    saga = models.ForeignKey(
+        Saga, on_delete=models.CASCADE, related_name="executions", db_index=False
+    )
+    step = models.CharField(max_length=100)
+    position = models.PositiveSmallIntegerField()
+    phase = models.CharField(max_length=16, choices=_choices(Phase))
+    attempt = models.PositiveIntegerField()
+    status = models.CharField(max_length=32, choices=_choices(AttemptStatus))
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    #: When the attempt's outcome was recorded.
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=_in("status", AttemptStatus), name="sagas_execution_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=_in("phase", Phase), name="sagas_execution_phase_valid"
+            ),
+            models.CheckConstraint(condition=Q(attempt__gte=1), name="sagas_execution_attempt_pos"),
+        ]
+        indexes = [models.Index(fields=["saga", "at"], name="sagas_execution_saga_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.step} {self.phase} #{self.attempt} {self.status}"
+
+
+class SagaOperatorAction(models.Model):
+    """Record what an operator did to a saga: who, when, why."""
+
+    saga = models.ForeignKey(
+        Saga, on_delete=models.CASCADE, related_name="operator_actions", db_index=False
+    )
+    action = models.CharField(max_length=32, choices=_choices(OperatorActionKind))
+    actor = models.CharField(max_length=200)
+    reason = models.TextField(blank=True, default="")
+    step = models.CharField(max_length=100)
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=_in("action", OperatorActionKind), name="sagas_operator_action_valid"
+            ),
+            # A skip without a reason would leave nobody able to tell why a compensation
+            # never ran.
+            models.CheckConstraint(
+                condition=~Q(action=OperatorActionKind.SKIP_COMPENSATION.value) | ~Q(reason=""),
+                name="sagas_operator_skip_has_reason",
+            ),
+        ]
+        indexes = [models.Index(fields=["saga", "at"], name="sagas_operator_saga_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class FaultRule(models.Model):
+    """Make a saga step's action or compensation fail on purpose (fault injection).
+
+    ``remaining`` counts the failures still to inject; NULL means until the rule is cleared.
+    Honoured only when ``settings.FAULT_INJECTION_ENABLED`` is true.
+    """
+
+    saga_type = models.CharField(max_length=100)
+    step = models.CharField(max_length=100)
+    phase = models.CharField(max_length=16, choices=_choices(Phase))
+    mode = models.CharField(max_length=16, choices=_choices(FaultMode))
+    remaining = models.PositiveIntegerField(null=True, blank=True)
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["saga_type", "step", "phase"], name="sagas_fault_one_rule_per_target"
+            ),
+            models.CheckConstraint(condition=_in("phase", Phase), name="sagas_fault_phase_valid"),
+            models.CheckConstraint(condition=_in("mode", FaultMode), name="sagas_fault_mode_valid"),
+        ]
+        ordering = ["saga_type", "step", "phase"]
+
+    def __str__(self) -> str:
+        times = "until cleared" if self.remaining is None else f"{self.remaining} more"
+        return f"{self.mode} fault on {self.saga_type}.{self.step} {self.phase} ({times})"

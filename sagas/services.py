@@ -1,0 +1,324 @@
+"""Start sagas and act on them as an operator: the saga engine's write API.
+
+``saga_start`` joins the caller's transaction, so that what a saga is started for (an order's
+first event, say) and the saga itself commit together or not at all. The operator actions
+each own one durable transaction. ``sagas_sweep`` (the recovery pass) lives in
+``sagas.sweeper`` and is exported here with the rest of the write API.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+from uuid import UUID
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from sagas.definitions import (
+    INJECTED_FAULT,
+    SagaDefinition,
+    Step,
+    StepBusinessFailure,
+    StepCall,
+    TransientStepError,
+    idempotency_key,
+)
+from sagas.dispatch import StepMessage, publish_on_commit
+from sagas.engine import Transition, decide_operator_retry, decide_operator_skip, first_cursor
+from sagas.errors import (
+    ReasonRequired,
+    SagaAlreadyActive,
+    SagaNotFound,
+    SagaStateConflict,
+    TransactionRequired,
+)
+from sagas.faults import fault_take
+from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
+from sagas.recorder import saga_state, transition_apply
+from sagas.registry import get_definition
+from sagas.statuses import (
+    AttemptStatus,
+    FaultMode,
+    OperatorActionKind,
+    Phase,
+    SagaStatus,
+    StepStatus,
+)
+from sagas.sweeper import SweepResult, sagas_sweep
+from sagas.workers import current_worker
+
+__all__ = [
+    "SweepResult",
+    "saga_retry",
+    "saga_skip_compensation",
+    "saga_start",
+    "sagas_sweep",
+]
+
+
+def saga_start(
+    *,
+    saga_type: str,
+    context: Mapping[str, Any],
+    correlation_id: str,
+    actor: str,
+    subject: str = "",
+    exclusive: bool = False,
+    now: datetime | None = None,
+) -> UUID:
+    """Write a new saga in the caller's transaction and send its first step after commit.
+
+    Leading steps marked ``local`` run right here, inside that transaction: their results
+    merge into the context and they are logged SUCCEEDED; an exception from one reaches the
+    caller (and rolls the whole start back with the caller's transaction). With
+    ``exclusive``, a second active exclusive saga on the same ``subject`` raises
+    :class:`SagaAlreadyActive` (a partial unique index decides, not a prior read).
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise TransactionRequired()
+    definition = get_definition(saga_type)
+    now = now or timezone.now()
+    saga_id = uuid.uuid4()
+    data = dict(context)
+    cursor = first_cursor(definition)
+    has_local = cursor is None or cursor.index > 0
+    # The common case is written once: the first step is due now and its message is sent.
+    # With local steps first, they run before anything is due.
+    due = now if cursor is not None and not has_local else None
+    params = {
+        "id": saga_id,
+        "saga_type": saga_type,
+        "subject": subject,
+        "exclusive": exclusive,
+        "correlation_id": correlation_id,
+        "actor": actor,
+        # Refuses what PostgreSQL's JSON could not hold now, with the caller's stack trace.
+        "context": json.dumps(data),
+        "current_step": definition.steps[0].name,
+        "due_at": due,
+        "now": now,
+        "positions": list(range(len(definition.steps))),
+        "names": [step.name for step in definition.steps],
+        "compensable": [step.compensation is not None for step in definition.steps],
+    }
+    if exclusive or has_local:
+        # A savepoint: a refused start (or a failing local step) leaves nothing of itself
+        # in the caller's transaction.
+        try:
+            with transaction.atomic():
+                _insert(params)
+                if has_local:
+                    _run_local_steps(
+                        saga_id=saga_id,
+                        saga_type=saga_type,
+                        definition=definition,
+                        context=data,
+                        correlation_id=correlation_id,
+                        actor=actor,
+                        now=now,
+                    )
+        except IntegrityError as exc:
+            if exclusive and "sagas_saga_one_active_exclusive_per_subject" in str(exc):
+                raise SagaAlreadyActive(subject) from exc
+            raise
+    else:
+        _insert(params)
+    if cursor is not None:
+        publish_on_commit(
+            StepMessage(
+                saga_id=saga_id,
+                saga_type=saga_type,
+                step=definition.steps[cursor.index],
+                phase=Phase.ACTION,
+            )
+        )
+    return saga_id
+
+
+def _table(model: type[Saga | SagaStep]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+# One statement writes the saga and its steps: a third of the ORM's cost in the caller's
+# request (docs/benchmarks.md). Table names come from the models; values are bound.
+_INSERT_SQL = f"""
+WITH saga AS (
+    INSERT INTO {_table(Saga)} (id, saga_type, status, subject, exclusive, correlation_id,
+        actor, context, current_step, current_phase, attempt, round_start, redeliveries,
+        due_at, dispatched_at, claim_host, claim_worker, failure_step, failure_code,
+        failure_message, created_at, updated_at)
+    VALUES (%(id)s, %(saga_type)s, 'RUNNING', %(subject)s, %(exclusive)s, %(correlation_id)s,
+        %(actor)s, %(context)s::jsonb, %(current_step)s, 'action', 0, 0, 0,
+        %(due_at)s::timestamptz, %(due_at)s::timestamptz, '', '', '', '', '',
+        %(now)s, %(now)s)
+    RETURNING id
+)
+INSERT INTO {_table(SagaStep)} (saga_id, position, name, status, compensable, action_attempts,
+    compensation_attempts, last_error)
+SELECT saga.id, s.position, s.name, 'PENDING', s.compensable, 0, 0, ''
+FROM saga,
+     unnest(%(positions)s::smallint[], %(names)s::text[], %(compensable)s::boolean[])
+         AS s(position, name, compensable)
+"""  # noqa: S608
+
+
+def _insert(params: dict[str, Any]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQL, params)
+
+
+def _run_local_steps(
+    *,
+    saga_id: UUID,
+    saga_type: str,
+    definition: SagaDefinition,
+    context: dict[str, Any],
+    correlation_id: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    worker = current_worker()
+    context = dict(context)
+    ran: list[tuple[int, Step]] = []
+    for i, step in enumerate(definition.steps):
+        if not step.local:
+            break
+        _local_fault(saga_type=saga_type, step=step, now=now)
+        result = step.action(
+            StepCall(
+                saga_id=saga_id,
+                saga_type=saga_type,
+                step=step.name,
+                phase="action",
+                attempt=1,
+                idempotency_key=idempotency_key(saga_id=saga_id, step=step.name, phase="action"),
+                context=MappingProxyType(context),
+                correlation_id=correlation_id,
+                actor=actor,
+                failure=None,
+            )
+        )
+        if result:
+            context.update(result)
+        ran.append((i, step))
+    cursor = first_cursor(definition)
+    if cursor is None:
+        Saga.objects.filter(pk=saga_id).update(
+            context=context,
+            status=SagaStatus.COMPLETED.value,
+            current_step=definition.steps[-1].name,
+            finished_at=now,
+        )
+    else:
+        Saga.objects.filter(pk=saga_id).update(
+            context=context,
+            current_step=definition.steps[cursor.index].name,
+            due_at=now,
+            dispatched_at=now,
+        )
+    SagaStep.objects.filter(saga_id=saga_id, position__in=[i for i, _ in ran]).update(
+        status=StepStatus.SUCCEEDED.value,
+        action_attempts=1,
+        action_started_at=now,
+        action_finished_at=now,
+    )
+    SagaStepExecution.objects.bulk_create(
+        [
+            SagaStepExecution(
+                saga_id=saga_id,
+                step=step.name,
+                position=i,
+                phase=Phase.ACTION.value,
+                attempt=1,
+                status=AttemptStatus.SUCCEEDED.value,
+                started_at=now,
+                finished_at=now,
+                worker=f"local {worker.name}",
+                at=now,
+            )
+            for i, step in ran
+        ]
+    )
+
+
+def _local_fault(*, saga_type: str, step: Step, now: datetime) -> None:
+    mode = fault_take(saga_type=saga_type, step=step.name, phase=Phase.ACTION, now=now)
+    if mode is FaultMode.TRANSIENT:
+        raise TransientStepError(f"injected transient fault in {step.name} action")
+    if mode is FaultMode.PERMANENT:
+        raise StepBusinessFailure(INJECTED_FAULT, f"injected permanent fault in {step.name} action")
+
+
+def saga_retry(*, saga_id: UUID, actor: str, reason: str = "", now: datetime | None = None) -> None:
+    """Resume a COMPENSATION_FAILED saga at its failed compensation, with fresh retries.
+
+    Two operators clicking at once cause one retry: the saga row is locked, and the second
+    finds the saga COMPENSATING and gets :class:`SagaStateConflict`.
+    """
+    _operator_act(
+        saga_id=saga_id,
+        actor=actor,
+        reason=reason,
+        kind=OperatorActionKind.RETRY,
+        now=now or timezone.now(),
+    )
+
+
+def saga_skip_compensation(
+    *, saga_id: UUID, actor: str, reason: str, now: datetime | None = None
+) -> None:
+    """Mark a saga's failed compensation resolved by hand (SKIPPED) and carry on compensating.
+
+    The reason is required (:class:`ReasonRequired`); the action is recorded with it.
+    """
+    if not reason or not reason.strip():
+        raise ReasonRequired()
+    _operator_act(
+        saga_id=saga_id,
+        actor=actor,
+        reason=reason.strip(),
+        kind=OperatorActionKind.SKIP_COMPENSATION,
+        now=now or timezone.now(),
+    )
+
+
+def _operator_act(
+    *, saga_id: UUID, actor: str, reason: str, kind: OperatorActionKind, now: datetime
+) -> None:
+    with transaction.atomic(durable=True):
+        saga = Saga.objects.select_for_update(no_key=True).filter(pk=saga_id).first()
+        if saga is None:
+            raise SagaNotFound(saga_id)
+        action = "retry" if kind is OperatorActionKind.RETRY else "skip a compensation of"
+        if saga.status != SagaStatus.COMPENSATION_FAILED:
+            raise SagaStateConflict(saga_id=saga_id, status=saga.status, action=action)
+        definition = get_definition(saga.saga_type)
+        state = saga_state(saga, definition)
+        transition: Transition = (
+            decide_operator_retry(definition, state)
+            if kind is OperatorActionKind.RETRY
+            else decide_operator_skip(definition, state)
+        )
+        transition_apply(
+            saga_id=saga.id,
+            saga_type=saga.saga_type,
+            definition=definition,
+            state=state,
+            transition=transition,
+            now=now,
+            claim_token=None,
+            attempt=None,
+        )
+        SagaOperatorAction.objects.create(
+            saga_id=saga.id,
+            action=kind.value,
+            actor=actor,
+            reason=reason,
+            step=saga.current_step,
+            at=now,
+        )

@@ -1,0 +1,171 @@
+"""Re-drive sagas whose next move depends on nobody: the recovery sweeper.
+
+Celery beat runs one pass every few seconds (``sagas.sweep``) and ``manage.py recover_sagas``
+runs one by hand. A pass finds, from PostgreSQL alone:
+
+- **due**: an attempt whose backoff was too long for a broker countdown and whose time has
+  come (``due_at`` passed, no message sent for it): send it;
+- **stalled**: an attempt still claimed past its deadline (its worker hung, died on another
+  host, or was killed by the hard time limit): count it as timed out (a transient failure,
+  retried or given up like any other) and send what follows;
+- **unsent**: an attempt due for longer than the grace period whose message should have run
+  by now but has not (the process died between commit and publish, the broker lost the
+  message, or it was published before a restart): send it again.
+
+Re-sending is always safe: a message only runs when the saga row says its attempt is due and
+unclaimed, so a message that was merely slow becomes a no-op. Rows are taken with
+``SKIP LOCKED``: a saga a worker is writing right now is left for the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from sagas.dispatch import StepMessage, publish_on_commit
+from sagas.engine import TimedOut, decide
+from sagas.errors import UnknownSagaType
+from sagas.models import Saga
+from sagas.recorder import AttemptRecord, saga_state, transition_apply
+from sagas.registry import get_definition
+from sagas.statuses import MOVING_SAGA_STATUSES, Phase
+
+logger = logging.getLogger(__name__)
+
+#: Rows taken per transaction, so one pass never holds many locks for long.
+BATCH_SIZE = 200
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Count what one sweeper pass re-dispatched, by reason."""
+
+    due: int = 0
+    stalled: int = 0
+    unsent: int = 0
+
+    @property
+    def total(self) -> int:
+        """Return how many sagas the pass moved."""
+        return self.due + self.stalled + self.unsent
+
+
+def sagas_sweep(*, now: datetime | None = None, limit: int = 10_000) -> SweepResult:
+    """Run one sweeper pass over every saga (at most ``limit`` of each kind) and count them."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=float(settings.SAGA_SWEEP_GRACE_SECONDS))
+    moving = [s.value for s in MOVING_SAGA_STATUSES]
+    stalled = _time_out_stalled(now=now, limit=limit)
+    due = _resend(
+        Q(status__in=moving, claim_token__isnull=True, due_at__lte=now, dispatched_at__isnull=True),
+        now=now,
+        limit=limit,
+    )
+    unsent = _resend(
+        Q(
+            status__in=moving,
+            claim_token__isnull=True,
+            due_at__lte=now - grace,
+            # Strictly before: the pass itself stamps ``now``, so a zero grace cannot loop.
+            dispatched_at__lt=now - grace,
+        ),
+        now=now,
+        limit=limit,
+    )
+    result = SweepResult(due=due, stalled=stalled, unsent=unsent)
+    if result.total:
+        logger.info("saga sweeper: %s due, %s stalled, %s unsent", due, stalled, unsent)
+    return result
+
+
+def _resend(condition: Q, *, now: datetime, limit: int) -> int:
+    taken = sent = 0
+    while taken < limit:
+        with transaction.atomic(durable=True):
+            rows = list(
+                Saga.objects.select_for_update(skip_locked=True, no_key=True)
+                .filter(condition)
+                .order_by("due_at")
+                .values_list("id", "saga_type", "current_step", "current_phase")[
+                    : min(BATCH_SIZE, limit - taken)
+                ]
+            )
+            if not rows:
+                break
+            Saga.objects.filter(pk__in=[row[0] for row in rows]).update(dispatched_at=now)
+            for saga_id, saga_type, step, phase in rows:
+                try:
+                    definition_step = get_definition(saga_type).step(step)
+                except (UnknownSagaType, KeyError):
+                    # A definition removed or renamed under running sagas: nothing here can
+                    # run them. Say so (once per grace period) instead of stopping the pass.
+                    logger.error("saga %s: no definition for %s step %s", saga_id, saga_type, step)
+                    continue
+                publish_on_commit(
+                    StepMessage(
+                        saga_id=saga_id,
+                        saga_type=saga_type,
+                        step=definition_step,
+                        phase=Phase(phase),
+                    )
+                )
+                sent += 1
+        taken += len(rows)
+        if len(rows) < BATCH_SIZE:
+            break
+    return sent
+
+
+def _time_out_stalled(*, now: datetime, limit: int) -> int:
+    candidates = list(
+        Saga.objects.filter(
+            status__in=[s.value for s in MOVING_SAGA_STATUSES],
+            claim_token__isnull=False,
+            deadline__lte=now,
+        )
+        .order_by("deadline")
+        .values_list("id", flat=True)[:limit]
+    )
+    return sum(1 for saga_id in candidates if _time_out(saga_id=saga_id, now=now))
+
+
+def _time_out(*, saga_id: UUID, now: datetime) -> bool:
+    with transaction.atomic(durable=True):
+        saga = (
+            Saga.objects.select_for_update(skip_locked=True, no_key=True)
+            .filter(pk=saga_id, claim_token__isnull=False, deadline__lte=now)
+            .first()
+        )
+        if saga is None:
+            return False
+        try:
+            definition = get_definition(saga.saga_type)
+            state = saga_state(saga, definition)
+        except (UnknownSagaType, KeyError):
+            logger.error("saga %s: no definition for %s", saga.id, saga.saga_type)
+            return False
+        outcome = TimedOut(
+            f"no outcome from {saga.claim_worker or 'its worker'} by the attempt's deadline "
+            f"({saga.deadline:%H:%M:%S}); counted as timed out"
+        )
+        transition = decide(definition, state, outcome, rand=random.random())  # noqa: S311 (jitter, not secrets)
+        return transition_apply(
+            saga_id=saga.id,
+            saga_type=saga.saga_type,
+            definition=definition,
+            state=state,
+            transition=transition,
+            now=now,
+            claim_token=saga.claim_token,
+            attempt=AttemptRecord(
+                attempt=max(saga.attempt, 1), started_at=saga.claimed_at, worker=saga.claim_worker
+            ),
+        )

@@ -1,0 +1,82 @@
+"""Celery tasks of the saga engine: one attempt of one step, and the recovery sweeper.
+
+Thin edges: they parse their keyword arguments and make one call. Both rely on the project's
+Celery settings (late acks, reject on worker lost, prefetch 1): a worker that dies mid-task
+leaves the message to be delivered again, and the claim protocol makes that harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.utils import timezone
+
+from sagas.runner import step_attempt_run
+from sagas.statuses import Phase
+from sagas.sweeper import sagas_sweep
+from sagas.workers import current_worker
+
+logger = logging.getLogger(__name__)
+
+#: How often a step message is re-sent after the database connection failed under it.
+CONNECTION_RETRIES = 5
+
+
+def _drop_unusable_connections() -> None:
+    """Close connections that broke or outlived CONN_MAX_AGE, as Django does per request.
+
+    Connections outlive tasks (``CELERY_DB_REUSE_MAX``). Django's own per-request check would
+    also ping the server before the first query (CONN_HEALTH_CHECKS): a round trip more per
+    saga step, whose work is two statements. So the ping is skipped here, and a connection
+    that fails mid-task is handled by the task's retry instead.
+    """
+    for conn in connections.all(initialized_only=True):
+        # health_check_done is the wrapper's own flag (django-stubs leaves it out).
+        checked = conn.health_check_done  # type: ignore[attr-defined]
+        conn.close_if_unusable_or_obsolete()
+        if conn.connection is not None:
+            conn.health_check_done = checked  # type: ignore[attr-defined]
+
+
+@shared_task(
+    bind=True,
+    name="sagas.run_saga_step",
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def run_saga_step(
+    self: Task[Any, Any], *, saga_id: str, step: str, phase: str, saga_type: str = ""
+) -> None:
+    """Run one attempt of a saga step, if the saga still wants it (else a no-op)."""
+    _drop_unusable_connections()
+    try:
+        report = step_attempt_run(
+            saga_id=UUID(saga_id),
+            step=step,
+            phase=Phase(phase),
+            worker=current_worker(self.request.hostname or ""),
+            clock=timezone.now,
+            saga_type=saga_type,
+        )
+    except (InterfaceError, OperationalError) as exc:
+        # The database went away under us (a restart, a failover). Send the message again
+        # shortly on a fresh connection; a duplicate is harmless, and past the retries the
+        # sweeper re-sends the step anyway.
+        close_old_connections()
+        raise self.retry(exc=exc, countdown=1, max_retries=CONNECTION_RETRIES) from exc
+    if not report.ran:
+        logger.debug(
+            "saga %s (%s) step %s %s: no-op, %s", saga_id, saga_type, step, phase, report.detail
+        )
+
+
+@shared_task(name="sagas.sweep", ignore_result=True)
+def sweep_sagas() -> None:
+    """Run one recovery pass: re-dispatch due, stalled and unsent steps."""
+    close_old_connections()
+    sagas_sweep(now=timezone.now())

@@ -1,0 +1,59 @@
+"""Saga definitions for the engine's tests and benchmark (listed in settings when testing)."""
+
+from __future__ import annotations
+
+from sagas.definitions import RetryPolicy, SagaDefinition, Step
+from sagas.testing.participants import record
+
+#: Retries fast enough for a test to watch them all.
+QUICK = RetryPolicy(max_attempts=3, initial_delay=0.05, multiplier=2.0, max_delay=0.2, jitter=0.1)
+
+
+def _recording_steps() -> tuple[Step, ...]:
+    # c has no compensation: compensating passes over it.
+    return (
+        Step(name="a", action=record, compensation=record, retry=QUICK, compensation_retry=QUICK),
+        Step(name="b", action=record, compensation=record, retry=QUICK, compensation_retry=QUICK),
+        Step(name="c", action=record, retry=QUICK),
+        Step(name="d", action=record, compensation=record, retry=QUICK, compensation_retry=QUICK),
+    )
+
+
+#: Four recording steps (a, b, c without compensation, d).
+EFFECTS = SagaDefinition(name="test.effects", steps=_recording_steps())
+
+#: The same steps; sagas.testing.duplication publishes every message of this type twice.
+DUPLICATED = SagaDefinition(name="test.duplicated", steps=_recording_steps())
+
+#: A first step that runs inside the starting transaction, then two remote ones.
+LOCAL = SagaDefinition(
+    name="test.local",
+    steps=(
+        Step(name="create", action=record, compensation=record, local=True, retry=QUICK),
+        Step(name="b", action=record, compensation=record, retry=QUICK, compensation_retry=QUICK),
+        Step(name="c", action=record, compensation=record, retry=QUICK, compensation_retry=QUICK),
+    ),
+)
+
+#: A step with a one-second timeout (its first call can be told to sleep past it).
+TIMEOUT = SagaDefinition(
+    name="test.timeout",
+    steps=(
+        Step(name="a", action=record, compensation=record, retry=QUICK),
+        Step(name="slow", action=record, compensation=record, retry=QUICK, timeout=1.0),
+    ),
+)
+
+#: A step whose retries back off far longer than a broker countdown may wait.
+LONG_BACKOFF = SagaDefinition(
+    name="test.long_backoff",
+    steps=(
+        Step(name="a", action=record, compensation=record, retry=QUICK),
+        Step(
+            name="b",
+            action=record,
+            compensation=record,
+            retry=RetryPolicy(max_attempts=3, initial_delay=60.0, max_delay=120.0, jitter=0.0),
+        ),
+    ),
+)

@@ -1,0 +1,65 @@
+"""Admin pages: sagas are read-only with their steps and log; the fault plan is editable."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from sagas.models import FaultRule, Saga
+from sagas.tests.harness import drive, start
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(client: Client) -> Client:
+    user = User.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def test_saga_pages_show_steps_and_log_and_allow_no_changes(staff: Client) -> None:
+    saga_id = start("test.effects", {"fail_at": "c"}, subject="order:42")
+    drive(saga_id)
+
+    listing = staff.get(reverse("admin:sagas_saga_changelist"), {"status": "COMPENSATED"})
+    assert listing.status_code == 200
+    assert str(saga_id) in listing.content.decode()
+
+    page = staff.get(reverse("admin:sagas_saga_change", args=[saga_id]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "test_failure" in html and "COMPENSATED" in html and "step log" in html.lower()
+    assert 'name="_save"' not in html
+    assert staff.get(reverse("admin:sagas_saga_add")).status_code == 403
+    assert (
+        staff.post(reverse("admin:sagas_saga_delete", args=[saga_id]), {"post": "yes"}).status_code
+        == 403
+    )
+    assert Saga.objects.filter(pk=saga_id).exists()
+
+
+def test_fault_rules_are_edited_in_the_admin_with_validation(staff: Client) -> None:
+    add = reverse("admin:sagas_faultrule_add")
+    bad = staff.post(
+        add, {"saga_type": "test.effects", "step": "zz", "phase": "action", "mode": "transient"}
+    )
+    assert bad.status_code == 200
+    assert "has no step" in bad.content.decode()
+
+    good = staff.post(
+        add,
+        {
+            "saga_type": "test.effects",
+            "step": "b",
+            "phase": "action",
+            "mode": "transient",
+            "remaining": "2",
+        },
+    )
+    assert good.status_code == 302
+    rule = FaultRule.objects.get()
+    assert (rule.step, rule.mode, rule.remaining, rule.hits) == ("b", "transient", 2, 0)
+    assert rule.created_at is not None

@@ -1,0 +1,127 @@
+"""The recovery sweeper: due, stalled and unsent steps are found in PostgreSQL and re-sent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from sagas.claims import Claimed, attempt_claim
+from sagas.faults import fault_rule_set
+from sagas.models import Saga
+from sagas.services import sagas_sweep
+from sagas.statuses import FaultMode, Phase, SagaStatus
+from sagas.tests.harness import SteppingClock, drive, log_of, run_step, start
+from sagas.workers import WorkerIdentity
+
+pytestmark = pytest.mark.django_db
+
+ELSEWHERE = WorkerIdentity(host="another-host", pid=4242, name="celery@another-host/4242")
+
+
+def test_a_backoff_too_long_for_a_countdown_waits_in_postgres_until_due(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    fault_rule_set(
+        saga_type="test.long_backoff",
+        step="b",
+        phase=Phase.ACTION,
+        mode=FaultMode.TRANSIENT,
+        times=1,
+    )
+    saga_id = start("test.long_backoff")
+    clock = SteppingClock(tick=timedelta(seconds=1))
+    run_step(saga_id, clock=clock)  # a
+    with django_capture_on_commit_callbacks() as sent:
+        run_step(saga_id, clock=clock)  # b fails transiently: retry in 60 s
+    saga = Saga.objects.get(pk=saga_id)
+    assert saga.dispatched_at is None and saga.due_at is not None
+    assert saga.due_at - clock.now >= timedelta(seconds=55)
+    # No countdown message parked in the broker.
+    assert sent == []
+
+    assert sagas_sweep(now=clock.now).total == 0
+    with django_capture_on_commit_callbacks() as sent:
+        result = sagas_sweep(now=saga.due_at + timedelta(seconds=1))
+
+    assert (result.due, result.stalled, result.unsent) == (1, 0, 0)
+    assert len(sent) == 1
+    assert Saga.objects.get(pk=saga_id).dispatched_at is not None
+    assert sagas_sweep(now=saga.due_at + timedelta(seconds=2)).total == 0
+
+
+def test_an_attempt_past_its_deadline_is_timed_out_and_retried() -> None:
+    saga_id = start("test.effects")
+    now = timezone.now()
+    claimed = attempt_claim(
+        saga_id=saga_id,
+        saga_type="test.effects",
+        step="a",
+        phase=Phase.ACTION,
+        worker=ELSEWHERE,
+        now=now,
+    )
+    assert isinstance(claimed, Claimed)
+    deadline = Saga.objects.get(pk=saga_id).deadline
+    assert deadline is not None
+
+    assert sagas_sweep(now=deadline - timedelta(seconds=1)).stalled == 0
+    result = sagas_sweep(now=deadline + timedelta(seconds=1))
+
+    assert (result.due, result.stalled, result.unsent) == (0, 1, 0)
+    saga = Saga.objects.get(pk=saga_id)
+    assert saga.claim_token is None and saga.due_at is not None
+    assert log_of(saga_id, "a") == ["TIMED_OUT"]
+    assert drive(saga_id).status == SagaStatus.COMPLETED
+
+
+def test_a_step_whose_message_never_ran_is_sent_again_after_the_grace_period(
+    settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.SAGA_SWEEP_GRACE_SECONDS = 15
+    saga_id = start("test.effects")
+    sent_at = Saga.objects.get(pk=saga_id).dispatched_at
+    assert sent_at is not None
+
+    assert sagas_sweep(now=sent_at + timedelta(seconds=10)).total == 0
+    with django_capture_on_commit_callbacks() as sent:
+        result = sagas_sweep(now=sent_at + timedelta(seconds=16))
+
+    assert (result.due, result.stalled, result.unsent) == (0, 0, 1)
+    assert len(sent) == 1
+    # Re-sent once per grace period, not on every pass.
+    assert sagas_sweep(now=sent_at + timedelta(seconds=17)).total == 0
+
+
+def test_sagas_at_rest_are_left_alone() -> None:
+    finished = drive(start("test.effects"))
+    assert finished.status == SagaStatus.COMPLETED
+
+    assert sagas_sweep(now=timezone.now() + timedelta(days=1)).total == 0
+
+
+def test_recover_sagas_command_runs_one_pass_and_prints_counts(
+    settings: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings.SAGA_SWEEP_GRACE_SECONDS = 0
+    start("test.effects")
+    start("test.effects")
+
+    call_command("recover_sagas")
+
+    out = capsys.readouterr().out
+    assert "due: 0, stalled: 0, unsent: 2" in out
+
+
+def test_a_saga_whose_definition_is_gone_does_not_stop_the_pass(settings: Any) -> None:
+    settings.SAGA_SWEEP_GRACE_SECONDS = 0
+    orphan = start("test.effects")
+    Saga.objects.filter(pk=orphan).update(saga_type="removed.saga")
+    start("test.effects")
+
+    result = sagas_sweep(now=timezone.now() + timedelta(seconds=1))
+
+    assert result.unsent == 1
