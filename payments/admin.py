@@ -1,0 +1,99 @@
+"""Staff screens for payments and, apart, the simulated processor's records (all read-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from payments.models import (
+    Payment,
+    Refund,
+    SimulatedCharge,
+    SimulatedRefund,
+    SimulatedTransientFailure,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Show rows; never add, change or delete them (money moves only through services)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    fields = ("id", "amount", "currency", "gateway_reference", "idempotency_key", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "order_id",
+        "status",
+        "amount",
+        "currency",
+        "token",
+        "decline_code",
+        "created_at",
+    )
+    list_filter = ("status", "currency")
+    search_fields = ("=order_id", "=gateway_reference", "=idempotency_key")
+    ordering = ("-created_at",)
+    inlines = (RefundInline,)
+    fields = (
+        "id",
+        "order_id",
+        "status",
+        "amount",
+        "currency",
+        "token",
+        "gateway_reference",
+        "decline_code",
+        "decline_message",
+        "idempotency_key",
+        "created_at",
+        "updated_at",
+        "refunded_at",
+    )
+    readonly_fields = fields
+
+
+@admin.register(SimulatedCharge)
+class SimulatedChargeAdmin(ReadOnlyAdmin):
+    list_display = ("reference", "outcome", "amount", "currency", "token", "created_at")
+    list_filter = ("outcome",)
+    search_fields = ("=reference", "=idempotency_key")
+    ordering = ("-created_at",)
+
+
+@admin.register(SimulatedRefund)
+class SimulatedRefundAdmin(ReadOnlyAdmin):
+    list_display = ("reference", "charge", "amount", "currency", "created_at")
+    search_fields = ("=reference", "=idempotency_key", "=charge__reference")
+    ordering = ("-created_at",)
+
+
+@admin.register(SimulatedTransientFailure)
+class SimulatedTransientFailureAdmin(ReadOnlyAdmin):
+    list_display = ("idempotency_key", "failures", "updated_at")
+    search_fields = ("=idempotency_key",)
+    ordering = ("-updated_at",)

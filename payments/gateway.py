@@ -1,0 +1,87 @@
+"""Define the payment gateway port: what any card processor adapter must offer.
+
+``get_gateway()`` builds the adapter named by ``settings.PAYMENT_GATEWAY`` (the simulated one by
+default), so a real processor plugs in through settings. Adapters make network calls: callers
+never call them inside a database transaction.
+
+Both operations are idempotent by key at the processor: the same key twice returns the first
+result (a declined charge is declined again) and never moves money twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol, cast
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+DEFAULT_GATEWAY = "payments.simulated.SimulatedGateway"
+
+
+@dataclass(frozen=True)
+class GatewayCharge:
+    """Describe an approved charge at the processor."""
+
+    reference: str
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class GatewayRefund:
+    """Describe a refund at the processor."""
+
+    reference: str
+    charge_reference: str
+    amount: Decimal
+    currency: str
+
+
+class GatewayError(Exception):
+    """Base of the gateway's errors."""
+
+
+class GatewayTransientError(GatewayError):
+    """Say that the processor timed out or could not be reached; the same call may succeed."""
+
+
+class CardDeclined(GatewayError):
+    """Say that the processor declined the card (a business outcome, final for this key)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class GatewayRequestError(GatewayError):
+    """Say that the processor refused the request itself: unknown charge, refund above the
+    amount charged, an idempotency key reused with other parameters. Retrying won't help."""
+
+
+class RefundExceedsCharge(GatewayRequestError):
+    """Say that a refund asks for more than is left of the charge (refunds already took it)."""
+
+
+class PaymentGateway(Protocol):
+    """Charge cards and refund charges at a card processor."""
+
+    def charge(
+        self, *, amount: Decimal, currency: str, token: str, idempotency_key: str
+    ) -> GatewayCharge:
+        """Charge the card behind ``token``; raise ``CardDeclined`` or ``GatewayTransientError``."""
+        ...
+
+    def refund(
+        self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str
+    ) -> GatewayRefund:
+        """Refund ``amount`` of a charge; raise ``GatewayRequestError`` or a transient error."""
+        ...
+
+
+def get_gateway() -> PaymentGateway:
+    """Build the gateway adapter named by ``settings.PAYMENT_GATEWAY``."""
+    path = getattr(settings, "PAYMENT_GATEWAY", DEFAULT_GATEWAY) or DEFAULT_GATEWAY
+    return cast(PaymentGateway, import_string(path)())

@@ -1,0 +1,186 @@
+"""Simulate a card processor, with its state in its own tables, for demos and tests offline.
+
+It follows the test-token convention of card processors:
+
+==========================================  ==================================================
+``tok_visa``                                approves
+``tok_chargeDeclined``                      declines: ``card_declined``
+``tok_chargeDeclinedInsufficientFunds``     declines: ``insufficient_funds``
+``tok_flaky``                               fails transiently twice per idempotency key, then
+                                            approves (the count is stored, so it survives
+                                            worker restarts)
+anything else                               declines: ``invalid_token``
+==========================================  ==================================================
+
+Like a real processor it is idempotent by key: a unique constraint on the key means the same
+key twice, even at the same moment, makes one charge (or refund) and returns its first answer,
+a decline included. A key reused with other parameters is refused.
+"""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from payments.gateway import (
+    CardDeclined,
+    GatewayCharge,
+    GatewayRefund,
+    GatewayRequestError,
+    GatewayTransientError,
+    RefundExceedsCharge,
+)
+from payments.models import (
+    SimulatedCharge,
+    SimulatedChargeOutcome,
+    SimulatedRefund,
+    SimulatedTransientFailure,
+)
+from payments.tokens import storable_token
+
+APPROVING_TOKENS = frozenset({"tok_visa"})
+FLAKY_TOKEN = "tok_flaky"  # noqa: S105 (a test token's name, not a secret)
+#: Transient failures ``tok_flaky`` gives each idempotency key before it approves.
+FLAKY_FAILURES = 2
+DECLINES: dict[str, tuple[str, str]] = {
+    "tok_chargeDeclined": ("card_declined", "Your card was declined."),
+    "tok_chargeDeclinedInsufficientFunds": (
+        "insufficient_funds",
+        "Your card has insufficient funds.",
+    ),
+}
+INVALID_TOKEN = ("invalid_token", "The payment token is not valid.")
+
+
+class SimulatedGateway:
+    """Charge and refund against the simulated processor's tables."""
+
+    def charge(
+        self, *, amount: Decimal, currency: str, token: str, idempotency_key: str
+    ) -> GatewayCharge:
+        """Charge, or answer as the first charge with this key did."""
+        stored_token = storable_token(token)
+        previous = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
+        if previous is not None:
+            return _replay_charge(previous, amount=amount, currency=currency, token=stored_token)
+        if token == FLAKY_TOKEN and _fail_transiently(idempotency_key):
+            raise GatewayTransientError(f"simulated timeout talking to the processor ({token})")
+        if token in APPROVING_TOKENS or token == FLAKY_TOKEN:
+            outcome, code, message = SimulatedChargeOutcome.APPROVED, "", ""
+        else:
+            outcome = SimulatedChargeOutcome.DECLINED
+            code, message = DECLINES.get(token, INVALID_TOKEN)
+        try:
+            with transaction.atomic(durable=True):
+                row = SimulatedCharge.objects.create(
+                    reference=f"ch_sim_{secrets.token_hex(12)}",
+                    idempotency_key=idempotency_key,
+                    token=stored_token,
+                    amount=amount,
+                    currency=currency,
+                    outcome=outcome,
+                    decline_code=code,
+                    decline_message=message,
+                    created_at=timezone.now(),
+                )
+        except IntegrityError:
+            # A concurrent call with the same key recorded its charge first: answer as it did.
+            row = SimulatedCharge.objects.get(idempotency_key=idempotency_key)
+        return _replay_charge(row, amount=amount, currency=currency, token=stored_token)
+
+    def refund(
+        self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str
+    ) -> GatewayRefund:
+        """Refund part or all of an approved charge, or answer as the first refund with this key."""
+        previous = (
+            SimulatedRefund.objects.select_related("charge")
+            .filter(idempotency_key=idempotency_key)
+            .first()
+        )
+        if previous is not None:
+            return _replay_refund(previous, charge_reference=charge_reference, amount=amount)
+        if amount <= 0:
+            raise GatewayRequestError("a refund amount must be positive")
+        try:
+            with transaction.atomic(durable=True):
+                # The charge's row lock queues refunds of one charge, so their sum is checked
+                # against the refunds committed before.
+                charge = (
+                    SimulatedCharge.objects.select_for_update()
+                    .filter(reference=charge_reference)
+                    .first()
+                )
+                if charge is None:
+                    raise GatewayRequestError(f"no such charge: {charge_reference}")
+                if charge.outcome != SimulatedChargeOutcome.APPROVED:
+                    raise GatewayRequestError(f"charge {charge_reference} was declined")
+                if currency != charge.currency:
+                    raise GatewayRequestError(
+                        f"charge {charge_reference} is in {charge.currency}, not {currency}"
+                    )
+                previous = SimulatedRefund.objects.filter(idempotency_key=idempotency_key).first()
+                if previous is None:
+                    refunded = charge.refunds.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+                    if refunded + amount > charge.amount:
+                        raise RefundExceedsCharge(
+                            f"refund of {amount} exceeds what is left of charge "
+                            f"{charge_reference} ({charge.amount - refunded} of {charge.amount})"
+                        )
+                    previous = SimulatedRefund.objects.create(
+                        reference=f"re_sim_{secrets.token_hex(12)}",
+                        idempotency_key=idempotency_key,
+                        charge=charge,
+                        amount=amount,
+                        currency=currency,
+                        created_at=timezone.now(),
+                    )
+        except IntegrityError:
+            previous = SimulatedRefund.objects.select_related("charge").get(
+                idempotency_key=idempotency_key
+            )
+        return _replay_refund(previous, charge_reference=charge_reference, amount=amount)
+
+
+def _fail_transiently(idempotency_key: str) -> bool:
+    """Count one more transient failure for the key, unless it has had its share."""
+    with transaction.atomic(durable=True):
+        counter, _ = SimulatedTransientFailure.objects.select_for_update().get_or_create(
+            idempotency_key=idempotency_key, defaults={"updated_at": timezone.now()}
+        )
+        if counter.failures >= FLAKY_FAILURES:
+            return False
+        counter.failures += 1
+        counter.updated_at = timezone.now()
+        counter.save(update_fields=["failures", "updated_at"])
+        return True
+
+
+def _replay_charge(
+    row: SimulatedCharge, *, amount: Decimal, currency: str, token: str
+) -> GatewayCharge:
+    if row.amount != amount or row.currency != currency or row.token != token:
+        raise GatewayRequestError(
+            f"idempotency key {row.idempotency_key!r} was used for a different charge"
+        )
+    if row.outcome == SimulatedChargeOutcome.DECLINED:
+        raise CardDeclined(row.decline_code, row.decline_message)
+    return GatewayCharge(reference=row.reference, amount=row.amount, currency=row.currency)
+
+
+def _replay_refund(
+    row: SimulatedRefund, *, charge_reference: str, amount: Decimal
+) -> GatewayRefund:
+    if row.charge.reference != charge_reference or row.amount != amount:
+        raise GatewayRequestError(
+            f"idempotency key {row.idempotency_key!r} was used for a different refund"
+        )
+    return GatewayRefund(
+        reference=row.reference,
+        charge_reference=row.charge.reference,
+        amount=row.amount,
+        currency=row.currency,
+    )

@@ -1,0 +1,233 @@
+"""The simulated card processor: test tokens, idempotency by key, refunds, persistent state."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+
+from payments.gateway import (
+    CardDeclined,
+    GatewayCharge,
+    GatewayRequestError,
+    GatewayTransientError,
+    get_gateway,
+)
+from payments.models import (
+    SimulatedCharge,
+    SimulatedChargeOutcome,
+    SimulatedRefund,
+    SimulatedTransientFailure,
+)
+from payments.simulated import SimulatedGateway
+
+pytestmark = pytest.mark.django_db
+
+gateway = SimulatedGateway()
+
+
+def charge(token: str, key: str | None = None, amount: str = "25.00") -> GatewayCharge:
+    return gateway.charge(
+        amount=Decimal(amount), currency="EUR", token=token, idempotency_key=key or str(uuid4())
+    )
+
+
+def test_get_gateway_builds_the_simulated_gateway_by_default() -> None:
+    assert isinstance(get_gateway(), SimulatedGateway)
+
+
+def test_tok_visa_approves_and_the_processor_keeps_the_charge() -> None:
+    result = charge("tok_visa", key="k1")
+
+    assert result.reference.startswith("ch_sim_")
+    assert (result.amount, result.currency) == (Decimal("25.00"), "EUR")
+    row = SimulatedCharge.objects.get(reference=result.reference)
+    assert (row.idempotency_key, row.outcome, row.token) == (
+        "k1",
+        SimulatedChargeOutcome.APPROVED,
+        "tok_visa",
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        ("tok_chargeDeclined", "card_declined"),
+        ("tok_chargeDeclinedInsufficientFunds", "insufficient_funds"),
+        ("tok_unheard_of", "invalid_token"),
+        ("", "invalid_token"),
+    ],
+)
+def test_declining_tokens_decline_with_their_code(token: str, code: str) -> None:
+    with pytest.raises(CardDeclined) as raised:
+        charge(token, key="k1")
+
+    assert raised.value.code == code
+    assert raised.value.message
+    assert SimulatedCharge.objects.get(idempotency_key="k1").decline_code == code
+
+
+def test_a_decline_is_final_for_its_key() -> None:
+    with pytest.raises(CardDeclined):
+        charge("tok_chargeDeclined", key="k1")
+
+    with pytest.raises(CardDeclined) as again:
+        charge("tok_chargeDeclined", key="k1")
+
+    assert again.value.code == "card_declined"
+    assert SimulatedCharge.objects.count() == 1
+
+
+def test_tok_flaky_fails_transiently_twice_then_approves() -> None:
+    with pytest.raises(GatewayTransientError):
+        charge("tok_flaky", key="k1")
+    with pytest.raises(GatewayTransientError):
+        charge("tok_flaky", key="k1")
+    assert not SimulatedCharge.objects.exists()
+
+    approved = charge("tok_flaky", key="k1")
+    again = charge("tok_flaky", key="k1")
+
+    assert again == approved
+    assert SimulatedCharge.objects.get().reference == approved.reference
+    assert SimulatedTransientFailure.objects.get(idempotency_key="k1").failures == 2
+
+
+def test_tok_flaky_counts_failures_per_key() -> None:
+    with pytest.raises(GatewayTransientError):
+        charge("tok_flaky", key="k1")
+    with pytest.raises(GatewayTransientError):
+        charge("tok_flaky", key="k1")
+
+    # Another payment (another key) gets its own two failures.
+    with pytest.raises(GatewayTransientError):
+        charge("tok_flaky", key="k2")
+    assert charge("tok_flaky", key="k1").reference
+    with pytest.raises(GatewayTransientError):
+        charge("tok_flaky", key="k2")
+    assert charge("tok_flaky", key="k2").reference
+    assert SimulatedCharge.objects.count() == 2
+
+
+def test_tok_flaky_failures_persist_across_gateway_instances() -> None:
+    with pytest.raises(GatewayTransientError):
+        SimulatedGateway().charge(
+            amount=Decimal("5.00"), currency="EUR", token="tok_flaky", idempotency_key="k1"
+        )
+    with pytest.raises(GatewayTransientError):
+        SimulatedGateway().charge(
+            amount=Decimal("5.00"), currency="EUR", token="tok_flaky", idempotency_key="k1"
+        )
+
+    approved = SimulatedGateway().charge(
+        amount=Decimal("5.00"), currency="EUR", token="tok_flaky", idempotency_key="k1"
+    )
+
+    assert approved.reference
+
+
+def test_the_same_key_twice_charges_once_and_returns_the_first_result() -> None:
+    first = charge("tok_visa", key="k1")
+
+    second = charge("tok_visa", key="k1")
+
+    assert second == first
+    assert SimulatedCharge.objects.count() == 1
+
+
+def test_a_key_reused_for_another_charge_is_refused() -> None:
+    charge("tok_visa", key="k1", amount="25.00")
+
+    with pytest.raises(GatewayRequestError):
+        charge("tok_visa", key="k1", amount="30.00")
+
+    assert SimulatedCharge.objects.count() == 1
+
+
+def test_refund_pays_back_a_charge_once_per_key() -> None:
+    charged = charge("tok_visa", amount="25.00")
+
+    refund = gateway.refund(
+        charge_reference=charged.reference,
+        amount=Decimal("25.00"),
+        currency="EUR",
+        idempotency_key="r1",
+    )
+    again = gateway.refund(
+        charge_reference=charged.reference,
+        amount=Decimal("25.00"),
+        currency="EUR",
+        idempotency_key="r1",
+    )
+
+    assert refund.reference.startswith("re_sim_")
+    assert refund.charge_reference == charged.reference
+    assert again == refund
+    assert SimulatedRefund.objects.count() == 1
+
+
+def test_partial_refunds_add_up_to_the_charge_and_no_further() -> None:
+    charged = charge("tok_visa", amount="25.00")
+    for key, amount in (("r1", "10.00"), ("r2", "15.00")):
+        gateway.refund(
+            charge_reference=charged.reference,
+            amount=Decimal(amount),
+            currency="EUR",
+            idempotency_key=key,
+        )
+
+    with pytest.raises(GatewayRequestError, match="exceeds"):
+        gateway.refund(
+            charge_reference=charged.reference,
+            amount=Decimal("0.01"),
+            currency="EUR",
+            idempotency_key="r3",
+        )
+
+    assert SimulatedRefund.objects.count() == 2
+
+
+def test_refund_of_more_than_charged_is_refused() -> None:
+    charged = charge("tok_visa", amount="25.00")
+
+    with pytest.raises(GatewayRequestError, match="exceeds"):
+        gateway.refund(
+            charge_reference=charged.reference,
+            amount=Decimal("25.01"),
+            currency="EUR",
+            idempotency_key="r1",
+        )
+
+    assert not SimulatedRefund.objects.exists()
+
+
+def test_refund_of_an_unknown_or_declined_charge_is_refused() -> None:
+    with pytest.raises(CardDeclined):
+        charge("tok_chargeDeclined", key="k1")
+    declined = SimulatedCharge.objects.get(idempotency_key="k1")
+
+    with pytest.raises(GatewayRequestError, match="no such charge"):
+        gateway.refund(
+            charge_reference="ch_sim_nope",
+            amount=Decimal("1.00"),
+            currency="EUR",
+            idempotency_key="r1",
+        )
+    with pytest.raises(GatewayRequestError, match="declined"):
+        gateway.refund(
+            charge_reference=declined.reference,
+            amount=Decimal("1.00"),
+            currency="EUR",
+            idempotency_key="r2",
+        )
+
+    assert not SimulatedRefund.objects.exists()
+
+
+def test_a_card_number_sent_as_a_token_is_not_stored() -> None:
+    with pytest.raises(CardDeclined) as raised:
+        charge("4242 4242 4242 4242", key="k1")
+
+    assert raised.value.code == "invalid_token"
+    assert SimulatedCharge.objects.get(idempotency_key="k1").token == "[redacted]"
