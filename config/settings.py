@@ -38,7 +38,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEBUG = env_bool("DEBUG", False)
+# Off unless turned on; a `manage.py` run beside `make run` follows the value it ran with.
+DEBUG = (runtime.debug_flag() or "").strip().lower() in {"1", "true", "yes", "on"}
 TESTING = env_bool("BACKOFFICE_TESTING", False)
 
 _DEV_SECRET_KEY = "dev-only-insecure-key-never-used-when-DEBUG-is-off-0123456789abcdef"  # noqa: S105
@@ -66,6 +67,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "eventstore",
     "sagas",
     "inventory",
@@ -167,6 +169,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "config.api.pagination.StandardPagination",
+    "EXCEPTION_HANDLER": "config.api.errors.api_exception_handler",
+    # Throttling is on by default; the rates are per client, counted in the shared cache.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "config.api.throttling.AnonThrottle",
+        "config.api.throttling.UserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": os.environ.get("API_THROTTLE_ANON", "120/min"),
+        "user": os.environ.get("API_THROTTLE_USER", "6000/min"),
+    },
 }
 
 SPECTACULAR_SETTINGS = {
@@ -177,6 +190,11 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files are served from the sidecar package: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -191,6 +209,18 @@ if not _broker_url:
         "embedded servers with `make run`, which records their URLs in .local/runtime.json."
     )
 REDIS_URL = _broker_url
+# The cache (API throttling counts, admin login attempts) lives in the same Redis, under its
+# own key prefix, so every web process shares the counts.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("CACHE_URL", _broker_url),
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "backoffice"),
+        "TIMEOUT": 300,
+        # Short timeouts: a cache that does not answer is treated as absent, not waited for.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
 CELERY_BROKER_URL = _broker_url
 # Ack only after the task body returns, so a worker that dies mid-step leaves the message to
 # be delivered again instead of silently dropping the step.
@@ -251,10 +281,62 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # --- The back office's own settings ----------------------------------------------------------
 
 # --- Event store: the projections, in one place (eventstore/projections.py).
-EVENTSTORE_PROJECTORS: list[str] = []
+EVENTSTORE_PROJECTORS: list[str] = ["orders.projections.OrderProjector"]
 
 # Fault injection: off unless turned on (it is in dev and tests).
 FAULT_INJECTION_ENABLED = env_bool("FAULT_INJECTION_ENABLED", DEBUG or TESTING)
+
+# --- Sagas (owned by sagas/) ----------------------------------------------------------------
+# The saga types, in one explicit place: dotted paths to SagaDefinition objects.
+SAGA_DEFINITIONS: list[str] = [
+    "orders.sagas.PLACE_ORDER_SAGA",
+    "orders.sagas.CANCEL_ORDER_SAGA",
+]
+# Test and benchmark sagas (no-op steps, steps recording their effects in a test-only table)
+# exist only when testing or benchmarking: their app brings that table to those databases only.
+SAGA_TESTING = TESTING or env_bool("SAGA_TESTING", False)
+if SAGA_TESTING:
+    INSTALLED_APPS.append("sagas.testing")
+    SAGA_DEFINITIONS += [
+        "sagas.testing.noop.NOOP4",
+        "sagas.testing.sagas.EFFECTS",
+        "sagas.testing.sagas.DUPLICATED",
+        "sagas.testing.sagas.LOCAL",
+        "sagas.testing.sagas.TIMEOUT",
+        "sagas.testing.sagas.LONG_BACKOFF",
+    ]
+# The recovery sweeper runs this often (Celery beat). A due step whose message has not run
+# after the grace period is sent again (a message that was merely slow becomes a no-op).
+SAGA_SWEEP_INTERVAL_SECONDS = env_int("SAGA_SWEEP_INTERVAL_SECONDS", 5)
+SAGA_SWEEP_GRACE_SECONDS = env_int("SAGA_SWEEP_GRACE_SECONDS", 15)
+# Backoffs up to this long wait in the broker as a countdown; longer ones wait in PostgreSQL
+# for the sweeper (a countdown lives in one worker's memory until it runs).
+SAGA_COUNTDOWN_MAX_SECONDS = env_int("SAGA_COUNTDOWN_MAX_SECONDS", 5)
+# Poison guard: an attempt is taken over at most this many times after its worker process
+# died; the next loss fails the step for good.
+SAGA_MAX_REDELIVERIES = env_int("SAGA_MAX_REDELIVERIES", 3)
+# From a step's timeout (soft time limit: a transient failure) to the hard kill of its process.
+SAGA_HARD_TIME_LIMIT_GRACE_SECONDS = env_int("SAGA_HARD_TIME_LIMIT_GRACE_SECONDS", 5)
+# Celery's Django fixup closes the database connection before and after every task unless
+# this is set: a new PostgreSQL connection per saga step cost more than the step itself
+# (docs/benchmarks.md). Connections are recycled every N tasks; each saga task first drops
+# one that broke or outlived CONN_MAX_AGE, as Django does per request (sagas/tasks.py).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
+CELERY_BEAT_SCHEDULE["sagas-sweep"] = {
+    "task": "sagas.sweep",
+    "schedule": SAGA_SWEEP_INTERVAL_SECONDS,
+    # A pass that could not start in time is replaced by the next one.
+    "options": {"expires": SAGA_SWEEP_INTERVAL_SECONDS * 2},
+}
+# --- end of Sagas ----------------------------------------------------------------------------
+
+# --- Inventory and payments (owned by inventory/ and payments/) ------------------------------
+# The currency of the catalogue's prices (ISO 4217).
+BACKOFFICE_CURRENCY = os.environ.get("BACKOFFICE_CURRENCY", "EUR")
+# The payment gateway: a dotted path to a class implementing payments.gateway.PaymentGateway.
+# The default simulates a card processor in this database (tok_visa, tok_chargeDeclined, ...).
+PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "payments.simulated.SimulatedGateway")
+# --- end of Inventory and payments ------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

@@ -7,5 +7,8 @@ servers ``make test`` starts); only what makes no sense in a test run changes he
 import os
 
 os.environ.setdefault("BACKOFFICE_TESTING", "1")
+# Close connections after each request: the live server's request threads would otherwise
+# leave theirs open and keep the test database from being dropped at the end of the run.
+os.environ.setdefault("CONN_MAX_AGE", "0")
 
 from config.settings import *  # noqa: F403

@@ -1,8 +1,35 @@
-"""URL configuration: the admin and the REST API under /api/."""
+"""URL configuration: the admin, and the REST API under /api/."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.api.health import HealthView
+from inventory.api import ProductListView
+from orders.api import OrderCancelView, OrderDetailView, OrderEventsView, OrderListCreateView
+from sagas.api import SagaDetailView, SagaListView, SagaRetryView, SagaSkipView
+
+api_patterns = [
+    path("health/", HealthView.as_view(), name="health"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("products/", ProductListView.as_view(), name="product-list"),
+    path("orders/", OrderListCreateView.as_view(), name="order-list"),
+    path("orders/<str:order_id>/", OrderDetailView.as_view(), name="order-detail"),
+    path("orders/<str:order_id>/events/", OrderEventsView.as_view(), name="order-events"),
+    path("orders/<str:order_id>/cancel/", OrderCancelView.as_view(), name="order-cancel"),
+    path("sagas/", SagaListView.as_view(), name="saga-list"),
+    path("sagas/<str:saga_id>/", SagaDetailView.as_view(), name="saga-detail"),
+    path("sagas/<str:saga_id>/retry/", SagaRetryView.as_view(), name="saga-retry"),
+    path("sagas/<str:saga_id>/skip/", SagaSkipView.as_view(), name="saga-skip"),
+]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include((api_patterns, "api"), namespace="api")),
 ]
+
+handler400 = "config.api.errors.bad_request"
+handler403 = "config.api.errors.permission_denied"
+handler404 = "config.api.errors.page_not_found"
+handler500 = "config.api.errors.server_error"

@@ -36,7 +36,7 @@ from eventstore.records import (
     StoredSnapshot,
 )
 
-_COLUMNS = (
+EVENT_COLUMNS = (
     "position, transaction_id, stream_type, stream_id, version, event_id, event_type, "
     "schema_version, data, metadata, recorded_at"
 )
@@ -58,7 +58,7 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _row_to_event(row: Sequence[Any]) -> RecordedEvent:
+def record_from_row(row: Sequence[Any]) -> RecordedEvent:
     return RecordedEvent(
         position=row[0],
         transaction_id=row[1],
@@ -133,14 +133,16 @@ class PostgresEventStore:
             "AS n(event_id, version, event_type, schema_version, data, metadata) "
             "WHERE cur.v = %s "
             "ON CONFLICT DO NOTHING "
-            f"RETURNING {_COLUMNS}"
+            f"RETURNING {EVENT_COLUMNS}"
         )
         with self.transaction():
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 rows = cursor.fetchall()
             if len(rows) == len(events):
-                recorded = tuple(sorted((_row_to_event(r) for r in rows), key=lambda e: e.version))
+                recorded = tuple(
+                    sorted((record_from_row(r) for r in rows), key=lambda e: e.version)
+                )
                 self._project_inline(recorded)
                 return AppendResult(
                     stream_type, stream_id, recorded[0].version, recorded[-1].version, recorded
@@ -161,11 +163,11 @@ class PostgresEventStore:
         ids = [str(e.event_id) for e in events]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {_COLUMNS} FROM eventstore_event WHERE event_id = ANY(%s::uuid[]) "
+                f"SELECT {EVENT_COLUMNS} FROM eventstore_event WHERE event_id = ANY(%s::uuid[]) "
                 "ORDER BY version",
                 [ids],
             )
-            stored = [_row_to_event(r) for r in cursor.fetchall()]
+            stored = [record_from_row(r) for r in cursor.fetchall()]
         if not stored:
             return None
         if len(stored) != len(events):
@@ -206,7 +208,7 @@ class PostgresEventStore:
         to_version: int | None = None,
     ) -> list[RecordedEvent]:
         sql = (
-            f"SELECT {_COLUMNS} FROM eventstore_event "
+            f"SELECT {EVENT_COLUMNS} FROM eventstore_event "
             "WHERE stream_type = %s AND stream_id = %s AND version > %s"
         )
         params: list[Any] = [stream_type, stream_id, after_version]
@@ -216,7 +218,7 @@ class PostgresEventStore:
         sql += " ORDER BY version"
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return [_row_to_event(r) for r in cursor.fetchall()]
+            return [record_from_row(r) for r in cursor.fetchall()]
 
     def read_stream_payloads(
         self,
@@ -265,7 +267,7 @@ class PostgresEventStore:
         event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
         sql = (
-            f"SELECT {_COLUMNS} FROM eventstore_event "
+            f"SELECT {EVENT_COLUMNS} FROM eventstore_event "
             "WHERE (transaction_id, position) > (%s, %s) "
             # Only transactions older than every running one: nothing can commit behind us.
             "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
@@ -278,7 +280,7 @@ class PostgresEventStore:
         params.append(limit)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return [_row_to_event(r) for r in cursor.fetchall()]
+            return [record_from_row(r) for r in cursor.fetchall()]
 
     def count_after(self, *, after: LogPosition, event_types: Collection[str] | None = None) -> int:
         """Count stored events after ``after`` (committed or not yet readable): a lag figure."""

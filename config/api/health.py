@@ -1,0 +1,69 @@
+"""GET /api/health/: can this process reach PostgreSQL and the broker?"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.celery import app as celery_app
+
+
+def _check_database() -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return {"status": "ok", "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def _check_broker() -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            conn.default_channel.client.ping()  # type: ignore[attr-defined]
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return {"status": "ok", "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+_check = inline_serializer(
+    "HealthCheck",
+    {
+        "status": serializers.ChoiceField(choices=["ok", "down"]),
+        "ms": serializers.FloatField(required=False),
+        "error": serializers.CharField(required=False),
+    },
+)
+_health = inline_serializer(
+    "Health",
+    {
+        "status": serializers.ChoiceField(choices=["ok", "unavailable"]),
+        "checks": inline_serializer("HealthChecks", {"database": _check, "broker": _check}),
+    },
+)
+
+
+class HealthView(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: _health, 503: _health}, summary="Database and broker checks")
+    def get(self, request: Request) -> Response:
+        checks = {"database": _check_database(), "broker": _check_broker()}
+        healthy = all(c["status"] == "ok" for c in checks.values())
+        return Response(
+            {"status": "ok" if healthy else "unavailable", "checks": checks},
+            status=200 if healthy else 503,
+        )

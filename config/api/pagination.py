@@ -1,0 +1,9 @@
+"""The one pagination every list endpoint uses: count, next, previous, results."""
+
+from rest_framework.pagination import PageNumberPagination
+
+
+class StandardPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500

@@ -1,0 +1,278 @@
+"""REST endpoints for orders (thin: parse, call one service or selector, shape the answer)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid4
+
+from django.db import transaction
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api.errors import ERROR_RESPONSES, error_response
+from config.api.pagination import StandardPagination
+from eventstore.errors import VersionNotFound
+from orders.domain import CancellationReason, InvalidOrder, OrderNotCancellable, OrderStatus
+from orders.idempotency import (
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+    RequestInFlight,
+    StoredResponse,
+    check_key,
+    idempotent_request,
+    request_fingerprint,
+)
+from orders.selectors import (
+    order_as_of,
+    order_events,
+    order_get,
+    order_list,
+    saga_summaries,
+)
+from orders.serializers import (
+    OrderCancelInputSerializer,
+    OrderCreateInputSerializer,
+    OrderEventSerializer,
+    OrderSerializer,
+)
+from orders.services import (
+    OrderLineRequest,
+    OrderNotFound,
+    order_place,
+    order_request_cancellation,
+)
+from sagas.errors import SagaAlreadyActive
+
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+def parse_order_id(raw: str) -> UUID:
+    """Return the id as a UUID; a malformed id is simply an order that does not exist."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise NotFound("No order with this id.") from None
+
+
+def actor_of(request: Request) -> str:
+    return f"user:{request.user.pk}"
+
+
+def correlation_of(request: Request) -> str:
+    raw = request.headers.get(CORRELATION_HEADER, "")
+    if raw and len(raw) <= 100 and raw.isascii() and raw.isprintable():
+        return raw
+    return str(uuid4())
+
+
+def order_body(order: Any, request: Request) -> dict[str, Any]:
+    sagas = saga_summaries(order_ids=[order.id])
+    return OrderSerializer(order, context={"request": request, "sagas_by_order": sagas}).data
+
+
+def order_location(order_id: UUID) -> str:
+    return reverse("api:order-detail", kwargs={"order_id": str(order_id)})
+
+
+class OrderListCreateView(APIView):
+    pagination_class = StandardPagination
+
+    @extend_schema(
+        summary="List orders",
+        parameters=[
+            OpenApiParameter("status", str, enum=[s.value for s in OrderStatus]),
+            OpenApiParameter("customer_id", str),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int, description="1 to 500, default 50"),
+        ],
+        responses={200: OrderSerializer(many=True), **ERROR_RESPONSES(400, 401, 403, 404)},
+    )
+    def get(self, request: Request) -> Response:
+        status_filter = request.query_params.get("status")
+        if status_filter and status_filter not in OrderStatus.__members__:
+            raise ValidationError(
+                {"status": [f"Must be one of {', '.join(s.value for s in OrderStatus)}."]}
+            )
+        orders = order_list(
+            user=request.user,
+            status=status_filter,
+            customer_id=request.query_params.get("customer_id") or None,
+        )
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(orders, request, view=self) or []
+        sagas = saga_summaries(order_ids=[o.id for o in page])
+        body = OrderSerializer(
+            page, many=True, context={"request": request, "sagas_by_order": sagas}
+        ).data
+        return paginator.get_paginated_response(body)
+
+    @extend_schema(
+        summary="Place an order",
+        description=(
+            "Validates the order, prices it from the catalogue, creates it PENDING and "
+            "starts its saga (reserve stock, charge payment, confirm). Poll the order or its "
+            "saga for the outcome. With an `Idempotency-Key` header, the same key and body "
+            "return the first response and create nothing; a different body gets 422; a "
+            "request still in flight with the key gets 409."
+        ),
+        request=OrderCreateInputSerializer,
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+            OpenApiParameter(CORRELATION_HEADER, str, OpenApiParameter.HEADER),
+        ],
+        responses={
+            202: OrderSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 409, 413, 415, 422),
+        },
+        examples=[
+            OpenApiExample(
+                "An order",
+                value={
+                    "customer_id": "c-42",
+                    "items": [{"sku": "SKU-1", "quantity": 2}],
+                    "payment_token": "tok_visa",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is not None:
+            try:
+                check_key(key)
+            except InvalidIdempotencyKey as exc:
+                return error_response(400, str(exc))
+        payload = OrderCreateInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+
+        def place() -> StoredResponse:
+            placed = order_place(
+                customer_id=data["customer_id"],
+                lines=[OrderLineRequest(i["sku"], i["quantity"]) for i in data["items"]],
+                payment_token=data["payment_token"],
+                actor=actor_of(request),
+                correlation_id=correlation_of(request),
+            )
+            order = order_get(user=request.user, order_id=placed.order_id)
+            return StoredResponse(202, order_body(order, request), order_location(order.id))
+
+        try:
+            if key is None:
+                with transaction.atomic(durable=True):
+                    result = place()
+            else:
+                result = idempotent_request(
+                    user_id=int(request.user.pk or 0),
+                    key=key,
+                    fingerprint=request_fingerprint(
+                        method="POST", path=request.path, data=request.data
+                    ),
+                    action=place,
+                )
+        except InvalidOrder as exc:
+            raise ValidationError(exc.errors) from exc
+        except RequestInFlight as exc:
+            return error_response(409, str(exc))
+        except IdempotencyKeyReused as exc:
+            return error_response(422, str(exc))
+        response = Response(result.body, status=result.status)
+        if result.location:
+            response["Location"] = request.build_absolute_uri(result.location)
+        if result.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class OrderDetailView(APIView):
+    @extend_schema(
+        summary="An order, now or as of a version",
+        parameters=[
+            OpenApiParameter(
+                "version",
+                int,
+                description="Replay the order's events up to this version (1 = as created).",
+            )
+        ],
+        responses={200: OrderSerializer, **ERROR_RESPONSES(400, 401, 403, 404)},
+    )
+    def get(self, request: Request, order_id: str) -> Response:
+        oid = parse_order_id(order_id)
+        raw_version = request.query_params.get("version")
+        try:
+            if raw_version is None:
+                order: Any = order_get(user=request.user, order_id=oid)
+            else:
+                if not raw_version.lstrip("-").isdigit():
+                    raise ValidationError({"version": ["Must be a whole number."]})
+                order = order_as_of(user=request.user, order_id=oid, version=int(raw_version))
+        except OrderNotFound as exc:
+            raise NotFound("No order with this id.") from exc
+        except VersionNotFound as exc:
+            raise NotFound(f"Order {oid} has versions 1 to {exc.current}.") from exc
+        return Response(order_body(order, request))
+
+
+class OrderEventsView(APIView):
+    pagination_class = StandardPagination
+
+    @extend_schema(
+        summary="The order's events, oldest first",
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: OrderEventSerializer(many=True), **ERROR_RESPONSES(401, 403, 404)},
+    )
+    def get(self, request: Request, order_id: str) -> Response:
+        oid = parse_order_id(order_id)
+        try:
+            events = order_events(user=request.user, order_id=oid)
+        except OrderNotFound as exc:
+            raise NotFound("No order with this id.") from exc
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(events, request, view=self) or []
+        return paginator.get_paginated_response(OrderEventSerializer(page, many=True).data)
+
+
+class OrderCancelView(APIView):
+    @extend_schema(
+        summary="Cancel a confirmed order",
+        description=(
+            "Starts the cancel saga: refund the payment, put the units back in stock, mark the "
+            "order CANCELLED (`cancelled_by_client`, or `cancelled_by_staff` for staff with "
+            "the cancel permission). 409 unless the order is CONFIRMED and no other "
+            "cancellation of it is running."
+        ),
+        request=OrderCancelInputSerializer,
+        responses={202: OrderSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 415)},
+    )
+    def post(self, request: Request, order_id: str) -> Response:
+        oid = parse_order_id(order_id)
+        OrderCancelInputSerializer(data=request.data or {}).is_valid(raise_exception=True)
+        user = request.user
+        as_staff = bool(user.is_staff and user.has_perm("orders.cancel_order"))
+        try:
+            order_get(user=user, order_id=oid)
+            order_request_cancellation(
+                order_id=oid,
+                actor=actor_of(request),
+                reason=CancellationReason.CANCELLED_BY_STAFF
+                if as_staff
+                else CancellationReason.CANCELLED_BY_CLIENT,
+                may_cancel_any=as_staff,
+                correlation_id=correlation_of(request),
+            )
+        except OrderNotFound as exc:
+            raise NotFound("No order with this id.") from exc
+        except OrderNotCancellable as exc:
+            return error_response(409, str(exc))
+        except SagaAlreadyActive:
+            return error_response(409, f"A cancellation of order {oid} is already under way.")
+        order = order_get(user=user, order_id=oid)
+        response = Response(order_body(order, request), status=status.HTTP_202_ACCEPTED)
+        response["Location"] = request.build_absolute_uri(order_location(oid))
+        return response

@@ -1,0 +1,173 @@
+"""Seed a demo: a catalogue, a superuser ``admin`` and an API client ``demo-client``.
+
+Idempotent: a second run adds nothing and leaves every product as it is (its stock may have
+moved since); the admin's password changes only when one is given and differs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.hashers import check_password
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from inventory.services import NewProduct, product_create_missing
+
+ADMIN_USERNAME = "admin"
+CLIENT_USERNAME = "demo-client"
+PASSWORD_ENV = "DEMO_ADMIN_PASSWORD"  # noqa: S105 (the variable's name, not a password)
+
+
+def _product(n: int, name: str, price: str, stock: int) -> NewProduct:
+    return NewProduct(sku=f"SKU-{n}", name=name, price=Decimal(price), stock_on_hand=stock)
+
+
+CATALOGUE: tuple[NewProduct, ...] = (
+    _product(1, "Espresso beans, 1 kg", "24.90", 200),
+    _product(2, "Filter coffee, 500 g", "11.50", 350),
+    _product(3, "Ceramic mug", "8.00", 500),
+    _product(4, "Pour-over dripper", "19.00", 120),
+    _product(5, "Paper filters, 100", "4.20", 480),
+    _product(6, "Burr grinder", "89.00", 50),
+    _product(7, "Milk frothing jug", "15.75", 90),
+    _product(8, "Gooseneck kettle", "49.00", 75),
+    _product(9, "Digital scale", "29.99", 140),
+    _product(10, "Green tea, 250 g", "9.40", 260),
+    _product(11, "Travel tumbler", "22.00", 180),
+    _product(12, "Descaling tablets", "6.80", 300),
+)
+
+
+@dataclass(frozen=True)
+class AdminPasswordPlan:
+    """Say which password the admin gets (None: keep the one it has) and where it came from."""
+
+    password: str | None
+    source: str
+
+
+def plan_admin_password(
+    *, explicit: str | None, from_env: str | None, admin_exists: bool, debug: bool
+) -> AdminPasswordPlan:
+    """Decide the admin's password: the option, else the environment, else a generated one.
+
+    Outside DEBUG only an explicit ``--admin-password`` may set one: a demo password (from the
+    environment, or generated) must never end up on a production admin.
+    """
+    if explicit is not None:
+        if not explicit:
+            raise CommandError("--admin-password must not be empty.")
+        return AdminPasswordPlan(explicit, "--admin-password")
+    if from_env:
+        if not debug:
+            raise CommandError(
+                f"DEBUG is off: refusing to give '{ADMIN_USERNAME}' the demo password from "
+                f"{PASSWORD_ENV}. Pass --admin-password explicitly to set one."
+            )
+        return AdminPasswordPlan(from_env, PASSWORD_ENV)
+    if admin_exists:
+        return AdminPasswordPlan(None, "")
+    if not debug:
+        raise CommandError(
+            f"DEBUG is off: refusing to create '{ADMIN_USERNAME}' with a generated demo "
+            "password. Pass --admin-password explicitly."
+        )
+    return AdminPasswordPlan(secrets.token_urlsafe(12), "generated")
+
+
+def ensure_admin(plan: AdminPasswordPlan) -> str:
+    """Make sure the superuser exists with the planned password; say what was done."""
+    user_model = get_user_model()
+    with transaction.atomic():
+        user = user_model.objects.select_for_update().filter(username=ADMIN_USERNAME).first()
+        if user is None:
+            assert plan.password is not None
+            user_model.objects.create_superuser(
+                username=ADMIN_USERNAME, email="admin@example.test", password=plan.password
+            )
+            if plan.source == "generated":
+                return f"created; generated password (shown only now): {plan.password}"
+            return f"created; password from {plan.source}"
+        done: list[str] = []
+        if not (user.is_superuser and user.is_staff and user.is_active):
+            user.is_superuser = user.is_staff = user.is_active = True
+            user.save(update_fields=["is_superuser", "is_staff", "is_active"])
+            done.append("made an active superuser")
+        if plan.password is not None and not _has_password(user, plan.password):
+            user.set_password(plan.password)
+            user.save(update_fields=["password"])
+            done.append(f"password updated from {plan.source}")
+        return "already present; " + ("; ".join(done) if done else "unchanged")
+
+
+def _has_password(user: AbstractBaseUser, password: str) -> bool:
+    # The hasher's check, not user.check_password: that one re-hashes and saves as a side effect.
+    return check_password(password, user.password)
+
+
+def ensure_client() -> str:
+    """Make sure the non-staff API client and its token exist; say what was done."""
+    user_model = get_user_model()
+    with transaction.atomic():
+        user, created = user_model.objects.get_or_create(
+            username=CLIENT_USERNAME, defaults={"email": "demo-client@example.test"}
+        )
+        if created:
+            # It authenticates with its token only.
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        _, token_created = Token.objects.get_or_create(user=user)
+    return "{}; API token {}".format(
+        "created (not staff)" if created else "already present",
+        "created" if token_created else "already present",
+    )
+
+
+class Command(BaseCommand):
+    help = (
+        "Seed the demo catalogue, the superuser 'admin' and the API client 'demo-client' "
+        "(idempotent: existing products, users and tokens are left as they are)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--admin-password",
+            default=None,
+            help=(
+                f"the admin's password (else ${PASSWORD_ENV}, else generated and printed "
+                "when the admin is created; only this option works with DEBUG off)"
+            ),
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user_model = get_user_model()
+        plan = plan_admin_password(
+            explicit=options["admin_password"],
+            from_env=os.environ.get(PASSWORD_ENV) or None,
+            admin_exists=user_model.objects.filter(username=ADMIN_USERNAME).exists(),
+            debug=settings.DEBUG,
+        )
+        added = product_create_missing(products=CATALOGUE)
+        kept = len(CATALOGUE) - len(added)
+        self.stdout.write(
+            f"Catalogue: {len(added)} product(s) added"
+            + (f" ({', '.join(added)})" if added else "")
+            + f"; {kept} already present, left as they are."
+        )
+        # No full stop after these: a generated password ends the line, for copying.
+        self.stdout.write(f"Superuser '{ADMIN_USERNAME}': {ensure_admin(plan)}")
+        self.stdout.write(f"API client '{CLIENT_USERNAME}': {ensure_client()}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data ready. The client's token: manage.py create_api_token {CLIENT_USERNAME}"
+            )
+        )

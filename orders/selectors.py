@@ -1,0 +1,130 @@
+"""Reads for orders: lists and pages from the read model, history from the event stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from eventstore.errors import StreamNotFound, VersionNotFound
+from eventstore.models import StoredEvent
+from orders.domain import Order as OrderAggregate
+from orders.models import Order
+from orders.services import OrderNotFound, order_repository, order_subject
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def can_see_all_orders(user: Any) -> bool:
+    """Staff with the view permission see every order; everyone else sees their own."""
+    return bool(user.is_staff and user.has_perm("orders.view_order"))
+
+
+def order_list(
+    *, user: Any, status: str | None = None, customer_id: str | None = None
+) -> QuerySet[Order]:
+    orders = Order.objects.all()
+    if not can_see_all_orders(user):
+        orders = orders.filter(placed_by_user_id=user.pk)
+    if status:
+        orders = orders.filter(status=status)
+    if customer_id:
+        orders = orders.filter(customer_id=customer_id)
+    return orders.order_by("-created_position")
+
+
+def order_get(*, user: Any, order_id: UUID) -> Order:
+    """Return the order's read-model row, or raise OrderNotFound (also for others' orders)."""
+    order = order_list(user=user).filter(id=order_id).first()
+    if order is None:
+        raise OrderNotFound(order_id)
+    return order
+
+
+@dataclass(frozen=True)
+class OrderAsOf:
+    """An order as its first ``version`` events made it."""
+
+    id: UUID
+    customer_id: str
+    status: str
+    cancellation_reason: str
+    items: list[dict[str, Any]]
+    total: Decimal
+    currency: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def order_as_of(*, user: Any, order_id: UUID, version: int) -> OrderAsOf:
+    """Replay the order's stream up to ``version`` (VersionNotFound when out of range)."""
+    order_get(user=user, order_id=order_id)  # the caller may see it at all
+    try:
+        aggregate: OrderAggregate = order_repository().load(str(order_id), version=version)
+    except StreamNotFound:
+        raise OrderNotFound(order_id) from None
+    times = list(
+        StoredEvent.objects.filter(
+            stream_type="order", stream_id=str(order_id), version__in=[1, version]
+        )
+        .order_by("version")
+        .values_list("recorded_at", flat=True)
+    )
+    if not times:
+        raise VersionNotFound(
+            stream_type="order", stream_id=str(order_id), version=version, current=0
+        )
+    return OrderAsOf(
+        id=order_id,
+        customer_id=aggregate.customer_id,
+        status=aggregate.status.value,
+        cancellation_reason=aggregate.cancellation_reason.value
+        if aggregate.cancellation_reason
+        else "",
+        items=[
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": str(line.unit_price),
+                "line_total": str(line.line_total),
+            }
+            for line in aggregate.lines
+        ],
+        total=aggregate.total,
+        currency=aggregate.currency,
+        version=aggregate.version,
+        created_at=times[0],
+        updated_at=times[-1],
+    )
+
+
+def order_events(*, user: Any, order_id: UUID) -> QuerySet[StoredEvent]:
+    order_get(user=user, order_id=order_id)
+    return StoredEvent.objects.filter(stream_type="order", stream_id=str(order_id)).order_by(
+        "version"
+    )
+
+
+def saga_summaries(*, order_ids: list[UUID]) -> dict[str, list[dict[str, Any]]]:
+    """Return each order's sagas (id, type, status), newest first, in one query."""
+    from sagas.models import Saga
+
+    subjects = {order_subject(oid): str(oid) for oid in order_ids}
+    result: dict[str, list[dict[str, Any]]] = {str(oid): [] for oid in order_ids}
+    if not subjects:
+        return result
+    rows = (
+        Saga.objects.filter(subject__in=list(subjects))
+        .order_by("-created_at", "-id")
+        .values_list("subject", "id", "saga_type", "status")
+    )
+    for subject, saga_id, saga_type, saga_status in rows:
+        result[subjects[subject]].append({"id": saga_id, "type": saga_type, "status": saga_status})
+    return result

@@ -1,0 +1,162 @@
+"""Input and output serializers of the orders API.
+
+Input serializers only parse and check shapes; the order's rules (lines, quantities, SKUs,
+prices) are the domain's and the catalogue's, and their errors come back as field errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from orders.domain import MAX_LINES, MAX_QUANTITY, OrderStatus
+
+# Fields a client might send hoping to set what only the catalogue or the saga decides.
+SERVER_OWNED_FIELDS = {
+    "id",
+    "status",
+    "total",
+    "currency",
+    "cancellation_reason",
+    "version",
+    "created_at",
+    "updated_at",
+    "saga",
+    "sagas",
+    "unit_price",
+    "line_total",
+    "price",
+    "name",
+}
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """Accept JSON integers only: not "2", not 2.0, not true."""
+
+    default_error_messages = {"strict": "Must be a whole number (a JSON integer, not a string)."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("strict")
+        return super().to_internal_value(data)
+
+
+class RefuseUnknownFieldsMixin:
+    """Refuse fields the serializer does not declare, naming them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            declared = set(self.fields)  # type: ignore[attr-defined]
+            unknown = sorted(set(data) - declared)
+            if unknown:
+                owned = [f for f in unknown if f in SERVER_OWNED_FIELDS]
+                message = f"Unknown field(s): {', '.join(unknown)}."
+                if owned:
+                    message += (
+                        " Prices, totals and statuses come from the catalogue and the order's"
+                        " saga, never from the request."
+                    )
+                raise serializers.ValidationError({"non_field_errors": [message]})
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class PrintableCharField(serializers.CharField):
+    default_error_messages = {"printable": "Must contain printable characters only."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if not value.isprintable():
+            self.fail("printable")
+        return value
+
+
+class OrderLineInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+    sku = PrintableCharField(max_length=64, trim_whitespace=False)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+
+class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+    customer_id = PrintableCharField(min_length=1, max_length=64, trim_whitespace=False)
+    items = OrderLineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)  # type: ignore[call-arg]
+    payment_token = PrintableCharField(min_length=1, max_length=100, trim_whitespace=False)
+
+    def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        skus = [item["sku"] for item in items]
+        repeated = sorted({s for s in skus if skus.count(s) > 1})
+        if repeated:
+            raise serializers.ValidationError(
+                f"Each SKU may appear once per order; repeated: {', '.join(repeated)}."
+            )
+        return items
+
+
+class OrderCancelInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+    """An empty body, or none: the reason follows from who asks."""
+
+
+class SagaSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+
+
+class OrderLineSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    name = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=14, decimal_places=2)
+    line_total = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
+class OrderSerializer(serializers.Serializer):
+    """An order as the API shows it (from the read model, or replayed as of a version)."""
+
+    id = serializers.UUIDField()
+    customer_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=[s.value for s in OrderStatus])
+    cancellation_reason = serializers.CharField(allow_null=True)
+    items = OrderLineSerializer(many=True)
+    total = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.CharField()
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    saga = SagaSummarySerializer(allow_null=True, help_text="The newest saga acting on the order.")
+    sagas = SagaSummarySerializer(many=True, help_text="Every saga of the order, newest first.")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        sagas = self.context.get("sagas_by_order", {}).get(str(instance.id), [])
+        data = {
+            "id": instance.id,
+            "customer_id": instance.customer_id,
+            "status": instance.status,
+            "cancellation_reason": instance.cancellation_reason or None,
+            "items": instance.items,
+            "total": instance.total,
+            "currency": instance.currency,
+            "version": instance.version,
+            "created_at": instance.created_at,
+            "updated_at": instance.updated_at,
+            "saga": sagas[0] if sagas else None,
+            "sagas": sagas,
+        }
+        return super().to_representation(_Obj(data))
+
+
+class _Obj:
+    """Let a dict be read as attributes by DRF's field machinery."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
+
+
+class OrderEventSerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    version = serializers.IntegerField()
+    type = serializers.CharField(source="event_type")
+    data = serializers.JSONField()  # type: ignore[assignment]
+    metadata = serializers.JSONField()
+    recorded_at = serializers.DateTimeField()

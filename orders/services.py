@@ -1,0 +1,208 @@
+"""Write services for orders: place, request cancellation, confirm, cancel.
+
+Each service is one transaction. ``order_place`` and ``order_request_cancellation`` join the
+caller's transaction when there is one (the API's idempotency record commits with the order
+it describes); the saga steps' services run alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+from django.db import transaction
+
+from eventstore.errors import StreamNotFound
+from eventstore.projections import event_store
+from eventstore.records import EventMetadata
+from eventstore.repository import Repository
+from inventory.selectors import products_by_sku
+from orders.domain import (
+    CancellationReason,
+    InvalidOrder,
+    Order,
+    OrderAlreadyCancelled,
+    PricedItem,
+)
+from sagas.services import saga_start
+
+PLACE_ORDER = "place_order"
+CANCEL_ORDER = "cancel_order"
+
+
+class OrderNotFound(Exception):
+    """Say that no order has this id (or the caller may not see it)."""
+
+    def __init__(self, order_id: UUID | str) -> None:
+        self.order_id = str(order_id)
+        super().__init__(f"no order {order_id}")
+
+
+def order_repository() -> Repository[Order]:
+    return Repository(Order, store=event_store())
+
+
+def order_subject(order_id: UUID | str) -> str:
+    """Name an order as the subject of the sagas acting on it."""
+    return f"order:{order_id}"
+
+
+@dataclass(frozen=True)
+class OrderLineRequest:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order_id: UUID
+    saga_id: UUID
+
+
+def order_place(
+    *,
+    customer_id: str,
+    lines: Sequence[OrderLineRequest],
+    payment_token: str,
+    actor: str,
+    correlation_id: str | None = None,
+) -> PlacedOrder:
+    """Price the lines from the catalogue, create the order and start its placing saga.
+
+    The order's creation is the saga's first step, run in this transaction, so the order,
+    its read-model row and its saga commit together or not at all; the saga's remaining
+    steps (reserve, charge, confirm) are dispatched to the workers after the commit.
+    """
+    catalogue = products_by_sku(skus=[line.sku for line in lines])
+    unknown = sorted({line.sku for line in lines} - set(catalogue))
+    if unknown:
+        raise InvalidOrder({"items": [f"Unknown SKU: {', '.join(unknown)}."]})
+    items = [
+        PricedItem(
+            sku=line.sku,
+            name=catalogue[line.sku].name,
+            quantity=line.quantity,
+            unit_price=catalogue[line.sku].price,
+        )
+        for line in lines
+    ]
+    currencies = {catalogue[line.sku].currency for line in lines}
+    currency = currencies.pop() if len(currencies) == 1 else ""
+    if not currency:
+        raise InvalidOrder({"items": ["All lines of an order must share one currency."]})
+    order_id = uuid4()
+    correlation = correlation_id or str(uuid4())
+    with transaction.atomic():
+        saga_id = saga_start(
+            saga_type=PLACE_ORDER,
+            context={
+                "order_id": str(order_id),
+                "customer_id": customer_id,
+                "items": [
+                    {
+                        "sku": i.sku,
+                        "name": i.name,
+                        "quantity": i.quantity,
+                        "unit_price": str(i.unit_price),
+                    }
+                    for i in items
+                ],
+                "currency": currency,
+                "payment_token": payment_token,
+                "placed_by": actor,
+            },
+            correlation_id=correlation,
+            actor=actor,
+            subject=order_subject(order_id),
+        )
+    return PlacedOrder(order_id=order_id, saga_id=saga_id)
+
+
+def order_request_cancellation(
+    *,
+    order_id: UUID,
+    actor: str,
+    reason: CancellationReason,
+    may_cancel_any: bool,
+    correlation_id: str | None = None,
+) -> UUID:
+    """Start the cancel saga for a confirmed order (refund, restock, mark cancelled).
+
+    ``may_cancel_any`` is the caller's permission to cancel other people's orders; without
+    it, an order placed by someone else is reported as not found, as it is to their reads.
+    Raises ``OrderNotCancellable`` unless the order is confirmed, and ``SagaAlreadyActive``
+    while another cancellation of it is under way.
+    """
+    repository = order_repository()
+    try:
+        order = repository.load(str(order_id))
+    except StreamNotFound:
+        raise OrderNotFound(order_id) from None
+    if not may_cancel_any and order.placed_by != actor:
+        raise OrderNotFound(order_id)
+    with transaction.atomic():
+        return saga_start(
+            saga_type=CANCEL_ORDER,
+            context={"order_id": str(order_id), "reason": reason.value},
+            correlation_id=correlation_id or str(uuid4()),
+            actor=actor,
+            subject=order_subject(order_id),
+            exclusive=True,
+        )
+
+
+def order_create_from_context(*, context: dict[str, object], metadata: EventMetadata) -> None:
+    """Create the order described by a placing saga's context (its first, local step)."""
+    raw_items = context["items"]
+    assert isinstance(raw_items, list)
+    order = Order.create(
+        order_id=str(context["order_id"]),
+        customer_id=str(context["customer_id"]),
+        items=[
+            PricedItem(
+                sku=i["sku"],
+                name=i["name"],
+                quantity=int(i["quantity"]),
+                unit_price=Decimal(str(i["unit_price"])),
+            )
+            for i in raw_items
+        ],
+        currency=str(context["currency"]),
+        placed_by=str(context["placed_by"]),
+    )
+    order_repository().save(order, metadata=metadata)
+
+
+def order_confirm(*, order_id: UUID | str, metadata: EventMetadata) -> bool:
+    """Confirm a pending order; return False when it was already confirmed (a repeat).
+
+    Raises ``OrderNotPending`` for a cancelled order. Reloads and decides again when another
+    writer appended first.
+    """
+
+    def confirm(order: Order) -> bool:
+        if order.is_confirmed:
+            return False
+        order.confirm()
+        return True
+
+    _, changed, _ = order_repository().execute(str(order_id), confirm, metadata=metadata)
+    return changed
+
+
+def order_cancel(
+    *, order_id: UUID | str, reason: CancellationReason, metadata: EventMetadata
+) -> bool:
+    """Cancel an order for ``reason``; return False when it was already cancelled."""
+
+    def cancel(order: Order) -> bool:
+        try:
+            order.cancel(reason)
+        except OrderAlreadyCancelled:
+            return False
+        return True
+
+    _, changed, _ = order_repository().execute(str(order_id), cancel, metadata=metadata)
+    return changed

@@ -1,0 +1,478 @@
+"""The orders API: validation, representation, authorization, idempotency keys.
+
+These tests need no worker: they check what the API does before and around the saga (the
+saga's own flow is covered end to end in tests/e2e).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+from django.db import connection, transaction
+from rest_framework.test import APIClient
+
+from eventstore.models import StoredEvent
+from orders.idempotency import _lock_id
+from orders.models import IdempotencyRecord, Order
+from sagas.models import Saga
+from tests.factories import api_client, make_product, make_user
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/orders/"
+
+
+@pytest.fixture
+def client_user():
+    return make_user()
+
+
+@pytest.fixture
+def client(client_user) -> APIClient:
+    return api_client(client_user)
+
+
+@pytest.fixture
+def products():
+    return [
+        make_product("SKU-A", price="4.50", stock=10, name="Mug"),
+        make_product("SKU-B", price="1.25", stock=10, name="Tea"),
+    ]
+
+
+def order_body(**overrides):
+    body = {
+        "customer_id": "c-42",
+        "items": [{"sku": "SKU-A", "quantity": 2}, {"sku": "SKU-B", "quantity": 3}],
+        "payment_token": "tok_visa",
+    }
+    body.update(overrides)
+    return body
+
+
+def post(client: APIClient, body, **extra):
+    return client.post(URL, body, format="json", **extra)
+
+
+def nothing_created() -> bool:
+    return (
+        not Order.objects.exists()
+        and not Saga.objects.exists()
+        and not StoredEvent.objects.exists()
+    )
+
+
+# --- placing an order ---------------------------------------------------------------------
+
+
+def test_post_places_an_order_priced_from_the_catalogue(client, client_user, products) -> None:
+    response = post(client, order_body())
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert response["Location"].endswith(f"/api/orders/{body['id']}/")
+    assert body["status"] == "PENDING"
+    assert body["cancellation_reason"] is None
+    assert body["customer_id"] == "c-42"
+    assert body["items"] == [
+        {"sku": "SKU-A", "name": "Mug", "quantity": 2, "unit_price": "4.50", "line_total": "9.00"},
+        {"sku": "SKU-B", "name": "Tea", "quantity": 3, "unit_price": "1.25", "line_total": "3.75"},
+    ]
+    assert (body["total"], body["currency"], body["version"]) == ("12.75", "EUR", 1)
+    assert body["saga"]["type"] == "place_order"
+    assert body["saga"]["status"] == "RUNNING"
+    assert body["sagas"] == [body["saga"]]
+    event = StoredEvent.objects.get(stream_id=body["id"])
+    assert event.event_type == "OrderCreated"
+    assert event.metadata["actor"] == f"user:{client_user.pk}"
+
+
+def test_get_after_post_shows_the_order_at_once(client, products) -> None:
+    order_id = post(client, order_body()).json()["id"]
+
+    response = client.get(f"{URL}{order_id}/")
+
+    assert response.status_code == 200
+    assert response.json()["id"] == order_id
+    assert client.get(URL).json()["count"] == 1
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"status": "CONFIRMED"}, {"total": "0.01"}, {"currency": "USD"}, {"id": str(uuid4())}],
+)
+def test_client_sent_server_owned_fields_are_refused(client, products, field) -> None:
+    response = post(client, order_body(**field))
+
+    assert response.status_code == 400
+    message = json.dumps(response.json())
+    assert next(iter(field)) in message
+    assert "never from the request" in message
+    assert nothing_created()
+
+
+def test_client_sent_prices_in_lines_are_refused(client, products) -> None:
+    body = order_body(items=[{"sku": "SKU-A", "quantity": 1, "unit_price": "0.01"}])
+    response = post(client, body)
+    assert response.status_code == 400
+    assert "unit_price" in json.dumps(response.json())
+    assert nothing_created()
+
+
+@pytest.mark.parametrize(
+    ("quantity", "fragment"),
+    [
+        ("2", "JSON integer"),
+        (2.0, "JSON integer"),
+        (2.5, "JSON integer"),
+        (True, "JSON integer"),
+        (None, "null"),
+        (0, "greater than or equal to 1"),
+        (1001, "less than or equal to 1000"),
+    ],
+)
+def test_quantities_are_json_integers_from_1_to_1000(client, products, quantity, fragment) -> None:
+    response = post(client, order_body(items=[{"sku": "SKU-A", "quantity": quantity}]))
+
+    assert response.status_code == 400
+    assert fragment in json.dumps(response.json())
+    assert "items" in response.json()
+    assert nothing_created()
+
+
+def test_missing_quantity_is_a_field_error(client, products) -> None:
+    response = post(client, order_body(items=[{"sku": "SKU-A"}]))
+    assert response.status_code == 400
+    assert response.json()["items"]["0"]["quantity"] == ["This field is required."]
+
+
+@pytest.mark.parametrize("count_", [0, 101])
+def test_an_order_has_1_to_100_lines(client, count_) -> None:
+    for n in range(max(count_, 1)):
+        make_product(f"L-{n}")
+    items = [{"sku": f"L-{n}", "quantity": 1} for n in range(count_)]
+    response = post(client, order_body(items=items))
+    assert response.status_code == 400
+    assert "items" in response.json()
+    assert nothing_created()
+
+
+def test_a_100_line_order_is_accepted(client) -> None:
+    for n in range(100):
+        make_product(f"L-{n}", price="1.00")
+    items = [{"sku": f"L-{n}", "quantity": 1} for n in range(100)]
+    response = post(client, order_body(items=items))
+    assert response.status_code == 202
+    assert response.json()["total"] == "100.00"
+
+
+def test_duplicate_skus_are_refused(client, products) -> None:
+    items = [{"sku": "SKU-A", "quantity": 1}, {"sku": "SKU-A", "quantity": 2}]
+    response = post(client, order_body(items=items))
+    assert response.status_code == 400
+    assert "repeated: SKU-A" in json.dumps(response.json())
+    assert nothing_created()
+
+
+def test_unknown_skus_are_refused_and_nothing_is_written(client, products) -> None:
+    items = [{"sku": "SKU-A", "quantity": 1}, {"sku": "NOPE", "quantity": 1}]
+    response = post(client, order_body(items=items))
+    assert response.status_code == 400
+    assert "Unknown SKU: NOPE" in json.dumps(response.json())
+    assert nothing_created()
+
+
+@pytest.mark.parametrize("customer_id", ["", "x" * 65, "bad\x00id", "tab\tid", 42, None, ["c"]])
+def test_customer_id_is_1_to_64_printable_characters(client, products, customer_id) -> None:
+    response = post(client, order_body(customer_id=customer_id))
+    assert response.status_code == 400
+    assert "customer_id" in response.json()
+    assert nothing_created()
+
+
+def test_a_64_character_customer_id_is_accepted(client, products) -> None:
+    assert post(client, order_body(customer_id="c" * 64)).status_code == 202
+
+
+@pytest.mark.parametrize("missing", ["customer_id", "items", "payment_token"])
+def test_required_fields(client, products, missing) -> None:
+    body = order_body()
+    del body[missing]
+    response = post(client, body)
+    assert response.status_code == 400
+    assert response.json()[missing] == ["This field is required."]
+
+
+def test_malformed_json_is_a_clear_400(client, products) -> None:
+    response = client.post(
+        URL, data='{"customer_id": "c", "items": [', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")
+    assert "JSON parse error" in response.json()["detail"]
+    assert nothing_created()
+
+
+@pytest.mark.parametrize("payload", ["[]", '"order"', "42", "null", "NaN"])
+def test_a_body_that_is_not_an_object_is_a_400(client, products, payload) -> None:
+    response = client.post(URL, data=payload, content_type="application/json")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")
+    assert nothing_created()
+
+
+def test_bodies_over_1_mb_get_413(client, products) -> None:
+    huge = json.dumps(order_body(customer_id="c", padding="x" * (1024 * 1024)))
+    response = client.post(URL, data=huge, content_type="application/json")
+    assert response.status_code == 413
+    assert "larger than the limit" in response.json()["detail"]
+    assert nothing_created()
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        ("customer_id=c&payment_token=tok_visa", "application/x-www-form-urlencoded"),
+        ('{"customer_id": "c"}', "text/plain"),
+        ("<order/>", "application/xml"),
+    ],
+)
+def test_wrong_content_types_get_415(client, products, data, content_type) -> None:
+    response = client.post(URL, data=data, content_type=content_type)
+    assert response.status_code == 415
+    assert "Unsupported media type" in response.json()["detail"]
+    assert nothing_created()
+
+
+# --- reading orders -----------------------------------------------------------------------
+
+
+def test_unknown_and_malformed_ids_are_404_json(client) -> None:
+    for path in (f"{URL}{uuid4()}/", f"{URL}not-a-uuid/", f"{URL}{uuid4()}/events/"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "No order with this id."}
+    response = client.post(f"{URL}{uuid4()}/cancel/", {}, format="json")
+    assert response.status_code == 404
+
+
+def test_unknown_api_urls_are_json_404s(client) -> None:
+    response = client.get("/api/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_list_filters_and_paginates(client, products) -> None:
+    ids = [post(client, order_body(customer_id=f"c-{n % 2}")).json()["id"] for n in range(5)]
+
+    page = client.get(URL, {"page_size": 2}).json()
+    assert set(page) == {"count", "next", "previous", "results"}
+    assert page["count"] == 5 and len(page["results"]) == 2 and page["previous"] is None
+    assert "page=2" in page["next"]
+    assert [o["id"] for o in page["results"]] == ids[::-1][:2]  # newest first
+
+    only_c1 = client.get(URL, {"customer_id": "c-1"}).json()
+    assert only_c1["count"] == 2
+    assert {o["customer_id"] for o in only_c1["results"]} == {"c-1"}
+    assert client.get(URL, {"status": "PENDING"}).json()["count"] == 5
+    assert client.get(URL, {"status": "CONFIRMED"}).json()["count"] == 0
+    bad = client.get(URL, {"status": "SHIPPED"})
+    assert bad.status_code == 400 and "status" in bad.json()
+
+
+def test_page_size_is_capped_at_500(client) -> None:
+    Order.objects.bulk_create([_read_model_row(n) for n in range(501)])
+    staff = make_user(staff=True, perms=("orders.view_order",))
+    body = api_client(staff).get(URL, {"page_size": 1000}).json()
+    assert body["count"] == 501 and len(body["results"]) == 500
+
+
+def _read_model_row(position: int) -> Order:
+    from django.utils import timezone
+
+    now = timezone.now()
+    return Order(
+        id=uuid4(),
+        customer_id="bulk",
+        status="PENDING",
+        items=[],
+        total=Decimal("1.00"),
+        currency="EUR",
+        version=1,
+        created_position=position,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def test_version_parameter_replays_the_order(client, products) -> None:
+    order_id = post(client, order_body()).json()["id"]
+
+    first = client.get(f"{URL}{order_id}/", {"version": 1})
+    assert first.status_code == 200
+    assert (first.json()["version"], first.json()["status"]) == (1, "PENDING")
+    assert client.get(f"{URL}{order_id}/", {"version": 2}).status_code == 404
+    assert client.get(f"{URL}{order_id}/", {"version": 0}).status_code == 404
+    assert client.get(f"{URL}{order_id}/", {"version": -1}).status_code == 404
+    bad = client.get(f"{URL}{order_id}/", {"version": "one"})
+    assert bad.status_code == 400 and bad.json() == {"version": ["Must be a whole number."]}
+
+
+def test_events_endpoint_lists_the_stream(client, products) -> None:
+    order_id = post(client, order_body(), HTTP_X_CORRELATION_ID="trace-123").json()["id"]
+
+    body = client.get(f"{URL}{order_id}/events/").json()
+
+    assert body["count"] == 1
+    (event,) = body["results"]
+    assert set(event) == {"position", "version", "type", "data", "metadata", "recorded_at"}
+    assert (event["version"], event["type"]) == (1, "OrderCreated")
+    assert event["data"]["total"] == "12.75"
+    assert event["metadata"]["correlation_id"] == "trace-123"
+
+
+def test_cancelling_a_pending_order_is_a_409(client, products) -> None:
+    order_id = post(client, order_body()).json()["id"]
+    response = client.post(f"{URL}{order_id}/cancel/", {}, format="json")
+    assert response.status_code == 409
+    assert "only a CONFIRMED order can be cancelled" in response.json()["detail"]
+    assert Saga.objects.filter(saga_type="cancel_order").count() == 0
+
+
+# --- who sees what ----------------------------------------------------------------------------
+
+
+def test_anonymous_clients_are_refused_but_health_schema_and_docs_are_open(db) -> None:
+    anonymous = APIClient()
+    assert anonymous.get(URL).status_code == 401
+    assert anonymous.post(URL, order_body(), format="json").status_code == 401
+    assert anonymous.get("/api/sagas/").status_code == 401
+    assert anonymous.get("/api/products/").status_code == 401
+    assert anonymous.get("/api/schema/").status_code == 200
+    assert anonymous.get("/api/docs/").status_code == 200
+    assert anonymous.get("/api/health/").status_code in (200, 503)
+
+
+def test_clients_see_only_their_own_orders(products) -> None:
+    alice, bob = make_user(), make_user()
+    alice_order = post(api_client(alice), order_body()).json()["id"]
+    post(api_client(bob), order_body())
+
+    as_bob = api_client(bob)
+    assert as_bob.get(URL).json()["count"] == 1
+    assert as_bob.get(f"{URL}{alice_order}/").status_code == 404
+    assert as_bob.get(f"{URL}{alice_order}/events/").status_code == 404
+    assert as_bob.get(f"{URL}{alice_order}/", {"version": 1}).status_code == 404
+    assert as_bob.post(f"{URL}{alice_order}/cancel/", {}, format="json").status_code == 404
+
+
+def test_staff_need_the_view_permission_to_see_every_order(products) -> None:
+    post(api_client(make_user()), order_body())
+    post(api_client(make_user()), order_body())
+
+    assert api_client(make_user(staff=True)).get(URL).json()["count"] == 0
+    viewer = make_user(staff=True, perms=("orders.view_order",))
+    assert api_client(viewer).get(URL).json()["count"] == 2
+    assert api_client(make_user(superuser=True)).get(URL).json()["count"] == 2
+
+
+def test_session_authentication_enforces_csrf(client_user, products) -> None:
+    session = APIClient(enforce_csrf_checks=True)
+    session.force_login(client_user)
+    assert session.get(URL).status_code == 200
+    response = session.post(URL, order_body(), format="json")
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+    assert nothing_created()
+
+
+def test_token_authentication_rejects_a_bad_token(db) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    response = client.get(URL)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid token."}
+
+
+# --- idempotency keys -------------------------------------------------------------------------
+
+
+def test_same_key_and_body_replays_the_first_response(client, products) -> None:
+    first = post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-1")
+    again = post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-1")
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert again["Location"] == first["Location"]
+    assert again["Idempotent-Replayed"] == "true"
+    assert Order.objects.count() == 1 and Saga.objects.count() == 1
+
+
+def test_same_key_with_another_body_is_a_422(client, products) -> None:
+    post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-2")
+    response = post(client, order_body(customer_id="someone-else"), HTTP_IDEMPOTENCY_KEY="k-2")
+    assert response.status_code == 422
+    assert "different request" in response.json()["detail"]
+    assert Order.objects.count() == 1
+
+
+def test_keys_belong_to_their_user(products) -> None:
+    alice, bob = make_user(), make_user()
+    post(api_client(alice), order_body(), HTTP_IDEMPOTENCY_KEY="shared")
+    response = post(api_client(bob), order_body(), HTTP_IDEMPOTENCY_KEY="shared")
+    assert response.status_code == 202
+    assert Order.objects.count() == 2
+
+
+def test_a_rejected_request_stores_no_key(client, products) -> None:
+    bad = post(
+        client, order_body(items=[{"sku": "NOPE", "quantity": 1}]), HTTP_IDEMPOTENCY_KEY="k-3"
+    )
+    assert bad.status_code == 400
+    assert not IdempotencyRecord.objects.exists()
+    good = post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-4")
+    assert good.status_code == 202
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "ключ"])
+def test_malformed_keys_are_a_400(client, products, key) -> None:
+    response = post(client, order_body(), HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["detail"]
+    assert nothing_created()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_still_in_flight_gets_409(client_user) -> None:
+    make_product("SKU-A", price="4.50")
+    make_product("SKU-B", price="1.25")
+    holding, release = threading.Event(), threading.Event()
+
+    def first_request_in_flight() -> None:
+        # Stand in for the first request: it holds the key's lock in an open transaction.
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s)", [_lock_id(client_user.pk, "k-5")]
+                )
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first_request_in_flight)
+    thread.start()
+    try:
+        assert holding.wait(timeout=30)
+        response = post(api_client(client_user), order_body(), HTTP_IDEMPOTENCY_KEY="k-5")
+    finally:
+        release.set()
+        thread.join(timeout=30)
+
+    assert response.status_code == 409
+    assert "still in flight" in response.json()["detail"]
+    assert not Order.objects.exists()

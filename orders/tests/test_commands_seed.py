@@ -1,0 +1,240 @@
+"""The operator commands seed_demo and create_api_token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+from urllib.parse import quote
+from uuid import uuid4
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from rest_framework.authtoken.models import Token
+
+from inventory.models import Product
+from inventory.services import reservation_commit, reservation_reserve
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def seed(*args: str) -> str:
+    out = StringIO()
+    call_command("seed_demo", *args, stdout=out)
+    return out.getvalue()
+
+
+def snapshot() -> dict[str, object]:
+    return {
+        "products": list(
+            Product.objects.order_by("sku").values_list(
+                "sku", "name", "price", "stock_on_hand", "stock_reserved", "updated_at"
+            )
+        ),
+        "users": list(
+            User.objects.order_by("username").values_list(
+                "username", "password", "is_staff", "is_superuser"
+            )
+        ),
+        "tokens": list(Token.objects.order_by("key").values_list("key", "user__username")),
+    }
+
+
+# --- seed_demo -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_seed_demo_creates_the_catalogue_the_admin_and_the_api_client() -> None:
+    output = seed("--admin-password", "s3cret-demo")
+
+    products = list(Product.objects.all())
+    assert len(products) >= 12
+    assert {f"SKU-{n}" for n in range(1, 13)} <= {p.sku for p in products}
+    assert all(50 <= p.stock_on_hand <= 500 and p.stock_reserved == 0 for p in products)
+    assert all(p.name and p.price > 0 for p in products)
+    admin = User.objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff and admin.is_active
+    assert admin.check_password("s3cret-demo")
+    client = User.objects.get(username="demo-client")
+    assert not client.is_staff and not client.is_superuser
+    assert not client.has_usable_password()
+    assert Token.objects.filter(user=client).exists()
+    assert "12 product(s) added" in output
+    assert "Superuser 'admin': created" in output
+    assert "API client 'demo-client': created" in output
+    assert "s3cret-demo" not in output
+
+
+@pytest.mark.django_db
+def test_seed_demo_twice_changes_nothing_even_after_stock_moved() -> None:
+    seed("--admin-password", "s3cret-demo")
+    order_id = uuid4()
+    reservation_reserve(order_id=order_id, lines=[("SKU-1", 7), ("SKU-2", 3)], idempotency_key="r")
+    reservation_commit(order_id=order_id, idempotency_key="c")
+    reservation_reserve(order_id=uuid4(), lines=[("SKU-1", 2)], idempotency_key="r2")
+    before = snapshot()
+
+    output = seed("--admin-password", "s3cret-demo")
+
+    assert snapshot() == before
+    assert "0 product(s) added; 12 already present" in output
+    assert "Superuser 'admin': already present; unchanged" in output
+    assert "already present; API token already present" in output
+
+
+@pytest.mark.django_db
+def test_seed_demo_generates_and_prints_a_password_in_debug(settings, monkeypatch) -> None:
+    settings.DEBUG = True
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+
+    output = seed()
+
+    line = next(line for line in output.splitlines() if "generated password" in line)
+    password = line.split(":")[-1].strip()
+    assert len(password) >= 12
+    assert User.objects.get(username="admin").check_password(password)
+
+
+@pytest.mark.django_db
+def test_seed_demo_takes_the_password_from_the_environment_in_debug(settings, monkeypatch) -> None:
+    settings.DEBUG = True
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "from-the-env")
+
+    output = seed()
+
+    assert User.objects.get(username="admin").check_password("from-the-env")
+    assert "from-the-env" not in output
+
+
+@pytest.mark.django_db
+def test_seed_demo_refuses_a_demo_password_when_debug_is_off(settings, monkeypatch) -> None:
+    settings.DEBUG = False
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+
+    with pytest.raises(CommandError, match="--admin-password"):
+        seed()
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "from-the-env")
+    with pytest.raises(CommandError, match="DEMO_ADMIN_PASSWORD"):
+        seed()
+
+    assert not User.objects.exists()
+    assert not Product.objects.exists()
+
+
+@pytest.mark.django_db
+def test_seed_demo_accepts_an_explicit_password_when_debug_is_off(settings, monkeypatch) -> None:
+    settings.DEBUG = False
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+
+    seed("--admin-password", "chosen-for-prod")
+    # Later runs without a password leave the admin's alone.
+    seed()
+
+    assert User.objects.get(username="admin").check_password("chosen-for-prod")
+
+
+@pytest.mark.django_db
+def test_seed_demo_updates_the_admin_password_only_when_one_is_passed(
+    settings, monkeypatch
+) -> None:
+    settings.DEBUG = True
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+    seed("--admin-password", "first-password")
+    hashed = User.objects.get(username="admin").password
+
+    unchanged = seed()
+    assert User.objects.get(username="admin").password == hashed
+    assert "password updated" not in unchanged
+
+    updated = seed("--admin-password", "second-password")
+    assert User.objects.get(username="admin").check_password("second-password")
+    assert "password updated from --admin-password" in updated
+
+
+@pytest.mark.django_db
+def test_seed_demo_makes_an_existing_admin_user_a_superuser() -> None:
+    User.objects.create_user("admin", password="old")
+
+    output = seed("--admin-password", "new-password")
+
+    admin = User.objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff
+    assert admin.check_password("new-password")
+    assert "made an active superuser" in output
+
+
+# --- create_api_token ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_create_api_token_creates_the_token_and_prints_it_alone_on_the_last_line() -> None:
+    user = User.objects.create_user("alice")
+    out = StringIO()
+
+    call_command("create_api_token", "alice", stdout=out)
+
+    token = Token.objects.get(user=user)
+    assert out.getvalue().splitlines()[-1] == token.key
+
+
+@pytest.mark.django_db
+def test_create_api_token_prints_an_existing_token_without_replacing_it() -> None:
+    user = User.objects.create_user("alice")
+    token = Token.objects.create(user=user)
+    out = StringIO()
+
+    call_command("create_api_token", "alice", stdout=out)
+
+    assert out.getvalue().splitlines()[-1] == token.key
+    assert Token.objects.get(user=user).key == token.key
+
+
+@pytest.mark.django_db
+def test_create_api_token_refuses_an_unknown_user() -> None:
+    with pytest.raises(CommandError, match="No user named 'nobody'"):
+        call_command("create_api_token", "nobody", stdout=StringIO())
+
+    assert not Token.objects.exists()
+
+
+def manage(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run manage.py in a child process on this test database."""
+    db = connection.settings_dict
+    user = quote(str(db.get("USER") or ""), safe="")
+    password = quote(str(db.get("PASSWORD") or ""), safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    url = f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.test_settings"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_api_token_from_the_shell_prints_the_key_last_and_exits_0() -> None:
+    user = User.objects.create_user("demo-shell")
+
+    done = manage("create_api_token", "demo-shell")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == Token.objects.get(user=user).key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_api_token_from_the_shell_for_an_unknown_user_exits_1() -> None:
+    done = manage("create_api_token", "nobody")
+
+    assert done.returncode == 1
+    assert "No user named 'nobody'" in done.stderr
+    assert done.stdout == ""
