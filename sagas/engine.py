@@ -11,7 +11,11 @@ lets them be tested table-driven without a database, and keeps the rules in one 
 - A transient failure (or a timeout) retries the same cursor after a backoff until the
   step's policy runs out; then it is a failure for good with code ``step_failed``.
 - A failure for good in an action starts compensating: the compensations of the steps that
-  succeeded run in reverse order, passing over steps that have none.
+  succeeded run in reverse order, passing over steps that have none. When the failed action's
+  outcome is unknown (its retries ran out, it timed out, or it kept killing its worker), its
+  own compensation runs first: a charge that timed out may have moved money all the same.
+  Compensations are idempotent and treat "nothing to undo" as success, so this is safe. A
+  business failure is the participant saying nothing happened, so that step is passed over.
 - A compensation that fails for good stops the saga in ``COMPENSATION_FAILED``; earlier
   compensations wait for an operator's retry (a new round of attempts at the same cursor) or
   skip (the compensation counts as done by hand, the saga carries on).
@@ -145,13 +149,17 @@ class Transition:
         return self.saga_status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
 
 
-def compensation_order(definition: SagaDefinition, *, failed_index: int) -> list[int]:
+def compensation_order(
+    definition: SagaDefinition, *, failed_index: int, outcome_unknown: bool = False
+) -> list[int]:
     """List the steps to compensate after step ``failed_index`` failed, in running order.
 
     Every step before the failed one succeeded; those with a compensation are undone, the
-    latest first. The failed step itself is not: its action did not succeed.
+    latest first. The failed step itself is undone too when ``outcome_unknown``: its action
+    may have taken effect before the error that we saw.
     """
-    return [i for i in range(failed_index - 1, -1, -1) if definition.steps[i].compensation]
+    first = failed_index if outcome_unknown else failed_index - 1
+    return [i for i in range(first, -1, -1) if definition.steps[i].compensation]
 
 
 def _previous_compensation(definition: SagaDefinition, *, below: int) -> int | None:
@@ -175,9 +183,15 @@ def first_cursor(definition: SagaDefinition) -> Cursor | None:
 
 
 def _start_compensating(
-    definition: SagaDefinition, state: SagaState, failure: Failure, *, logged: AttemptStatus
+    definition: SagaDefinition,
+    state: SagaState,
+    failure: Failure,
+    *,
+    logged: AttemptStatus,
+    outcome_unknown: bool,
 ) -> Transition:
-    target = _previous_compensation(definition, below=state.cursor.index)
+    below = state.cursor.index + 1 if outcome_unknown else state.cursor.index
+    target = _previous_compensation(definition, below=below)
     message = f"{failure.code}: {failure.message}" if failure.message else failure.code
     return Transition(
         saga_status=SagaStatus.COMPENSATING if target is not None else SagaStatus.COMPENSATED,
@@ -276,6 +290,7 @@ def decide(
                 state,
                 Failure(step=step.name, code=STEP_FAILED, message=exhausted),
                 logged=logged or AttemptStatus.FAILED,
+                outcome_unknown=True,
             )
         return _compensation_failed(state, exhausted, logged or AttemptStatus.FAILED)
 
@@ -286,6 +301,7 @@ def decide(
                 state,
                 Failure(step=step.name, code=outcome.code, message=outcome.message),
                 logged=AttemptStatus.FAILED,
+                outcome_unknown=False,
             )
         error = f"{outcome.code}: {outcome.message}" if outcome.message else outcome.code
         return _compensation_failed(state, error, AttemptStatus.FAILED)
@@ -297,6 +313,7 @@ def decide(
             state,
             Failure(step=step.name, code=STEP_FAILED, message=outcome.error),
             logged=AttemptStatus.WORKER_LOST,
+            outcome_unknown=True,
         )
     return _compensation_failed(state, outcome.error, AttemptStatus.WORKER_LOST)
 

@@ -153,6 +153,37 @@ def test_failure_at_each_step_runs_the_succeeded_steps_compensations_in_reverse(
         assert run.step_status["c"] is StepStatus.SUCCEEDED
 
 
+@pytest.mark.parametrize(
+    ("fail_at", "compensated"),
+    [
+        ("a", ["a"]),
+        ("b", ["b", "a"]),
+        ("c", ["b", "a"]),
+        ("e", ["e", "d", "b", "a"]),
+    ],
+)
+def test_an_action_that_gave_up_on_retries_is_compensated_itself_first(
+    fail_at: str, compensated: list[str]
+) -> None:
+    # A charge that kept timing out may have charged all the same; its refund is harmless
+    # when it did not (compensations treat "nothing to undo" as success).
+    def outcome(name: str, phase: Phase, attempt: int) -> Outcome:
+        if phase is A and name == fail_at:
+            return TransientFailure("TimeoutError: gateway did not answer")
+        return Succeeded()
+
+    definition = saga("abc-de")
+    run = Run.start(definition).until_rest(outcome)
+
+    assert [s for s, phase in run.ran if phase is C] == compensated
+    assert run.state.status is SagaStatus.COMPENSATED
+    assert run.state.failure is not None and run.state.failure.code == "step_failed"
+    index = definition.index(fail_at)
+    assert compensation_order(definition, failed_index=index, outcome_unknown=True) == [
+        definition.index(name) for name in compensated
+    ]
+
+
 @pytest.mark.parametrize("size", [1, 2, 3, 6])
 def test_failure_at_every_position_of_n_step_sagas_compensates_exactly_the_prefix(
     size: int,
@@ -204,7 +235,9 @@ def test_transient_failures_retry_up_to_the_step_limit(
         assert run.state.failure is not None
         assert run.state.failure.code == "step_failed"
         assert "TransientStepError: timeout" in run.state.failure.message
-        assert run.ran[-1] == ("a", C)
+        # b's outcome is unknown (it may have acted before timing out): undo it, then a.
+        assert run.ran[-2:] == [("b", C), ("a", C)]
+        assert run.step_status["b"] is StepStatus.COMPENSATED
 
 
 @pytest.mark.parametrize(
@@ -231,7 +264,9 @@ def test_each_kind_of_action_failure_retries_or_compensates(
         assert transition.saga_status is SagaStatus.RUNNING
         assert transition.failure is None
     else:
-        assert transition.next == Schedule(Cursor(0, C))
+        # A business failure means b did nothing; a lost worker leaves b's effect unknown.
+        undo_from = 0 if isinstance(outcome, BusinessFailure) else 1
+        assert transition.next == Schedule(Cursor(undo_from, C))
         assert transition.step_status is StepStatus.FAILED
         assert transition.saga_status is SagaStatus.COMPENSATING
         assert transition.failure is not None and transition.failure.step == "b"

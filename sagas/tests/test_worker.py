@@ -123,6 +123,23 @@ def test_transient_failures_past_the_limit_fail_the_step_and_compensate(
     assert effect_order(saga_id)[-2:] == [("b", "compensation"), ("a", "compensation")]
 
 
+def test_an_action_that_gave_up_is_compensated_itself_before_the_earlier_steps(
+    live_worker: WorkerHandle,
+) -> None:
+    # b kept failing transiently: whatever it did before each error is undone too.
+    fault_rule_set(
+        saga_type="test.effects", step="b", phase=Phase.ACTION, mode=FaultMode.TRANSIENT, times=None
+    )
+    saga_id = start("test.effects")
+
+    saga = wait_status(saga_id, *TERMINAL)
+
+    assert saga.status == SagaStatus.COMPENSATED
+    assert (saga.failure_step, saga.failure_code) == ("b", "step_failed")
+    assert effect_order(saga_id)[-2:] == [("b", "compensation"), ("a", "compensation")]
+    assert SagaStep.objects.get(saga_id=saga_id, name="b").status == StepStatus.COMPENSATED
+
+
 def test_failing_compensation_waits_for_an_operator_retry_then_compensates(
     live_worker: WorkerHandle,
 ) -> None:
