@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from inventory.errors import StockBelowReserved, StockChanged
@@ -140,6 +141,10 @@ class ReservationLineInline(ReadOnlyInline):
     model = ReservationLine
     fields = ("product", "quantity")
     readonly_fields = ("product", "quantity")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ReservationLine]:
+        # Each line shows its product: fetch them with the lines, not one query per line.
+        return super().get_queryset(request).select_related("product")
 
 
 @admin.register(Reservation)

@@ -9,11 +9,12 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from eventstore.errors import StreamNotFound, VersionNotFound
 from eventstore.models import StoredEvent
 from orders.domain import Order as OrderAggregate
+from orders.domain import OrderStatus
 from orders.models import Order
 from orders.services import OrderNotFound, order_repository, order_subject
 
@@ -128,3 +129,17 @@ def saga_summaries(*, order_ids: list[UUID]) -> dict[str, list[dict[str, Any]]]:
     for subject, saga_id, saga_type, saga_status in rows:
         result[subjects[subject]].append({"id": saga_id, "type": saga_type, "status": saga_status})
     return result
+
+
+def order_counts_by_status(*, created_from: datetime, created_before: datetime) -> dict[str, int]:
+    """Count the orders created in [from, before) in each status (zero when none), one query."""
+    counts = dict.fromkeys((s.value for s in OrderStatus), 0)
+    rows = (
+        Order.objects.filter(created_at__gte=created_from, created_at__lt=created_before)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    for status, n in rows:
+        counts[status] = n
+    return counts

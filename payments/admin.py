@@ -54,8 +54,9 @@ class PaymentAdmin(ReadOnlyAdmin):
         "token",
         "decline_code",
         "created_at",
+        "refunded_at",
     )
-    list_filter = ("status", "currency")
+    list_filter = ("status", "currency", ("refunded_at", admin.EmptyFieldListFilter))
     search_fields = ("=order_id", "=gateway_reference", "=idempotency_key")
     ordering = ("-created_at",)
     inlines = (RefundInline,)
@@ -73,6 +74,24 @@ class PaymentAdmin(ReadOnlyAdmin):
         "created_at",
         "updated_at",
         "refunded_at",
+    )
+    readonly_fields = fields
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ("id", "payment", "amount", "currency", "gateway_reference", "created_at")
+    list_select_related = ("payment",)
+    search_fields = ("=payment__order_id", "=gateway_reference", "=idempotency_key")
+    ordering = ("-created_at",)
+    fields = (
+        "id",
+        "payment",
+        "amount",
+        "currency",
+        "gateway_reference",
+        "idempotency_key",
+        "created_at",
     )
     readonly_fields = fields
 

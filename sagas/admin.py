@@ -1,78 +1,357 @@
-"""Admin pages of the saga engine: sagas (read-only, steps and log inline) and the fault plan.
+"""Admin pages of the saga engine: sagas, the failed-compensation queue, and the fault plan.
 
-Sagas change only through the engine and its operator services, so the saga pages allow
-viewing alone. The fault plan is editable, and listed only while fault injection is enabled.
+Sagas change only through the engine and its operator services, so the saga pages allow no
+edits. An operator resolves a saga waiting in COMPENSATION_FAILED with *retry* or *skip* (with
+a reason): admin actions on the changelist and the queue (one saga or many) and buttons on the
+saga's page, always behind a confirmation page, each needing its own permission, each calling
+the same service the REST API calls. The fault plan is editable, and listed only while fault
+injection is enabled.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
-from sagas.errors import UnknownSagaType
-from sagas.models import FaultRule, Saga, SagaOperatorAction, SagaStep, SagaStepExecution
-from sagas.registry import get_definition
+from config.snapshots import read_snapshot
+from eventstore.admin import (
+    AdminLink,
+    pretty_json,
+    register_correlation_view,
+    register_event_linker,
+)
+from eventstore.models import StoredEvent
+from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict, UnknownSagaType
+from sagas.models import FaultRule, Saga, SagaStep
+from sagas.registry import definitions, get_definition
+from sagas.selectors import SagaDetail, saga_detail
+from sagas.services import saga_retry, saga_skip_compensation
+from sagas.statuses import OperatorActionKind, SagaStatus
 
+RETRY_PERMISSION = "sagas.retry_saga"
+SKIP_PERMISSION = "sagas.skip_compensation"
+_QUEUE = "_failed_compensation_queue"
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
+# --- links: a saga's subject to its admin page (registered by the subject's app) ------------
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class SagaStepInline(ReadOnlyInline):
-    model = SagaStep
-    fields = ("position", "name", "status", "attempts", "last_error", "started_at", "finished_at")
-    readonly_fields = fields
-    ordering = ("position",)
+_subject_admins: dict[str, str] = {}
 
 
-class SagaStepExecutionInline(ReadOnlyInline):
-    model = SagaStepExecution
-    verbose_name = "attempt"
-    verbose_name_plural = "step log"
-    fields = ("at", "step", "phase", "attempt", "status", "error", "started_at", "worker")
-    readonly_fields = fields
-    ordering = ("at", "id")
+def register_subject_admin(kind: str, url_name: str) -> None:
+    """Link sagas whose subject is ``"<kind>:<id>"`` to the admin page ``url_name`` of ``id``."""
+    _subject_admins[kind] = url_name
 
 
-class SagaOperatorActionInline(ReadOnlyInline):
-    model = SagaOperatorAction
-    fields = ("at", "action", "actor", "step", "reason")
-    readonly_fields = fields
-    ordering = ("at", "id")
+def subject_link(subject: str) -> AdminLink | None:
+    """Return the admin page of what a saga acts on, when its app registered one."""
+    kind, _, subject_id = subject.partition(":")
+    url_name = _subject_admins.get(kind)
+    if not url_name or not subject_id:
+        return None
+    try:
+        return AdminLink(subject, reverse(url_name, args=[subject_id]))
+    except NoReverseMatch:
+        return None
+
+
+def _saga_of_event(event: StoredEvent) -> AdminLink | None:
+    # Events written by a saga step carry its idempotency key "<saga id>:<step>:<phase>" as
+    # their causation id.
+    causation = str(event.metadata.get("causation_id", ""))
+    head, _, rest = causation.partition(":")
+    try:
+        saga_id = UUID(head)
+    except ValueError:
+        return None
+    step = rest.replace(":", " ")
+    label = f"saga ({step})" if step else "saga"
+    return AdminLink(label, reverse("admin:sagas_saga_change", args=[saga_id]))
+
+
+register_event_linker(_saga_of_event)
+register_correlation_view("sagas", "admin:sagas_saga_changelist")
+
+
+# --- the timeline shown on a saga's page ---------------------------------------------------
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    seconds = (end - start).total_seconds()
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+@dataclass(frozen=True)
+class StepRow:
+    position: int
+    name: str
+    status: str
+    compensable: bool
+    action_attempts: int
+    action_started_at: datetime | None
+    action_finished_at: datetime | None
+    action_duration: str
+    compensation_attempts: int
+    compensation_started_at: datetime | None
+    compensation_finished_at: datetime | None
+    compensation_duration: str
+    last_error: str
+    current: bool
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    at: datetime
+    step: str
+    phase: str
+    attempt: int
+    status: str
+    duration: str
+    error: str
+    worker: str
+
+
+@dataclass(frozen=True)
+class OperatorRow:
+    at: datetime
+    action: str
+    actor: str
+    step: str
+    reason: str
+
+
+def actor_names(actors: Iterable[str]) -> dict[str, str]:
+    """Map "user:<id>" actors to "username (user:<id>)", in one query."""
+    ids = {int(a[5:]) for a in actors if a.startswith("user:") and a[5:].isdigit()}
+    if not ids:
+        return {}
+    users = get_user_model().objects.filter(pk__in=ids).values_list("pk", "username")
+    return {f"user:{pk}": f"{name} (user:{pk})" for pk, name in users}
+
+
+def saga_timeline(detail: SagaDetail) -> dict[str, Any]:
+    """Shape a saga's steps, attempt log and operator history for its admin page."""
+    resting_failed = detail.saga.status == SagaStatus.COMPENSATION_FAILED
+    steps = [
+        StepRow(
+            position=s.position,
+            name=s.name,
+            status=s.status,
+            compensable=s.compensable,
+            action_attempts=s.action_attempts,
+            action_started_at=s.action_started_at,
+            action_finished_at=s.action_finished_at,
+            action_duration=_duration(s.action_started_at, s.action_finished_at),
+            compensation_attempts=s.compensation_attempts,
+            compensation_started_at=s.compensation_started_at,
+            compensation_finished_at=s.compensation_finished_at,
+            compensation_duration=_duration(s.compensation_started_at, s.compensation_finished_at),
+            last_error=s.last_error,
+            current=resting_failed and s.name == detail.current_step,
+        )
+        for s in detail.steps
+    ]
+    log = [
+        AttemptRow(
+            at=e.at,
+            step=e.step,
+            phase=e.phase,
+            attempt=e.attempt,
+            status=e.status,
+            duration=_duration(e.started_at, e.finished_at),
+            error=e.error,
+            worker=e.worker,
+        )
+        for e in detail.log
+    ]
+    names = actor_names(a.actor for a in detail.operator_actions)
+    history = [
+        OperatorRow(
+            at=a.at,
+            action="retry" if a.action == OperatorActionKind.RETRY else "skip compensation",
+            actor=names.get(a.actor, a.actor),
+            step=a.step,
+            reason=a.reason,
+        )
+        for a in detail.operator_actions
+    ]
+    return {"steps": steps, "log": log, "operator_history": history}
+
+
+# --- operator actions: retry and skip ------------------------------------------------------
+
+
+class SkipReasonForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Why this compensation is resolved by hand (recorded with your name).",
+    )
+
+    def clean_reason(self) -> str:
+        reason = str(self.cleaned_data["reason"]).strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required to skip a compensation.")
+        return reason
+
+
+@dataclass(frozen=True)
+class OperatorAction:
+    """Describe retry or skip: its permission, wording and service."""
+
+    name: str
+    permission: str
+    title: str
+    single_title: str
+    verb: str
+    done: str
+    needs_reason: bool
+    run: Callable[..., None]
+
+
+def _skip(*, saga_id: UUID, actor: str, reason: str) -> None:
+    saga_skip_compensation(saga_id=saga_id, actor=actor, reason=reason)
+
+
+def _retry(*, saga_id: UUID, actor: str, reason: str) -> None:
+    saga_retry(saga_id=saga_id, actor=actor, reason=reason)
+
+
+RETRY = OperatorAction(
+    name="retry_failed_compensations",
+    permission=RETRY_PERMISSION,
+    title="Retry failed compensations",
+    single_title="Retry the failed compensation",
+    verb="Yes, retry",
+    done="retried: its compensation {step} runs again",
+    needs_reason=False,
+    run=_retry,
+)
+SKIP = OperatorAction(
+    name="skip_failed_compensations",
+    permission=SKIP_PERMISSION,
+    title="Skip failed compensations",
+    single_title="Skip the failed compensation",
+    verb="Yes, skip",
+    done="skipped {step}'s compensation; compensating continues",
+    needs_reason=True,
+    run=_skip,
+)
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"user:{request.user.pk}"
+
+
+class RefuseUnavailableActions(admin.ModelAdmin):
+    """Answer 403 to a posted admin action the user may not run.
+
+    Django leaves such an action out of the form, and a forged post of it only meets "no
+    action selected" (or, with no action at all available, the list again): a forged post is
+    refused outright instead.
+    """
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        action = request.POST.get("action") if request.method == "POST" else None
+        if action and action not in self.get_actions(request):
+            raise PermissionDenied
+        return super().changelist_view(request, extra_context)
+
+
+class CorrelationIdFilter(admin.SimpleListFilter):
+    """Keep the sagas of one correlation id (reached from an event's correlation links)."""
+
+    title = "correlation id"
+    parameter_name = "correlation_id"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(correlation_id=value) if value else queryset
+
+
+class SagaTypeFilter(admin.SimpleListFilter):
+    """Offer the configured saga types (from settings, not a scan of the sagas table)."""
+
+    title = "saga type"
+    parameter_name = "saga_type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(d.name, d.name) for d in sorted(definitions(), key=lambda d: d.name)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(saga_type=value) if value else queryset
 
 
 @admin.register(Saga)
-class SagaAdmin(admin.ModelAdmin):
-    list_display = ("id", "saga_type", "status", "current_step", "subject", "created_at")
-    list_filter = ("status", "saga_type")
-    search_fields = ("=id", "subject", "correlation_id")
+class SagaAdmin(RefuseUnavailableActions):
+    list_display = (
+        "id",
+        "saga_type",
+        "status",
+        "current_step",
+        "subject_link",
+        "correlation_id",
+        "created_at",
+        "updated_at",
+    )
+    queue_list_display = (
+        "id",
+        "saga_type",
+        "failing_step",
+        "failing_error",
+        "failure_reason",
+        "subject_link",
+        "updated_at",
+    )
+    list_filter = ("status", SagaTypeFilter, CorrelationIdFilter)
+    search_fields = ("subject",)  # searched in get_search_results, by exact value
+    search_help_text = "An exact saga id, subject (order:<id>) or correlation id."
     date_hierarchy = "created_at"
-    ordering = ("-created_at",)
+    ordering = ("-created_at", "-id")
+    list_per_page = 100
+    actions = (RETRY.name, SKIP.name)
+    change_form_template = "admin/sagas/saga/change_form.html"
+    change_list_template = "admin/sagas/saga/change_list.html"
     readonly_fields = (
         "id",
         "saga_type",
         "status",
-        "subject",
+        "subject_link",
         "exclusive",
-        "correlation_id",
+        "correlation_links",
         "actor",
-        "context",
+        "context_pretty",
         "current_step",
         "current_phase",
         "attempt",
@@ -88,7 +367,8 @@ class SagaAdmin(admin.ModelAdmin):
         "finished_at",
     )
     fields = readonly_fields
-    inlines = (SagaStepInline, SagaStepExecutionInline, SagaOperatorActionInline)
+
+    # --- permissions ---
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -98,6 +378,226 @@ class SagaAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(RETRY_PERMISSION)
+
+    def has_skip_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(SKIP_PERMISSION)
+
+    # --- lists: all sagas, and the failed-compensation queue ---
+
+    def _in_queue(self, request: HttpRequest) -> bool:
+        return bool(getattr(request, _QUEUE, False))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Saga]:
+        sagas = super().get_queryset(request)
+        if self._in_queue(request):
+            # The failed compensation's last error, from its step row, in the same query.
+            error = SagaStep.objects.filter(saga=OuterRef("pk"), name=OuterRef("current_step"))
+            sagas = sagas.filter(status=SagaStatus.COMPENSATION_FAILED.value).annotate(
+                failing_error_text=Subquery(error.values("last_error")[:1])
+            )
+        return sagas
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Saga], search_term: str
+    ) -> tuple[QuerySet[Saga], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        # Exact matches on indexed columns (Django's "=field" is case-insensitive: a scan).
+        match = Q(subject=term) | Q(correlation_id=term)
+        with contextlib.suppress(ValueError):
+            match |= Q(id=UUID(term))
+        return queryset.filter(match), False
+
+    def get_list_display(self, request: HttpRequest) -> tuple[str, ...]:
+        return self.queue_list_display if self._in_queue(request) else self.list_display
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        return (SagaTypeFilter,) if self._in_queue(request) else self.list_filter
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        own = [
+            path(
+                "failed-compensations/",
+                wrap(self.failed_compensations_view),
+                name="sagas_saga_failed_compensations",
+            ),
+            path("<uuid:saga_id>/retry/", wrap(self.retry_view), name="sagas_saga_retry"),
+            path("<uuid:saga_id>/skip/", wrap(self.skip_view), name="sagas_saga_skip"),
+        ]
+        return own + super().get_urls()
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {"failed_queue_url": reverse("admin:sagas_saga_failed_compensations")}
+        return super().changelist_view(request, {**context, **(extra_context or {})})
+
+    def failed_compensations_view(self, request: HttpRequest) -> HttpResponse:
+        """Show the sagas waiting in COMPENSATION_FAILED, with the failing step and error."""
+        setattr(request, _QUEUE, True)
+        return self.changelist_view(
+            request,
+            {"title": "Failed compensations", "failed_queue": True},
+        )
+
+    @admin.display(description="failing step")
+    def failing_step(self, obj: Saga) -> str:
+        return f"{obj.current_step} (compensation)"
+
+    @admin.display(description="error")
+    def failing_error(self, obj: Saga) -> str:
+        return getattr(obj, "failing_error_text", "") or ""
+
+    @admin.display(description="compensating because")
+    def failure_reason(self, obj: Saga) -> str:
+        if not obj.failure_code:
+            return ""
+        return f"{obj.failure_step}: {obj.failure_code}"
+
+    @admin.display(description="subject", ordering="subject")
+    def subject_link(self, obj: Saga) -> str:
+        link = subject_link(obj.subject)
+        if link is None:
+            return obj.subject
+        return format_html('<a href="{}">{}</a>', link.url, link.label)
+
+    @admin.display(description="context")
+    def context_pretty(self, obj: Saga) -> str:
+        return pretty_json(obj.context)
+
+    @admin.display(description="correlation id")
+    def correlation_links(self, obj: Saga) -> str:
+        if not obj.correlation_id:
+            return ""
+        query = urlencode({"correlation_id": obj.correlation_id})
+        return format_html(
+            '{} (<a href="{}?{}">events</a> · <a href="{}?{}">sagas</a> sharing it)',
+            obj.correlation_id,
+            reverse("admin:eventstore_storedevent_changelist"),
+            query,
+            reverse("admin:sagas_saga_changelist"),
+            query,
+        )
+
+    # --- one saga's page ---
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        # One snapshot for the timeline and the saga's own fields: a step finishing between
+        # the two reads would otherwise show a saga that contradicts its timeline.
+        with read_snapshot():
+            try:
+                detail = saga_detail(saga_id=UUID(object_id))
+            except (ValueError, SagaNotFound):
+                detail = None  # the admin's own "does not exist" handling takes over
+            if detail is not None:
+                waiting = detail.saga.status == SagaStatus.COMPENSATION_FAILED
+                context.update(saga_timeline(detail))
+                context["failure"] = detail.failure
+                context["compensation_failed"] = waiting
+                if waiting and self.has_retry_permission(request):
+                    context["retry_url"] = reverse("admin:sagas_saga_retry", args=[detail.saga.pk])
+                if waiting and self.has_skip_permission(request):
+                    context["skip_url"] = reverse("admin:sagas_saga_skip", args=[detail.saga.pk])
+            return super().change_view(request, object_id, form_url, context)
+
+    def retry_view(self, request: HttpRequest, saga_id: UUID) -> HttpResponse:
+        """Confirm, then retry one saga's failed compensation."""
+        return self._single(request, saga_id, RETRY)
+
+    def skip_view(self, request: HttpRequest, saga_id: UUID) -> HttpResponse:
+        """Ask for a reason, then skip one saga's failed compensation."""
+        return self._single(request, saga_id, SKIP)
+
+    def _single(self, request: HttpRequest, saga_id: UUID, action: OperatorAction) -> HttpResponse:
+        if not (self.has_view_permission(request) and request.user.has_perm(action.permission)):
+            raise PermissionDenied
+        saga = self._annotated(Saga.objects.filter(pk=saga_id)).first()
+        if saga is None:
+            raise Http404("No saga with this id.")
+        back = reverse("admin:sagas_saga_change", args=[saga_id])
+        response = self._confirm_or_run(request, [saga], action, single=True)
+        return response or HttpResponseRedirect(back)
+
+    # --- bulk actions ---
+
+    @admin.action(permissions=["retry"], description="Retry the failed compensation")
+    def retry_failed_compensations(
+        self, request: HttpRequest, queryset: QuerySet[Saga]
+    ) -> HttpResponse | None:
+        return self._confirm_or_run(request, list(self._annotated(queryset)), RETRY)
+
+    @admin.action(permissions=["skip"], description="Skip the failed compensation (with a reason)")
+    def skip_failed_compensations(
+        self, request: HttpRequest, queryset: QuerySet[Saga]
+    ) -> HttpResponse | None:
+        return self._confirm_or_run(request, list(self._annotated(queryset)), SKIP)
+
+    def _annotated(self, sagas: QuerySet[Saga]) -> QuerySet[Saga]:
+        error = SagaStep.objects.filter(saga=OuterRef("pk"), name=OuterRef("current_step"))
+        return sagas.annotate(failing_error_text=Subquery(error.values("last_error")[:1]))
+
+    def _confirm_or_run(
+        self,
+        request: HttpRequest,
+        sagas: list[Saga],
+        action: OperatorAction,
+        *,
+        single: bool = False,
+    ) -> HttpResponse | None:
+        """Show the confirmation page; once confirmed, run the service once per saga."""
+        confirmed = request.method == "POST" and request.POST.get("post") == "yes"
+        form = SkipReasonForm(request.POST if confirmed else None)
+        if confirmed and (not action.needs_reason or form.is_valid()):
+            reason = form.cleaned_data["reason"] if action.needs_reason else ""
+            self._run(request, sagas, action, reason)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/sagas/saga/operator_action_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": action.single_title if single else action.title,
+                "opts": self.opts,
+                "action": action,
+                "sagas": sagas,
+                "waiting": [s for s in sagas if s.status == SagaStatus.COMPENSATION_FAILED],
+                "not_waiting": [s for s in sagas if s.status != SagaStatus.COMPENSATION_FAILED],
+                "form": form if action.needs_reason else None,
+                "single": single,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "back_url": reverse("admin:sagas_saga_change", args=[sagas[0].pk])
+                if single
+                else request.get_full_path(),
+            },
+        )
+
+    def _run(
+        self, request: HttpRequest, sagas: list[Saga], action: OperatorAction, reason: str
+    ) -> None:
+        actor = _actor(request)
+        for saga in sagas:
+            try:
+                action.run(saga_id=saga.pk, actor=actor, reason=reason)
+            except (SagaStateConflict, SagaNotFound, ReasonRequired) as exc:
+                self.message_user(request, f"Saga {saga.pk}: not done: {exc}.", messages.ERROR)
+            else:
+                done = action.done.format(step=saga.current_step)
+                self.message_user(request, f"Saga {saga.pk} {done}.", messages.SUCCESS)
+
+
+# --- the fault plan ------------------------------------------------------------------------
 
 
 class FaultRuleForm(forms.ModelForm):
@@ -118,7 +618,10 @@ class FaultRuleForm(forms.ModelForm):
         return data
 
 
-class FaultRuleAdmin(admin.ModelAdmin):
+@admin.register(FaultRule)
+class FaultRuleAdmin(RefuseUnavailableActions):
+    """Edit the fault plan; invisible and refused while fault injection is off."""
+
     form = FaultRuleForm
     list_display = ("saga_type", "step", "phase", "mode", "remaining", "hits", "updated_at")
     list_filter = ("saga_type", "mode", "phase")
@@ -132,6 +635,18 @@ class FaultRuleAdmin(admin.ModelAdmin):
         obj.updated_at = now
         super().save_model(request, obj, form, change)
 
+    # Asked on every request (not once at import), so the setting alone decides.
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return settings.FAULT_INJECTION_ENABLED and super().has_module_permission(request)
 
-if settings.FAULT_INJECTION_ENABLED:
-    admin.site.register(FaultRule, FaultRuleAdmin)
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return settings.FAULT_INJECTION_ENABLED and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return settings.FAULT_INJECTION_ENABLED and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return settings.FAULT_INJECTION_ENABLED and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return settings.FAULT_INJECTION_ENABLED and super().has_delete_permission(request, obj)

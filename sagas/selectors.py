@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 
 from sagas.definitions import Failure
 from sagas.errors import SagaNotFound
@@ -73,3 +73,12 @@ def saga_list(
     if saga_type:
         sagas = sagas.filter(saga_type=saga_type)
     return sagas.order_by("-created_at", "-id")
+
+
+def saga_counts_by_status() -> dict[str, int]:
+    """Count sagas in each status (every status present, zero when none), in one query."""
+    counts = dict.fromkeys((s.value for s in SagaStatus), 0)
+    rows = Saga.objects.order_by().values_list("status").annotate(n=Count("id"))
+    for status, n in rows:
+        counts[status] = n
+    return counts

@@ -1,0 +1,289 @@
+"""Staff pages for orders: the read model's list, and each order with its sagas and history.
+
+Nothing on an order is edited by hand: its state comes from its events. The order page shows
+the order, the sagas that acted on it, its event timeline and its state as of any version;
+staff holding ``orders.cancel_order`` can cancel a confirmed order from it, behind a
+confirmation page, through the same service as the REST API (which starts the cancel saga).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.db.models import CharField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Cast, Concat
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+
+from config.snapshots import read_snapshot
+from eventstore.admin import (
+    correlation_links,
+    pretty_json,
+    register_stream_admin,
+    render_links,
+)
+from eventstore.errors import VersionNotFound
+from orders.domain import CancellationReason, OrderNotCancellable, OrderStatus
+from orders.models import Order
+from orders.selectors import OrderAsOf, order_as_of, order_events
+from orders.services import OrderNotFound, order_request_cancellation, order_subject
+from sagas.admin import RefuseUnavailableActions, actor_names, register_subject_admin
+from sagas.errors import SagaAlreadyActive
+from sagas.models import Saga
+from sagas.selectors import sagas_for_subject
+
+CANCEL_PERMISSION = "orders.cancel_order"
+
+register_stream_admin("order", "admin:orders_order_change", label="order")
+register_subject_admin("order", "admin:orders_order_change")
+
+
+@admin.register(Order)
+class OrderAdmin(RefuseUnavailableActions):
+    list_display = (
+        "id",
+        "customer_id",
+        "status",
+        "cancellation_reason",
+        "amount",
+        "saga",
+        "version",
+        "created_at",
+    )
+    list_filter = ("status", "created_at", "cancellation_reason")
+    search_fields = ("customer_id",)
+    search_help_text = "An order id (exact) or a customer id (or part of one)."
+    ordering = ("-created_position",)
+    list_per_page = 100
+    show_full_result_count = False
+    change_form_template = "admin/orders/order/change_form.html"
+    actions = ("cancel_orders",)
+    fields = (
+        "id",
+        "customer_id",
+        "status",
+        "cancellation_reason",
+        "items_table",
+        "total",
+        "currency",
+        "version",
+        "placed_by",
+        "correlation",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(CANCEL_PERMISSION)
+
+    @admin.action(permissions=["cancel"], description="Cancel the selected confirmed orders")
+    def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> HttpResponse | None:
+        """Confirm, then start the cancel saga of each selected order, one message each."""
+        orders = list(queryset)
+        if request.POST.get("post") == "yes":
+            for order in orders:
+                self._cancel(request, order)
+            return None
+        return self._confirmation(request, orders, back_url=request.get_full_path(), single=False)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
+        # The newest saga acting on each order, in the list's own query (the subject index
+        # answers each row with one probe).
+        newest = Saga.objects.filter(
+            subject=Concat(Value("order:"), Cast(OuterRef("id"), output_field=CharField()))
+        ).order_by("-created_at")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                saga_id=Subquery(newest.values("id")[:1]),
+                saga_type=Subquery(newest.values("saga_type")[:1]),
+                saga_status=Subquery(newest.values("status")[:1]),
+            )
+        )
+
+    @admin.display(description="newest saga")
+    def saga(self, obj: Order) -> str:
+        saga_id = getattr(obj, "saga_id", None)
+        if saga_id is None:
+            return ""
+        return format_html(
+            '<a href="{}">{} <span class="backoffice-status backoffice-status-{}">{}</span></a>',
+            reverse("admin:sagas_saga_change", args=[saga_id]),
+            getattr(obj, "saga_type", ""),
+            getattr(obj, "saga_status", ""),
+            getattr(obj, "saga_status", ""),
+        )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
+    ) -> tuple[QuerySet[Order], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            # An order id finds that order by its primary key; anything else is a customer.
+            return queryset.filter(Q(id=UUID(term)) | Q(customer_id=term)), False
+        except ValueError:
+            return queryset.filter(customer_id__icontains=term), False
+
+    @admin.display(description="total", ordering="total")
+    def amount(self, obj: Order) -> str:
+        return f"{obj.total} {obj.currency}"
+
+    @admin.display(description="items")
+    def items_table(self, obj: Order) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (i["sku"], i["name"], i["quantity"], i["unit_price"], i["line_total"])
+                for i in obj.items
+            ),
+        )
+        return format_html(
+            '<table class="backoffice-table"><thead><tr><th>sku</th><th>name</th>'
+            "<th>quantity</th><th>unit price</th><th>line total</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="correlation id")
+    def correlation(self, obj: Order) -> str:
+        if not obj.correlation_id:
+            return ""
+        return format_html(
+            "{} ({})", obj.correlation_id, render_links(correlation_links(obj.correlation_id))
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<uuid:order_id>/cancel/",
+                self.admin_site.admin_view(self.cancel_view),
+                name="orders_order_cancel",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        # One snapshot for the order, its events and its sagas (see config.snapshots).
+        with read_snapshot():
+            order = self.get_object(request, object_id)
+            if order is not None and self.has_view_permission(request, order):
+                context.update(self._history_context(request, order))
+                if order.status == OrderStatus.CONFIRMED and self.has_cancel_permission(request):
+                    context["cancel_url"] = reverse("admin:orders_order_cancel", args=[order.id])
+            return super().change_view(request, object_id, form_url, context)
+
+    def _history_context(self, request: HttpRequest, order: Order) -> dict[str, Any]:
+        events = list(order_events(user=request.user, order_id=order.id))
+        sagas = list(sagas_for_subject(subject=order_subject(order.id)))
+        names = actor_names(str(e.metadata.get("actor", "")) for e in events)
+        context: dict[str, Any] = {
+            "sagas": sagas,
+            "events": [
+                {
+                    "event": e,
+                    "actor": names.get(
+                        str(e.metadata.get("actor", "")), e.metadata.get("actor", "")
+                    ),
+                    "data": pretty_json(e.data),
+                    "url": reverse("admin:eventstore_storedevent_change", args=[e.position]),
+                }
+                for e in events
+            ],
+            "versions": range(1, order.version + 1),
+            "as_of": None,
+            "as_of_error": "",
+        }
+        raw = request.GET.get("version", "")
+        if raw:
+            as_of: OrderAsOf | None = None
+            try:
+                as_of = order_as_of(user=request.user, order_id=order.id, version=int(raw))
+            except ValueError:
+                context["as_of_error"] = "The version must be a whole number."
+            except (VersionNotFound, OrderNotFound):
+                context["as_of_error"] = f"This order has versions 1 to {order.version}."
+            context["as_of"] = as_of
+        return context
+
+    def cancel_view(self, request: HttpRequest, order_id: UUID) -> HttpResponse:
+        """Confirm, then start the cancel saga for a confirmed order."""
+        if not (self.has_view_permission(request) and self.has_cancel_permission(request)):
+            raise PermissionDenied
+        order = Order.objects.filter(pk=order_id).first()
+        if order is None:
+            raise Http404("No order with this id.")
+        back = reverse("admin:orders_order_change", args=[order.id])
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            self._cancel(request, order)
+            return HttpResponseRedirect(back)
+        return self._confirmation(request, [order], back_url=back, single=True)
+
+    def _cancel(self, request: HttpRequest, order: Order) -> None:
+        try:
+            saga_id = order_request_cancellation(
+                order_id=order.id,
+                actor=f"user:{request.user.pk}",
+                reason=CancellationReason.CANCELLED_BY_STAFF,
+                may_cancel_any=True,
+            )
+        except (OrderNotCancellable, OrderNotFound) as exc:
+            self.message_user(request, f"Order {order.id} not cancelled: {exc}.", messages.ERROR)
+        except SagaAlreadyActive:
+            self.message_user(
+                request,
+                f"Order {order.id} not cancelled: a cancellation is already under way.",
+                messages.ERROR,
+            )
+        else:
+            self.message_user(
+                request,
+                f"Cancellation of order {order.id} started (cancel saga {saga_id}): "
+                "refund, restock, then CANCELLED.",
+                messages.SUCCESS,
+            )
+
+    def _confirmation(
+        self, request: HttpRequest, orders: list[Order], *, back_url: str, single: bool
+    ) -> HttpResponse:
+        return TemplateResponse(
+            request,
+            "admin/orders/order/cancel_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Cancel order" if single else "Cancel orders",
+                "opts": self.opts,
+                "orders": orders,
+                "cancellable": [o for o in orders if o.status == OrderStatus.CONFIRMED],
+                "not_cancellable": [o for o in orders if o.status != OrderStatus.CONFIRMED],
+                "single": single,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "back_url": back_url,
+            },
+        )
