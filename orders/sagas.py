@@ -61,6 +61,10 @@ GATEWAY_RETRY = RetryPolicy(
 LOCAL_RETRY = RetryPolicy(
     max_attempts=5, initial_delay=0.1, multiplier=2.0, max_delay=2.0, jitter=0.5
 )
+# Steps past the point of no return retry forever; after the first few, once a minute.
+FORWARD_RETRY = RetryPolicy(
+    max_attempts=5, initial_delay=0.1, multiplier=2.0, max_delay=60.0, jitter=0.5
+)
 # A compensation that fails stops the saga for an operator, so try harder first.
 COMPENSATION_RETRY = RetryPolicy(
     max_attempts=8, initial_delay=0.2, multiplier=2.0, max_delay=8.0, jitter=0.5
@@ -223,8 +227,17 @@ CANCEL_ORDER_SAGA = SagaDefinition(
     name=CANCEL_ORDER,
     steps=(
         Step(name="check_cancellable", action=check_cancellable, local=True, retry=LOCAL_RETRY),
-        Step(name="refund_payment", action=refund_payment, retry=COMPENSATION_RETRY),
-        Step(name="restock_items", action=restock_items, retry=LOCAL_RETRY),
-        Step(name="mark_cancelled", action=mark_cancelled, retry=LOCAL_RETRY),
+        # The refund is the point of no return: once money went back, the order must end
+        # cancelled, so from here failures retry forward instead of compensating. A refund
+        # the gateway refuses did nothing and may still compensate (the order stays
+        # CONFIRMED, the saga says why).
+        Step(
+            name="refund_payment",
+            action=refund_payment,
+            retry=COMPENSATION_RETRY,
+            forward="transient",
+        ),
+        Step(name="restock_items", action=restock_items, retry=FORWARD_RETRY, forward="always"),
+        Step(name="mark_cancelled", action=mark_cancelled, retry=FORWARD_RETRY, forward="always"),
     ),
 )

@@ -128,6 +128,10 @@ def idempotency_key(*, saga_id: UUID, step: str, phase: str) -> str:
 Participant = Callable[[StepCall], StepResult]
 
 
+#: How a step recovers from failures its retries did not fix (see :class:`Step`).
+ForwardRecovery = Literal["none", "transient", "always"]
+
+
 @dataclass(frozen=True)
 class Step:
     """Describe one step: its action, its compensation (None: nothing to undo) and limits.
@@ -135,6 +139,14 @@ class Step:
     ``timeout`` bounds one attempt in seconds; an attempt running longer counts as a
     transient failure. ``local`` steps run inside the transaction that starts the saga (only
     leading steps may be local): their exceptions reach the caller and roll the start back.
+
+    ``forward`` is for steps at or past the saga's point of no return, where compensating
+    would leave things worse than finishing (a refund went out: the order must end
+    cancelled). Such a step retries forward instead of giving up: once its attempts are
+    spent it keeps trying every ``retry.max_delay`` seconds, its last error on show, until it
+    succeeds or the cause is fixed. ``"transient"``: only failures of unknown outcome retry
+    forever, a business failure still compensates (the pivot itself: a refused refund did
+    nothing). ``"always"``: no failure compensates (the steps after the pivot).
     """
 
     name: str
@@ -144,12 +156,17 @@ class Step:
     compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
     timeout: float = 30.0
     local: bool = False
+    forward: ForwardRecovery = "none"
 
     def __post_init__(self) -> None:
         if not self.name or ":" in self.name:
             raise ValueError(f"step name {self.name!r} must be non-empty and free of ':'")
         if self.timeout <= 0:
             raise ValueError(f"step {self.name!r}: timeout must be positive")
+        if self.forward not in ("none", "transient", "always"):
+            raise ValueError(f"step {self.name!r}: forward must be none, transient or always")
+        if self.forward != "none" and self.local:
+            raise ValueError(f"step {self.name!r}: a local step cannot retry forever")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ lets them be tested table-driven without a database, and keeps the rules in one 
   own compensation runs first: a charge that timed out may have moved money all the same.
   Compensations are idempotent and treat "nothing to undo" as success, so this is safe. A
   business failure is the participant saying nothing happened, so that step is passed over.
+- A step with forward recovery (past the saga's point of no return) never starts
+  compensating on a failure its retries did not fix: it keeps retrying at its policy's
+  longest delay, the error on show, until it succeeds.
 - A compensation that fails for good stops the saga in ``COMPENSATION_FAILED``; earlier
   compensations wait for an operator's retry (a new round of attempts at the same cursor) or
   skip (the compensation counts as done by hand, the saga carries on).
@@ -234,6 +237,21 @@ def _compensation_failed(state: SagaState, error: str, logged: AttemptStatus) ->
     )
 
 
+def _retry_forward(
+    definition: SagaDefinition, state: SagaState, error: str, *, logged: AttemptStatus
+) -> Transition:
+    # Past the point of no return: wait the longest delay, try again, keep the error on show.
+    policy = _policy(definition, state.cursor)
+    return Transition(
+        saga_status=state.status,
+        step_status=StepStatus.PENDING,
+        attempt_status=logged,
+        error=f"{error} (retrying until it succeeds: compensating is no longer possible)",
+        next=Schedule(state.cursor, delay=policy.max_delay),
+        failure=state.failure,
+    )
+
+
 def decide(
     definition: SagaDefinition, state: SagaState, outcome: Outcome, *, rand: float
 ) -> Transition:
@@ -283,6 +301,10 @@ def decide(
                 ),
                 failure=state.failure,
             )
+        if in_action and step.forward != "none":
+            return _retry_forward(
+                definition, state, outcome.error, logged=logged or AttemptStatus.RETRYING
+            )
         exhausted = f"{outcome.error} (gave up after {failed_in_round} attempts)"
         if in_action:
             return _start_compensating(
@@ -295,6 +317,9 @@ def decide(
         return _compensation_failed(state, exhausted, logged or AttemptStatus.FAILED)
 
     if isinstance(outcome, BusinessFailure):
+        if in_action and step.forward == "always":
+            error = f"{outcome.code}: {outcome.message}" if outcome.message else outcome.code
+            return _retry_forward(definition, state, error, logged=AttemptStatus.FAILED)
         if in_action:
             return _start_compensating(
                 definition,
@@ -306,7 +331,10 @@ def decide(
         error = f"{outcome.code}: {outcome.message}" if outcome.message else outcome.code
         return _compensation_failed(state, error, AttemptStatus.FAILED)
 
-    # Poisoned: the attempt keeps killing its worker; retrying it again would too.
+    # Poisoned: the attempt keeps killing its worker; retrying it again would too, but past
+    # the point of no return a slow retry still beats an inconsistent end.
+    if in_action and step.forward != "none":
+        return _retry_forward(definition, state, outcome.error, logged=AttemptStatus.WORKER_LOST)
     if in_action:
         return _start_compensating(
             definition,

@@ -57,3 +57,21 @@ LONG_BACKOFF = SagaDefinition(
         ),
     ),
 )
+
+#: A pivot (b: only transient failures retry forever) and a step past it (c: every failure
+#: retries forever); a and b can be undone.
+FORWARD = SagaDefinition(
+    name="test.forward",
+    steps=(
+        Step(name="a", action=record, compensation=record, retry=QUICK, compensation_retry=QUICK),
+        Step(
+            name="b",
+            action=record,
+            compensation=record,
+            retry=QUICK,
+            compensation_retry=QUICK,
+            forward="transient",
+        ),
+        Step(name="c", action=record, retry=QUICK, forward="always"),
+    ),
+)

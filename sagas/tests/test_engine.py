@@ -431,3 +431,52 @@ def test_first_cursor_skips_local_steps() -> None:
     remote = Step(name="b", action=noop)
     assert first_cursor(SagaDefinition(name="x", steps=(local, remote))) == Cursor(1, A)
     assert first_cursor(SagaDefinition(name="y", steps=(local,))) is None
+
+
+def forward_saga() -> SagaDefinition:
+    quick = RetryPolicy(max_attempts=2, initial_delay=0.1, max_delay=7.0, jitter=0.0)
+    return SagaDefinition(
+        name="forward",
+        steps=(
+            Step(name="a", action=noop, compensation=noop, retry=quick),
+            Step(name="b", action=noop, compensation=noop, retry=quick, forward="transient"),
+            Step(name="c", action=noop, retry=quick, forward="always"),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("step", "outcome", "forward"),
+    [
+        ("b", TransientFailure("gateway timeout"), True),
+        ("b", TimedOut("too slow"), True),
+        ("b", Poisoned("poison guard"), True),
+        ("b", BusinessFailure("refund_rejected", "no"), False),
+        ("c", TransientFailure("db down"), True),
+        ("c", BusinessFailure("injected_fault", "permanent"), True),
+        ("c", Poisoned("poison guard"), True),
+    ],
+)
+def test_forward_steps_retry_at_the_longest_delay_instead_of_compensating(
+    step: str, outcome: Outcome, forward: bool
+) -> None:
+    definition = forward_saga()
+    index = definition.index(step)
+    # The step's attempts are spent: a plain step would give up now.
+    state = SagaState(status=SagaStatus.RUNNING, cursor=Cursor(index, A), attempt=2)
+
+    transition = decide(definition, state, outcome, rand=0.5)
+
+    if forward:
+        assert transition.next == Schedule(Cursor(index, A), delay=7.0)
+        assert transition.saga_status is SagaStatus.RUNNING
+        assert transition.step_status is StepStatus.PENDING
+        assert "retrying until it succeeds" in transition.error
+    else:
+        assert transition.next == Schedule(Cursor(0, C))
+        assert transition.saga_status is SagaStatus.COMPENSATING
+
+
+def test_a_local_step_cannot_retry_forever() -> None:
+    with pytest.raises(ValueError, match="local"):
+        Step(name="x", action=noop, local=True, forward="always")

@@ -348,3 +348,51 @@ def test_a_restarted_worker_picks_up_where_the_old_one_stopped(live_worker: Work
     assert not old_children & set(live_worker.child_pids)
     saga = wait_status(start("test.effects"), *TERMINAL)
     assert saga.status == SagaStatus.COMPLETED
+
+
+# --- Forward recovery: past the point of no return, a step retries instead of compensating.
+
+
+def test_a_step_past_the_pivot_retries_through_permanent_failures_and_completes(
+    live_worker: WorkerHandle,
+) -> None:
+    # Five permanent failures: more than c's three attempts, so a plain step would compensate.
+    fault_rule_set(
+        saga_type="test.forward", step="c", phase=Phase.ACTION, mode=FaultMode.PERMANENT, times=5
+    )
+    saga_id = start("test.forward")
+
+    saga = wait_status(saga_id, *TERMINAL, timeout=60.0)
+
+    assert saga.status == SagaStatus.COMPLETED
+    assert log_of(saga_id, "c") == ["FAILED"] * 5 + ["SUCCEEDED"]
+    assert all(phase == "action" for _, phase in effect_order(saga_id))
+    step_c = SagaStep.objects.get(saga_id=saga_id, name="c")
+    assert "retrying until it succeeds" in step_c.last_error
+
+
+def test_the_pivot_retries_transient_failures_past_its_limit(live_worker: WorkerHandle) -> None:
+    fault_rule_set(
+        saga_type="test.forward", step="b", phase=Phase.ACTION, mode=FaultMode.TRANSIENT, times=5
+    )
+    saga_id = start("test.forward")
+
+    saga = wait_status(saga_id, *TERMINAL, timeout=60.0)
+
+    assert saga.status == SagaStatus.COMPLETED
+    assert log_of(saga_id, "b")[-1] == "SUCCEEDED"
+    assert len(log_of(saga_id, "b")) == 6
+    assert all(phase == "action" for _, phase in effect_order(saga_id))
+
+
+def test_a_business_failure_at_the_pivot_still_compensates(live_worker: WorkerHandle) -> None:
+    # A refused refund did nothing: undoing what came before is still right.
+    fault_rule_set(
+        saga_type="test.forward", step="b", phase=Phase.ACTION, mode=FaultMode.PERMANENT, times=1
+    )
+    saga_id = start("test.forward")
+
+    saga = wait_status(saga_id, *TERMINAL, timeout=60.0)
+
+    assert saga.status == SagaStatus.COMPENSATED
+    assert effect_order(saga_id) == [("a", "action"), ("a", "compensation")]
