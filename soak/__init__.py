@@ -1,0 +1,1 @@
+"""The soak: hundreds of orders under scheduled faults, then the invariant checker."""

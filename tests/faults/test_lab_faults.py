@@ -1,0 +1,220 @@
+"""Faults with real processes on private servers: the back office loses no saga and no money.
+
+Each test places orders over HTTP while it kills or restarts a part of the lab (the whole
+worker, Redis, PostgreSQL), or while the worker injects errors, then waits (bounded) for
+every saga to settle and runs ``manage.py check_invariants`` on the lab's database. The lab
+is shared, so each check covers every order placed so far. Recovery times are measured and
+printed (``-s`` shows them), never asserted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+from collections import Counter
+
+import pytest
+import requests
+
+from tests.faults.chaos import BROKER_RATE_ENV, DB_RATE_ENV
+from tests.support.lab import Lab, LabClient
+
+pytestmark = [pytest.mark.worker, pytest.mark.slow]
+
+#: A mix that exercises every outcome: confirm, decline, transient retries, out of stock.
+TOKENS = ["tok_visa", "tok_visa", "tok_flaky", "tok_chargeDeclined", "tok_visa"]
+
+
+def place_mix(client: LabClient, count: int, *, start: int = 0) -> list[str]:
+    """Place ``count`` orders of the mix (one in ten asks for the scarce product)."""
+    ids = []
+    for n in range(start, start + count):
+        items = [(f"FLT-{n % 4 + 1}", 1 + n % 3)]
+        if n % 10 == 9:
+            items.append(("FLT-SCARCE", 2))
+        ids.append(client.place(items, TOKENS[n % len(TOKENS)])[0])
+    return ids
+
+
+def assert_invariants_hold(lab: Lab) -> str:
+    result = lab.check_invariants()
+    assert result.returncode == 0, f"invariants broken:\n{result.stdout}{result.stderr}"
+    return result.stdout.strip()
+
+
+def test_whole_worker_sigkill_then_restart_finishes_every_saga(lab: Lab) -> None:
+    client = lab.client()
+    before = sum(lab.saga_counts().values())
+    place_mix(client, 12)
+    # Kill as soon as a step is claimed: the worker dies holding work in flight.
+    deadline = time.monotonic() + 20
+    while not lab.sql("SELECT 1 FROM sagas_saga WHERE claim_token IS NOT NULL"):
+        assert time.monotonic() < deadline, "no step was ever claimed"
+    lab.kill_worker()
+    moving_at_kill = lab.moving()
+    lab.worker.start()
+    recovery = lab.wait_settled(timeout=150, expected=before + 12)
+
+    print(
+        f"\nworker SIGKILL: {moving_at_kill} sagas in flight; all settled {recovery:.1f}s "
+        "after the restart"
+    )
+    assert moving_at_kill
+    assert_invariants_hold(lab)
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["aof", "no-persistence"])
+def test_redis_killed_and_restarted_mid_run_loses_no_saga(lab: Lab, persistent: bool) -> None:
+    client = lab.client()
+    before = sum(lab.saga_counts().values())
+    place_mix(client, 8)
+    down = lab.restart_redis(persistent=persistent, down_for=1.5)
+    # Orders placed right after the restart: the web's broker connections are stale.
+    place_mix(client, 4, start=8)
+    recovery = lab.wait_settled(timeout=150, expected=before + 12)
+
+    print(
+        f"\nRedis ({'AOF' if persistent else 'no persistence'}) down {down:.1f}s; "
+        f"all sagas settled {recovery:.1f}s after it came back; "
+        f"processes restarted after exiting unasked: {lab.crashes() or 'none'}"
+    )
+    assert_invariants_hold(lab)
+    lab.redis.persistent = True
+
+
+def test_postgres_restarted_mid_run_workers_and_web_reconnect(lab: Lab) -> None:
+    client = lab.client()
+    before = sum(lab.saga_counts().values())
+    place_mix(client, 10)
+    down = lab.restart_postgres(down_for=2.0)
+    after_restart = time.monotonic()
+    # The web's pooled connections died with the server: the next requests must reconnect.
+    ids, attempts = zip(*(client.place([("FLT-1", 1)], "tok_visa") for _ in range(4)), strict=True)
+    recovery = lab.wait_settled(timeout=150, expected=before + 14)
+    health = requests.get(lab.base_url + "/api/health/", timeout=10)
+
+    print(
+        f"\nPostgreSQL crashed (immediate stop), down {down:.1f}s; "
+        f"orders after it took {max(attempts)} attempt(s); "
+        f"all sagas settled {time.monotonic() - after_restart:.1f}s after the restart "
+        f"({recovery:.1f}s of waiting)"
+    )
+    assert health.status_code == 200, health.text
+    statuses = dict(
+        lab.sql(
+            "SELECT o.id::text, o.status FROM orders_order o WHERE o.id::text = ANY(%s)",
+            [list(ids)],
+        )
+    )
+    assert set(statuses.values()) == {"CONFIRMED"}
+    assert_invariants_hold(lab)
+
+
+def test_injected_database_and_broker_errors_every_flow_finishes(lab: Lab) -> None:
+    client = lab.client()
+    before = sum(lab.saga_counts().values())
+    log_start = len(lab.worker.log_text())
+    lab.worker.stop()
+    lab.worker.env.update({DB_RATE_ENV: "0.01", BROKER_RATE_ENV: "0.05"})
+    lab.worker.start()
+    try:
+        place_mix(client, 20, start=100)
+        recovery = lab.wait_settled(timeout=180, expected=before + 20)
+    finally:
+        lab.worker.stop()
+        lab.worker.env.pop(DB_RATE_ENV)
+        lab.worker.env.pop(BROKER_RATE_ENV)
+        lab.worker.start()
+    log = lab.worker.log_text()[log_start:]
+    injected = Counter(re.findall(r"injected (database|broker) error", log))
+
+    print(
+        f"\ninjected errors: {injected['database']} database (1% of statements), "
+        f"{injected['broker']} broker (5% of publishes); 20 orders settled in {recovery:.1f}s"
+    )
+    assert injected["database"] > 0
+    assert injected["broker"] > 0
+    assert_invariants_hold(lab)
+
+
+def _failed_compensation(lab: Lab, client: LabClient) -> tuple[str, str]:
+    """Place a declined order whose stock release fails until cleared; return (order, saga)."""
+    lab.manage(
+        "faults", "set", "place_order", "reserve_inventory",
+        "--phase", "compensation", "--mode", "permanent",
+    )  # fmt: skip
+    try:
+        order_id = client.place([("FLT-2", 1)], "tok_chargeDeclined")[0]
+        deadline = time.monotonic() + 60
+        while True:
+            rows = lab.sql(
+                "SELECT id::text, status FROM sagas_saga WHERE subject = %s",
+                [f"order:{order_id}"],
+            )
+            if rows and rows[0][1] == "COMPENSATION_FAILED":
+                return order_id, rows[0][0]
+            assert time.monotonic() < deadline, f"saga never failed its compensation: {rows}"
+            time.sleep(0.2)
+    finally:
+        lab.manage("faults", "clear")
+
+
+def test_two_operator_retries_at_once_make_one_retry(lab: Lab) -> None:
+    client = lab.client()
+    order_id, saga_id = _failed_compensation(lab, client)
+    barrier = threading.Barrier(2)
+    answers: list[int] = []
+
+    def retry() -> None:
+        barrier.wait()
+        answers.append(client.post(f"/api/sagas/{saga_id}/retry/").status_code)
+
+    threads = [threading.Thread(target=retry) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    lab.wait_settled(timeout=60)
+
+    retries = lab.sql(
+        "SELECT count(*) FROM sagas_sagaoperatoraction WHERE saga_id = %s AND action = 'retry'",
+        [saga_id],
+    )[0][0]
+    assert sorted(answers) == [202, 409]
+    assert retries == 1
+    assert lab.sql("SELECT status FROM sagas_saga WHERE id = %s", [saga_id])[0][0] == (
+        "COMPENSATED"
+    )
+    assert lab.sql("SELECT status FROM orders_order WHERE id = %s", [order_id])[0][0] == (
+        "CANCELLED"
+    )
+    assert_invariants_hold(lab)
+
+
+def test_cancel_while_the_saga_confirms_loses_no_write(lab: Lab) -> None:
+    client = lab.client()
+    outcomes: Counter[str] = Counter()
+    for _ in range(5):
+        order_id = client.place([("FLT-3", 1)], "tok_flaky")[0]
+        # Hammer cancel while the placing saga retries its charge and confirms.
+        for attempt in itertools.count():
+            status = client.post(f"/api/orders/{order_id}/cancel/").status_code
+            if status == 202:
+                outcomes["cancel accepted"] += 1
+                break
+            assert status == 409, status
+            if attempt > 400:
+                outcomes["never cancellable"] += 1
+                break
+            time.sleep(0.02)
+    lab.wait_settled(timeout=90)
+
+    print(f"\ncancel raced with confirm: {dict(outcomes)}")
+    assert outcomes["cancel accepted"] == 5
+    cancelled = lab.sql(
+        "SELECT count(*) FROM sagas_saga WHERE saga_type = 'cancel_order' AND status = 'COMPLETED'"
+    )[0][0]
+    assert cancelled >= 5
+    assert_invariants_hold(lab)
