@@ -119,7 +119,9 @@ def _explain(error: StepFailed) -> str:
 
 
 def _supervise(env: Mapping[str, str], console: Console, *, port: int, text: str) -> int:
-    supervisor = Supervisor(console)
+    # The worker and beat come back on their own after a crash (a Celery worker can exit when
+    # the broker restarts); the web server dying is a problem worth stopping for.
+    supervisor = Supervisor(console, restart=("worker", "beat"))
     supervisor.install_signal_handlers()
     try:
         for entry in read_procfile(ROOT / "Procfile"):

@@ -3,6 +3,8 @@
 Each child runs in its own session (so its own process group): the terminal's Ctrl-C
 reaches only us, and stopping a child signals its whole group, which takes gunicorn's
 workers and Celery's pool processes down with their parent and leaves no orphans.
+Children named as restartable (the Celery worker and beat under ``make run``) are started
+again when they exit on their own, a few times a minute at most; any other exit stops all.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devtools.console import Console
 from devtools.errors import DevtoolsError
 
 DEFAULT_GRACE_SECONDS = 10.0
+# A restartable child that exits this often within the window is broken, not unlucky.
+RESTARTS_PER_WINDOW = 5
+RESTART_WINDOW_SECONDS = 60.0
 
 
 class StepFailed(DevtoolsError):
@@ -78,6 +83,10 @@ class Child:
     name: str
     process: subprocess.Popen[str]
     reader: threading.Thread
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = Path()
+    restarts: list[float] = field(default_factory=list)
 
     @property
     def pgid(self) -> int:
@@ -103,15 +112,32 @@ def _signal_group(pgid: int, signum: int) -> None:
 class Supervisor:
     """Start named children, wait until one exits or a stop is requested, stop them all."""
 
-    def __init__(self, console: Console, *, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        restart: Collection[str] = (),
+        max_restarts: int = RESTARTS_PER_WINDOW,
+    ) -> None:
         self.console = console
         self.grace_seconds = grace_seconds
+        # Children restarted when they exit on their own, as a service manager would: a Celery
+        # worker can exit on a broker restart (the saga rows in PostgreSQL lose nothing, but
+        # the back office would stop working until someone ran `make run` again).
+        self.restart = frozenset(restart)
+        self.max_restarts = max_restarts
         self.children: list[Child] = []
         self.stop_requested = threading.Event()
         self._hurry = threading.Event()
 
     def start(self, name: str, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) -> Child:
         """Start ``argv`` as child ``name``; its output is printed line by line behind its name."""
+        child = self._spawn(name, list(argv), dict(env), cwd)
+        self.children.append(child)
+        return child
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> Child:
         process = subprocess.Popen(
             list(argv),
             cwd=cwd,
@@ -126,11 +152,31 @@ class Supervisor:
         reader = threading.Thread(
             target=self._copy_output, args=(name, process), name=f"output-{name}", daemon=True
         )
-        child = Child(name=name, process=process, reader=reader)
-        self.children.append(child)
+        child = Child(name=name, process=process, reader=reader, argv=argv, env=env, cwd=cwd)
         reader.start()
         self.console.line(name, f"started with pid {process.pid}")
         return child
+
+    def _restarted(self, child: Child) -> bool:
+        """Start an exited restartable child again; False when it is not, or dies too often."""
+        if child.name not in self.restart:
+            return False
+        now = time.monotonic()
+        recent = [t for t in child.restarts if now - t < RESTART_WINDOW_SECONDS]
+        code = child.process.returncode
+        if len(recent) >= self.max_restarts:
+            self.console.line(
+                child.name,
+                f"exited with code {code}, the {len(recent) + 1}th time in "
+                f"{RESTART_WINDOW_SECONDS:.0f} s: giving up",
+            )
+            return False
+        child.reader.join(timeout=2)
+        self.console.line(child.name, f"exited with code {code}: restarting it")
+        fresh = self._spawn(child.name, child.argv, child.env, child.cwd)
+        fresh.restarts = [*recent, now]
+        self.children[self.children.index(child)] = fresh
+        return True
 
     def _copy_output(self, name: str, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
@@ -159,7 +205,7 @@ class Supervisor:
         """Block until a stop is requested (return None) or a child exits (return it)."""
         while not self.stop_requested.wait(poll_seconds):
             child = self.exited()
-            if child is not None:
+            if child is not None and not self._restarted(child):
                 return child
         return None
 

@@ -445,6 +445,29 @@ def test_supervisor_in_process_returns_the_child_that_exited(scratch: Path) -> N
     assert sleeper.process.returncode == -signal.SIGTERM
 
 
+def test_supervisor_restarts_a_restartable_child_and_gives_up_when_it_keeps_dying(
+    scratch: Path,
+) -> None:
+    output = io.StringIO()
+    supervisor = Supervisor(Console(output), grace_seconds=5, restart=("worker",), max_restarts=2)
+    env = {"PATH": "/usr/bin:/bin"}
+    web = supervisor.start("web", ["sleep", "600"], env=env, cwd=scratch)
+    counter = scratch / "starts"
+    supervisor.start(
+        "worker", ["/bin/sh", "-c", f"echo x >> {counter}; exit 3"], env=env, cwd=scratch
+    )
+    try:
+        died = supervisor.wait()
+        assert died is not None and died.name == "worker"
+    finally:
+        supervisor.stop()
+    # Started once, restarted twice, then given up on; the web server was left alone until then.
+    assert counter.read_text().count("x") == 3
+    assert output.getvalue().count("exited with code 3: restarting it") == 2
+    assert "giving up" in output.getvalue()
+    assert web.process.returncode == -signal.SIGTERM
+
+
 # --- configuration files and small pieces -----------------------------------------------------
 
 
