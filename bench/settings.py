@@ -14,3 +14,6 @@ os.environ.setdefault("DEBUG", "true")
 from config.settings import *  # noqa: F403
 
 DEBUG = False
+
+# The project's URLs plus the API benchmark's trivial endpoint (bench/urls.py).
+ROOT_URLCONF = "bench.urls"
