@@ -9,12 +9,15 @@ unless a rate above 0 is set; only then does each pool process, as it starts, in
   ``OperationalError`` at that rate (as an unreachable broker would), by wrapping
   ``run_saga_step.apply_async``.
 
-This module lives in the tests, so no production process can load it; each injected error
+In each pool process the first statement and the first publish always fail, so that a short
+run at a low rate still injects both kinds (a test asserting "some were injected" cannot be
+unlucky). This module lives in the tests, so no production process can load it; each injected error
 is logged with the word ``injected`` so a run can count them.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -40,10 +43,13 @@ def _rate(name: str) -> float:
 def _failing_sql(rate: float) -> Callable[..., Any]:
     from django.db import OperationalError
 
+    calls = itertools.count()
+
     def wrapper(
         execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
     ) -> Any:
-        if random.random() < rate:
+        # The first statement always fails, so a run at a low rate injects at least one.
+        if next(calls) == 0 or random.random() < rate:
             logger.warning("injected database error before: %s", sql[:80])
             raise OperationalError("injected: server closed the connection unexpectedly")
         return execute(sql, params, many, context)
@@ -63,9 +69,11 @@ def install_faults(**_: Any) -> None:
         from sagas.tasks import run_saga_step
 
         publish = run_saga_step.apply_async
+        publishes = itertools.count()
 
         def flaky_publish(*args: Any, **kwargs: Any) -> Any:
-            if random.random() < broker_rate:
+            # The first publish always fails, so a run at a low rate injects at least one.
+            if next(publishes) == 0 or random.random() < broker_rate:
                 logger.warning("injected broker error publishing %s", kwargs.get("kwargs"))
                 raise BrokerError("injected: broker connection refused")
             return publish(*args, **kwargs)
