@@ -103,8 +103,7 @@ class OrderProjector(Projector):
         self._heal(event.stream_id)
 
     def _insert_created(self, event: RecordedEvent) -> None:
-        if Order.objects.filter(id=event.stream_id).exists():
-            return
+        # ON CONFLICT DO NOTHING makes a replayed OrderCreated a no-op in one round trip.
         fields = row_from_stream([event])
         Order.objects.bulk_create(
             [Order(id=UUID(event.stream_id), **fields)], ignore_conflicts=True
