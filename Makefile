@@ -3,6 +3,9 @@
 #   make test   the whole test suite (extra pytest arguments: PYTEST_ARGS="-x -k saga")
 #   make lint   ruff check, ruff format --check, mypy
 #   make bench  the benchmarks (python -m bench)
+#   make audit  pip-audit of every pinned dependency (fails on a vulnerability, and when no
+#               vulnerability service answers; AUDIT_UNREACHABLE=warn only warns about that)
+#   make soak   orders under scheduled faults, then check_invariants (SOAK_ORDERS=40: short)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -21,7 +24,7 @@ run test bench: export DEBUG ?= true
 lint: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lint-only
 lint: export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help venv venv-dev run test lint bench
+.PHONY: help venv venv-dev run test lint bench soak audit
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -47,3 +50,23 @@ lint: venv-dev
 
 bench: venv-dev
 	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench
+
+# The soak starts its own private PostgreSQL and Redis (it kills and restarts them).
+soak: venv-dev
+	@$(VENV_PYTHON) -m soak
+
+# pip-audit asks PyPI's JSON API (or osv.dev) about each pinned package. Where neither answers
+# it reports every package as "not audited" and still exits 0: that counts as a failure here,
+# never as a pass, unless AUDIT_UNREACHABLE=warn asks for a loud warning instead.
+AUDIT_UNREACHABLE ?= fail
+audit: venv-dev
+	@out=$$(mktemp); \
+	$(VENV)/bin/pip-audit -r requirements-dev.txt --progress-spinner off --desc on >"$$out" 2>&1; rc=$$?; \
+	cat "$$out"; \
+	skipped=$$(grep -c "could not be audited" "$$out"); rm -f "$$out"; \
+	if [ "$$skipped" != "0" ]; then \
+	  echo "error: pip-audit could not audit $$skipped packages: no vulnerability service (the PyPI JSON API, osv.dev) answers from this machine." >&2; \
+	  if [ "$(AUDIT_UNREACHABLE)" = "warn" ]; then echo "WARNING: DEPENDENCY AUDIT NOT PERFORMED (AUDIT_UNREACHABLE=warn)." >&2; exit 0; fi; \
+	  exit 1; \
+	fi; \
+	exit $$rc

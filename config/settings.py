@@ -57,6 +57,32 @@ ALLOWED_HOSTS = env_list(
 )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# --- Security (tested in tests/security/) ------------------------------------------------------
+# Production defaults pass `manage.py check --deploy` with no warnings: HTTPS only, secure
+# cookies, HSTS. Local http work (DEBUG or tests) turns them off; each one can be set from the
+# environment either way (README.md, "Configuration").
+_PRODUCTION = not (DEBUG or TESTING)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _PRODUCTION)
+# Load balancers probe health over plain http inside the network.
+SECURE_REDIRECT_EXEMPT = env_list("SECURE_REDIRECT_EXEMPT", [r"^api/health/$"])
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (only then: a client could fake it).
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Admin login throttling (config/security.py): failures per username and client address
+# within the window before the login is refused until the window passes.
+ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5)
+ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900)
+# --- end of Security ----------------------------------------------------------------------------
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -84,6 +110,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Errors under /api/ are JSON even with DEBUG on (no traceback page).
+    "config.api.errors.ApiErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -121,6 +149,11 @@ DATABASES = {
     ),
 }
 DATABASES["default"].setdefault("OPTIONS", {})
+# Let psycopg prepare a statement after 5 runs on a connection (Django's default: never).
+# Only server-binding cursors can prepare: the event store's append uses one
+# (eventstore/postgres.py); the ORM's cursors bind on the client and are unaffected.
+# A transaction-mode pooler (pgbouncer) needs this set to None.
+DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -143,7 +176,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -168,7 +201,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.StandardPagination",
     "EXCEPTION_HANDLER": "config.api.errors.api_exception_handler",
     # Throttling is on by default; the rates are per client, counted in the shared cache.
@@ -195,6 +228,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api.schema.add_common_rules",
+    ],
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -304,6 +341,7 @@ if SAGA_TESTING:
         "sagas.testing.sagas.LOCAL",
         "sagas.testing.sagas.TIMEOUT",
         "sagas.testing.sagas.LONG_BACKOFF",
+        "sagas.testing.sagas.FORWARD",
     ]
 # The recovery sweeper runs this often (Celery beat). A due step whose message has not run
 # after the grace period is sent again (a message that was merely slow becomes a no-op).

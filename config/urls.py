@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.api.health import HealthView
+from config.security import admin_login
 from inventory.api import ProductListView
 from orders.api import OrderCancelView, OrderDetailView, OrderEventsView, OrderListCreateView
 from sagas.api import SagaDetailView, SagaListView, SagaRetryView, SagaSkipView
@@ -25,6 +26,8 @@ api_patterns = [
 ]
 
 urlpatterns = [
+    # Before the admin's own login URL: the same page, throttled (config/security.py).
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"), namespace="api")),
 ]

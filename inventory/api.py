@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.errors import ERROR_RESPONSES
-from config.api.pagination import StandardPagination
+from config.api.pagination import PAGE_PARAMETERS, StandardPagination
 from inventory.selectors import product_list
 
 
@@ -28,8 +28,8 @@ class ProductListView(APIView):
 
     @extend_schema(
         summary="The catalogue with stock",
-        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: ProductSerializer(many=True), **ERROR_RESPONSES(401, 403, 404)},
+        parameters=PAGE_PARAMETERS,
+        responses={200: ProductSerializer(many=True), **ERROR_RESPONSES(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
         paginator = self.pagination_class()

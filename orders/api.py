@@ -15,10 +15,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.errors import ERROR_RESPONSES, error_response
-from config.api.pagination import StandardPagination
+from config.api.pagination import PAGE_PARAMETERS, StandardPagination
+from config.api.params import choice_param, int_param, query_param
 from eventstore.errors import VersionNotFound
 from orders.domain import CancellationReason, InvalidOrder, OrderNotCancellable, OrderStatus
 from orders.idempotency import (
+    MAX_KEY_LENGTH,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
     RequestInFlight,
@@ -87,21 +89,15 @@ class OrderListCreateView(APIView):
         parameters=[
             OpenApiParameter("status", str, enum=[s.value for s in OrderStatus]),
             OpenApiParameter("customer_id", str),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int, description="1 to 500, default 50"),
+            *PAGE_PARAMETERS,
         ],
         responses={200: OrderSerializer(many=True), **ERROR_RESPONSES(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
-        status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in OrderStatus.__members__:
-            raise ValidationError(
-                {"status": [f"Must be one of {', '.join(s.value for s in OrderStatus)}."]}
-            )
         orders = order_list(
             user=request.user,
-            status=status_filter,
-            customer_id=request.query_params.get("customer_id") or None,
+            status=choice_param(request, "status", [s.value for s in OrderStatus]),
+            customer_id=query_param(request, "customer_id") or None,
         )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(orders, request, view=self) or []
@@ -122,7 +118,18 @@ class OrderListCreateView(APIView):
         ),
         request=OrderCreateInputSerializer,
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+            OpenApiParameter(
+                "Idempotency-Key",
+                # Printable ASCII; HTTP drops spaces around a header value, so none there.
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_KEY_LENGTH,
+                    "pattern": "^[!-~]([ -~]*[!-~])?$",
+                },
+                OpenApiParameter.HEADER,
+                description="Replays of the same request with this key create nothing.",
+            ),
             OpenApiParameter(CORRELATION_HEADER, str, OpenApiParameter.HEADER),
         ],
         responses={
@@ -204,14 +211,12 @@ class OrderDetailView(APIView):
     )
     def get(self, request: Request, order_id: str) -> Response:
         oid = parse_order_id(order_id)
-        raw_version = request.query_params.get("version")
+        version = int_param(request, "version")
         try:
-            if raw_version is None:
+            if version is None:
                 order: Any = order_get(user=request.user, order_id=oid)
             else:
-                if not raw_version.lstrip("-").isdigit():
-                    raise ValidationError({"version": ["Must be a whole number."]})
-                order = order_as_of(user=request.user, order_id=oid, version=int(raw_version))
+                order = order_as_of(user=request.user, order_id=oid, version=version)
         except OrderNotFound as exc:
             raise NotFound("No order with this id.") from exc
         except VersionNotFound as exc:
@@ -224,8 +229,8 @@ class OrderEventsView(APIView):
 
     @extend_schema(
         summary="The order's events, oldest first",
-        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: OrderEventSerializer(many=True), **ERROR_RESPONSES(401, 403, 404)},
+        parameters=PAGE_PARAMETERS,
+        responses={200: OrderEventSerializer(many=True), **ERROR_RESPONSES(400, 401, 403, 404)},
     )
     def get(self, request: Request, order_id: str) -> Response:
         oid = parse_order_id(order_id)
@@ -248,11 +253,11 @@ class OrderCancelView(APIView):
             "cancellation of it is running."
         ),
         request=OrderCancelInputSerializer,
-        responses={202: OrderSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 415)},
+        responses={202: OrderSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415)},
     )
     def post(self, request: Request, order_id: str) -> Response:
         oid = parse_order_id(order_id)
-        OrderCancelInputSerializer(data=request.data or {}).is_valid(raise_exception=True)
+        OrderCancelInputSerializer(data=request.data).is_valid(raise_exception=True)
         user = request.user
         as_staff = bool(user.is_staff and user.has_perm("orders.cancel_order"))
         try:

@@ -45,6 +45,9 @@ class StrictIntegerField(serializers.IntegerField):
 class RefuseUnknownFieldsMixin:
     """Refuse fields the serializer does not declare, naming them."""
 
+    # config.api.schema writes `additionalProperties: false` for serializers saying this.
+    refuses_unknown_fields = True
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             declared = set(self.fields)  # type: ignore[attr-defined]
@@ -62,7 +65,12 @@ class RefuseUnknownFieldsMixin:
 
 
 class PrintableCharField(serializers.CharField):
+    """Accept a string of printable characters only (Python's ``str.isprintable``)."""
+
     default_error_messages = {"printable": "Must contain printable characters only."}
+    # For the schema: no control characters. The check itself is stricter (it also refuses
+    # format, separator and unassigned code points), which a JSON Schema pattern cannot say.
+    schema_pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
@@ -74,11 +82,15 @@ class PrintableCharField(serializers.CharField):
 
 
 class OrderLineInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+    """A line of a new order: a catalogue SKU and a whole quantity from 1 to 1000."""
+
     sku = PrintableCharField(max_length=64, trim_whitespace=False)
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+    """A new order: 1 to 100 lines of distinct catalogue SKUs, priced by the catalogue."""
+
     customer_id = PrintableCharField(min_length=1, max_length=64, trim_whitespace=False)
     items = OrderLineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)  # type: ignore[call-arg]
     payment_token = PrintableCharField(min_length=1, max_length=100, trim_whitespace=False)
@@ -97,7 +109,9 @@ class OrderCancelInputSerializer(RefuseUnknownFieldsMixin, serializers.Serialize
     """An empty body, or none: the reason follows from who asks."""
 
 
-class SagaSummarySerializer(serializers.Serializer):
+class OrderSagaSerializer(serializers.Serializer):
+    """A saga acting on an order, as the order shows it: id, type, status."""
+
     id = serializers.UUIDField()
     type = serializers.CharField()
     status = serializers.CharField()
@@ -124,8 +138,8 @@ class OrderSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
-    saga = SagaSummarySerializer(allow_null=True, help_text="The newest saga acting on the order.")
-    sagas = SagaSummarySerializer(many=True, help_text="Every saga of the order, newest first.")
+    saga = OrderSagaSerializer(allow_null=True, help_text="The newest saga acting on the order.")
+    sagas = OrderSagaSerializer(many=True, help_text="Every saga of the order, newest first.")
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         sagas = self.context.get("sagas_by_order", {}).get(str(instance.id), [])

@@ -15,7 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.errors import ERROR_RESPONSES, error_response
-from config.api.pagination import StandardPagination
+from config.api.pagination import PAGE_PARAMETERS, StandardPagination
+from config.api.params import choice_param, query_param
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
 from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
 from sagas.services import saga_retry, saga_skip_compensation
@@ -111,12 +112,37 @@ class SagaDetailSerializer(SagaSummarySerializer):
         }
 
 
+class StrictStringMixin:
+    """Accept JSON strings only: DRF's CharField would turn 0 or true into "0" or "True"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")  # type: ignore[attr-defined]
+        return str(super().to_internal_value(data))  # type: ignore[misc]
+
+
+class ReasonField(StrictStringMixin, serializers.CharField):
+    """Read an operator's reason: a JSON string."""
+
+
+class NonEmptyReasonField(StrictStringMixin, serializers.RegexField):
+    """Read an operator's reason that must say something: a JSON string matching a pattern."""
+
+
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    reason = ReasonField(required=False, allow_blank=True, max_length=2000)
 
 
 class SkipSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, allow_blank=True)
+    # The pattern (some non-space character, no NUL) is the skip service's "non-empty reason"
+    # rule plus DRF's NUL check, so the schema says exactly what is accepted.
+    reason = NonEmptyReasonField(
+        r"^[^\x00]*[^\s\x00][^\x00]*$",
+        max_length=2000,
+        # The pattern alone judges blankness: str.strip() and the schema's \s could disagree.
+        trim_whitespace=False,
+        error_messages={"invalid": "Skipping a compensation needs a non-empty reason (a string)."},
+    )
 
 
 def _detail_queryset() -> QuerySet[Saga]:
@@ -151,22 +177,18 @@ class SagaListView(APIView):
         parameters=[
             OpenApiParameter("status", str, enum=[s.value for s in SagaStatus]),
             OpenApiParameter("type", str),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
+            *PAGE_PARAMETERS,
         ],
         responses={200: SagaSummarySerializer(many=True), **ERROR_RESPONSES(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
         sagas = Saga.objects.order_by("-created_at", "-id")
-        wanted = request.query_params.get("status")
-        if wanted:
-            if wanted not in SagaStatus.__members__:
-                raise ValidationError(
-                    {"status": [f"Must be one of {', '.join(s.value for s in SagaStatus)}."]}
-                )
+        wanted = choice_param(request, "status", [s.value for s in SagaStatus])
+        if wanted is not None:
             sagas = sagas.filter(status=wanted)
-        if request.query_params.get("type"):
-            sagas = sagas.filter(saga_type=request.query_params["type"])
+        saga_type = query_param(request, "type")
+        if saga_type:
+            sagas = sagas.filter(saga_type=saga_type)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(sagas, request, view=self) or []
         return paginator.get_paginated_response(SagaSummarySerializer(page, many=True).data)
@@ -189,11 +211,14 @@ class SagaRetryView(APIView):
     @extend_schema(
         summary="Resume a saga from its failed compensation",
         request=ReasonSerializer,
-        responses={202: SagaDetailSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 415)},
+        responses={
+            202: SagaDetailSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415),
+        },
     )
     def post(self, request: Request, saga_id: str) -> Response:
         saga = _get(saga_id)
-        payload = ReasonSerializer(data=request.data or {})
+        payload = ReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
             saga_retry(
@@ -214,11 +239,14 @@ class SagaSkipView(APIView):
     @extend_schema(
         summary="Mark the failed compensation resolved by hand, then continue",
         request=SkipSerializer,
-        responses={202: SagaDetailSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 415)},
+        responses={
+            202: SagaDetailSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415),
+        },
     )
     def post(self, request: Request, saga_id: str) -> Response:
         saga = _get(saga_id)
-        payload = SkipSerializer(data=request.data or {})
+        payload = SkipSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
             saga_skip_compensation(

@@ -12,8 +12,13 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import (
+    BadRequest,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
@@ -52,6 +57,48 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
+
+
+_ANSWERED_BY_DJANGO = (Http404, PermissionDenied, SuspiciousOperation, BadRequest)
+
+
+class ApiErrorsMiddleware:
+    """Answer errors under /api/ as JSON, DEBUG on or off.
+
+    DRF views already answer through :func:`api_exception_handler`; this catches the rest:
+    an exception escaping a plain view (with DEBUG on Django would render its technical 500
+    page, traceback and settings, instead of ``handler500``) and any HTML error page.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.get_response(request)
+        if (
+            _is_api(request)
+            and response.status_code >= 400
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            # Django's own error pages (with DEBUG on, its technical 404 lists every URL
+            # pattern): the API answers JSON, never HTML.
+            return JsonResponse({"detail": response.reason_phrase}, status=response.status_code)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not _is_api(request) or isinstance(exception, _ANSWERED_BY_DJANGO):
+            return None  # not ours, or Django's 400/403/404 handlers answer it as JSON
+        reference = uuid.uuid4().hex[:12]
+        logger.error(
+            "unhandled error %s in %s %s",
+            reference,
+            request.method,
+            request.path,
+            exc_info=exception,
+        )
+        return JsonResponse(
+            {"detail": f"Internal server error (reference {reference})."}, status=500
+        )
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -1,9 +1,48 @@
 """The one pagination every list endpoint uses: count, next, previous, results."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+
+from config.api.params import int_param
+
+MAX_PAGE_SIZE = 500
 
 
 class StandardPagination(PageNumberPagination):
+    """Page numbers with ``page_size`` up to 500; a malformed ``page`` or ``page_size`` is a 400.
+
+    DRF falls back to the defaults on a malformed value; refusing it instead keeps the
+    answers what the schema promises (integers of at least 1). A page past the last is a 404.
+    """
+
     page_size = 50
     page_size_query_param = "page_size"
-    max_page_size = 500
+    max_page_size = MAX_PAGE_SIZE
+
+    def get_page_size(self, request: Request) -> int:
+        size = int_param(request, self.page_size_query_param, minimum=1)
+        return self.page_size if size is None else min(size, MAX_PAGE_SIZE)
+
+    def get_page_number(self, request: Request, paginator: Any) -> Any:
+        number = int_param(request, self.page_query_param, minimum=1)
+        return 1 if number is None else number
+
+
+#: The query parameters every paginated list takes, for ``extend_schema(parameters=…)``.
+PAGE_PARAMETERS = [
+    OpenApiParameter(
+        "page",
+        {"type": "integer", "minimum": 1},
+        description="Page number, from 1 (a page past the last is a 404).",
+    ),
+    OpenApiParameter(
+        "page_size",
+        {"type": "integer", "minimum": 1},
+        description=f"Results per page, default 50; larger values are capped at {MAX_PAGE_SIZE}.",
+    ),
+]

@@ -1,0 +1,165 @@
+"""Brute force and floods: the admin login locks a username out per address, and the API's
+rate limits are on by default (both counted in the shared Redis cache).
+
+Each test counts in cache keys of its own (a fresh key prefix): other test runs share the
+Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import User
+from django.test import Client
+from rest_framework.test import APIClient
+
+from config.api.throttling import AnonThrottle, UserThrottle
+from tests.factories import api_client, make_user
+from tests.support.worker import wait_for
+
+pytestmark = pytest.mark.django_db
+
+LOGIN = "/admin/login/"
+
+
+@pytest.fixture(autouse=True)
+def own_cache_keys(settings: Any) -> None:
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"throttle-test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
+
+
+@pytest.fixture
+def staff() -> User:
+    return User.objects.create_user(
+        f"op-{uuid.uuid4().hex[:8]}", password="right-password-1", is_staff=True
+    )
+
+
+def attempt(user: User, password: str, address: str = "203.0.113.7") -> Any:
+    client = Client(REMOTE_ADDR=address)
+    return client.post(LOGIN, {"username": user.username, "password": password, "next": "/admin/"})
+
+
+def logged_in(response: Any) -> bool:
+    return response.status_code == 302 and response["Location"] == "/admin/"
+
+
+# --- admin login ---------------------------------------------------------------------------------
+
+
+def test_failures_up_to_the_limit_get_the_usual_form_error(staff) -> None:
+    for _ in range(django_settings.ADMIN_LOGIN_MAX_FAILURES):
+        response = attempt(staff, "wrong")
+        assert response.status_code == 200
+        assert b"Please enter the correct username and password" in response.content
+
+
+def test_after_the_limit_even_the_right_password_is_refused_with_429(staff) -> None:
+    for _ in range(django_settings.ADMIN_LOGIN_MAX_FAILURES):
+        attempt(staff, "wrong")
+
+    response = attempt(staff, "right-password-1")
+
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(django_settings.ADMIN_LOGIN_LOCKOUT_SECONDS)
+    assert b"Too many failed logins" in response.content
+    assert "_auth_user_id" not in response.wsgi_request.session
+
+
+def test_the_lockout_is_per_address_so_others_cannot_lock_staff_out(staff) -> None:
+    for _ in range(django_settings.ADMIN_LOGIN_MAX_FAILURES):
+        attempt(staff, "wrong", address="198.51.100.66")
+
+    assert attempt(staff, "wrong", address="198.51.100.66").status_code == 429
+    assert logged_in(attempt(staff, "right-password-1", address="203.0.113.7"))
+
+
+def test_the_lockout_is_per_username(staff) -> None:
+    other = User.objects.create_user(
+        f"op-{uuid.uuid4().hex[:8]}", password="other-password-1", is_staff=True
+    )
+    for _ in range(django_settings.ADMIN_LOGIN_MAX_FAILURES):
+        attempt(staff, "wrong")
+
+    assert logged_in(attempt(other, "other-password-1"))
+
+
+def test_a_successful_login_clears_the_count(staff) -> None:
+    for _ in range(django_settings.ADMIN_LOGIN_MAX_FAILURES - 1):
+        attempt(staff, "wrong")
+    assert logged_in(attempt(staff, "right-password-1"))
+
+    for _ in range(django_settings.ADMIN_LOGIN_MAX_FAILURES - 1):
+        assert attempt(staff, "wrong").status_code == 200
+    assert logged_in(attempt(staff, "right-password-1"))
+
+
+def test_the_lockout_ends_when_its_window_passes(staff, settings) -> None:
+    settings.ADMIN_LOGIN_LOCKOUT_SECONDS = 1
+    for _ in range(settings.ADMIN_LOGIN_MAX_FAILURES):
+        attempt(staff, "wrong")
+    assert attempt(staff, "right-password-1").status_code == 429
+
+    wait_for(
+        lambda: logged_in(attempt(staff, "right-password-1")),
+        timeout=10,
+        interval=0.25,
+        message="the lockout to expire",
+    )
+
+
+def test_a_cache_that_does_not_answer_lets_logins_through(staff, settings) -> None:
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    caches["default"]["LOCATION"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.CACHES = caches
+
+    assert attempt(staff, "wrong").status_code == 200
+    assert logged_in(attempt(staff, "right-password-1"))
+
+
+# --- API rate limits -----------------------------------------------------------------------------
+
+
+def test_api_throttling_is_on_by_default_with_env_driven_rates() -> None:
+    rest = django_settings.REST_FRAMEWORK
+    assert rest["DEFAULT_THROTTLE_CLASSES"] == [
+        "config.api.throttling.AnonThrottle",
+        "config.api.throttling.UserThrottle",
+    ]
+    assert set(rest["DEFAULT_THROTTLE_RATES"]) == {"anon", "user"}
+
+
+def test_a_client_over_its_rate_gets_a_json_429_with_retry_after(monkeypatch) -> None:
+    monkeypatch.setattr(UserThrottle, "rate", "3/min", raising=False)
+    client = api_client(make_user())
+    answers = [client.get("/api/products/").status_code for _ in range(3)]
+
+    response = client.get("/api/products/")
+
+    assert answers == [200, 200, 200]
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert response.json()["detail"].startswith("Request was throttled.")
+    # Another client has its own count.
+    assert api_client(make_user()).get("/api/products/").status_code == 200
+
+
+def test_anonymous_requests_are_limited_per_address(monkeypatch) -> None:
+    monkeypatch.setattr(AnonThrottle, "rate", "2/min", raising=False)
+    first = APIClient(REMOTE_ADDR="192.0.2.10")
+    answers = [first.get("/api/schema/").status_code for _ in range(3)]
+    assert answers == [200, 200, 429]
+    assert APIClient(REMOTE_ADDR="192.0.2.11").get("/api/schema/").status_code == 200
+
+
+def test_a_cache_that_does_not_answer_lets_api_requests_through(monkeypatch, settings) -> None:
+    monkeypatch.setattr(UserThrottle, "rate", "1/min", raising=False)
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    caches["default"]["LOCATION"] = "redis://127.0.0.1:1/0"
+    settings.CACHES = caches
+    client = api_client(make_user())
+    assert [client.get("/api/products/").status_code for _ in range(3)] == [200, 200, 200]
