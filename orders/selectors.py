@@ -66,6 +66,15 @@ class OrderAsOf:
 def order_as_of(*, user: Any, order_id: UUID, version: int) -> OrderAsOf:
     """Replay the order's stream up to ``version`` (VersionNotFound when out of range)."""
     order_get(user=user, order_id=order_id)  # the caller may see it at all
+    return order_replay(order_id=order_id, version=version)
+
+
+def order_replay(*, order_id: UUID, version: int) -> OrderAsOf:
+    """Replay the order's stream up to ``version``, for a caller that already authorised it.
+
+    The admin decides who may view an order with its own permission rules (view or change,
+    as Django's admin does); the API's rule is ``order_as_of``'s.
+    """
     try:
         aggregate: OrderAggregate = order_repository().load(str(order_id), version=version)
     except StreamNotFound:
@@ -107,7 +116,13 @@ def order_as_of(*, user: Any, order_id: UUID, version: int) -> OrderAsOf:
 
 
 def order_events(*, user: Any, order_id: UUID) -> QuerySet[StoredEvent]:
+    """Return the order's events in version order, if ``user`` may see the order."""
     order_get(user=user, order_id=order_id)
+    return order_stream_events(order_id=order_id)
+
+
+def order_stream_events(*, order_id: UUID) -> QuerySet[StoredEvent]:
+    """Return the order's events in version order, for a caller that already authorised it."""
     return StoredEvent.objects.filter(stream_type="order", stream_id=str(order_id)).order_by(
         "version"
     )
