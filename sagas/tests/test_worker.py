@@ -294,7 +294,13 @@ def test_dispatch_lost_after_commit_is_resent_by_the_sweeper(
         saga_id = start("test.effects")
         # The message was sent after commit; the broker loses it before anyone reads it.
         broker = Redis.from_url(str(settings.CELERY_BROKER_URL))
-        assert broker.llen(celery_test_queue) == 1
+        # A BRPOP the worker issued before the cancel may still take the message; kombu then
+        # puts it back ("Requeuing undeliverable message"), so wait for it to be there.
+        wait_for(
+            lambda: broker.llen(celery_test_queue) == 1,
+            timeout=10,
+            message="the step message waiting in the unconsumed queue",
+        )
         broker.delete(celery_test_queue)
         saga = Saga.objects.get(pk=saga_id)
         assert (saga.status, saga.current_step, saga.attempt) == ("RUNNING", "a", 0)
