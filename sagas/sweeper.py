@@ -8,6 +8,10 @@ runs one by hand. A pass finds, from PostgreSQL alone:
 - **stalled**: an attempt still claimed past its deadline (its worker hung, died on another
   host, or was killed by the hard time limit): count it as timed out (a transient failure,
   retried or given up like any other) and send what follows;
+- **orphaned**: an attempt claimed by a process of this host that no longer exists (the whole
+  worker was killed: nothing redelivers its unacknowledged message before the broker's
+  visibility timeout): send the step again at once, and the message that arrives takes the
+  dead claim over, as a redelivered one would, instead of waiting for the attempt's deadline;
 - **unsent**: an attempt due for longer than the grace period whose message should have run
   by now but has not (the process died between commit and publish, the broker lost the
   message, or it was published before a restart): send it again.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -37,11 +42,14 @@ from sagas.models import Saga
 from sagas.recorder import AttemptRecord, saga_state, transition_apply
 from sagas.registry import get_definition
 from sagas.statuses import MOVING_SAGA_STATUSES, Phase
+from sagas.workers import claimant_dead
 
 logger = logging.getLogger(__name__)
 
 #: Rows taken per transaction, so one pass never holds many locks for long.
 BATCH_SIZE = 200
+#: An orphaned claim's step is re-sent at most this often until a worker takes it over.
+ORPHAN_RESEND_INTERVAL = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -51,11 +59,12 @@ class SweepResult:
     due: int = 0
     stalled: int = 0
     unsent: int = 0
+    orphaned: int = 0
 
     @property
     def total(self) -> int:
         """Return how many sagas the pass moved."""
-        return self.due + self.stalled + self.unsent
+        return self.due + self.stalled + self.unsent + self.orphaned
 
 
 def sagas_sweep(*, now: datetime | None = None, limit: int = 10_000) -> SweepResult:
@@ -64,6 +73,13 @@ def sagas_sweep(*, now: datetime | None = None, limit: int = 10_000) -> SweepRes
     grace = timedelta(seconds=float(settings.SAGA_SWEEP_GRACE_SECONDS))
     moving = [s.value for s in MOVING_SAGA_STATUSES]
     stalled = _time_out_stalled(now=now, limit=limit)
+    orphaned = _resend(
+        Q(pk__in=_orphaned_claims(now=now, limit=limit), claim_token__isnull=False)
+        # Not again while the last re-send may still be on its way.
+        & (Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - ORPHAN_RESEND_INTERVAL)),
+        now=now,
+        limit=limit,
+    )
     due = _resend(
         Q(status__in=moving, claim_token__isnull=True, due_at__lte=now, dispatched_at__isnull=True),
         now=now,
@@ -80,10 +96,31 @@ def sagas_sweep(*, now: datetime | None = None, limit: int = 10_000) -> SweepRes
         now=now,
         limit=limit,
     )
-    result = SweepResult(due=due, stalled=stalled, unsent=unsent)
+    result = SweepResult(due=due, stalled=stalled, unsent=unsent, orphaned=orphaned)
     if result.total:
-        logger.info("saga sweeper: %s due, %s stalled, %s unsent", due, stalled, unsent)
+        logger.info(
+            "saga sweeper: %s due, %s stalled, %s unsent, %s orphaned",
+            due,
+            stalled,
+            unsent,
+            orphaned,
+        )
     return result
+
+
+def _orphaned_claims(*, now: datetime, limit: int) -> list[UUID]:
+    # Only this host's processes can be checked; other hosts' claims wait for their deadline.
+    claims = Saga.objects.filter(
+        status__in=[s.value for s in MOVING_SAGA_STATUSES],
+        claim_token__isnull=False,
+        claim_host=socket.gethostname(),
+        deadline__gt=now,
+    ).values_list("id", "claim_host", "claim_pid", "claim_token")[:limit]
+    return [
+        saga_id
+        for saga_id, host, pid, token in claims
+        if claimant_dead(host=host, pid=pid, token=token)
+    ]
 
 
 def _resend(condition: Q, *, now: datetime, limit: int) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from datetime import timedelta
 from typing import Any
 
@@ -96,6 +99,56 @@ def test_a_step_whose_message_never_ran_is_sent_again_after_the_grace_period(
     assert sagas_sweep(now=sent_at + timedelta(seconds=17)).total == 0
 
 
+def _dead_pid() -> int:
+    finished = subprocess.run(["/bin/sh", "-c", "echo $$"], capture_output=True, check=True)
+    return int(finished.stdout)
+
+
+@pytest.mark.parametrize(
+    ("claimant", "orphaned"),
+    [
+        # The whole worker was SIGKILLed: its process is gone, its message unacknowledged.
+        (lambda: WorkerIdentity(host=socket.gethostname(), pid=_dead_pid(), name="dead"), 1),
+        # A live process of this host is still running the attempt.
+        (lambda: WorkerIdentity(host=socket.gethostname(), pid=os.getppid(), name="live"), 0),
+        # Another host's processes cannot be checked from here: wait for the deadline.
+        (lambda: ELSEWHERE, 0),
+    ],
+    ids=["dead-here", "alive-here", "elsewhere"],
+)
+def test_a_claim_whose_process_died_on_this_host_is_sent_again_before_its_deadline(
+    claimant: Any, orphaned: int, django_capture_on_commit_callbacks: Any
+) -> None:
+    saga_id = start("test.effects")
+    now = timezone.now()
+    claimed = attempt_claim(
+        saga_id=saga_id,
+        saga_type="test.effects",
+        step="a",
+        phase=Phase.ACTION,
+        worker=claimant(),
+        now=now,
+    )
+    assert isinstance(claimed, Claimed)
+
+    # Well before the attempt's 30 s deadline, once the first dispatch is 2 s old.
+    with django_capture_on_commit_callbacks() as sent:
+        result = sagas_sweep(now=now + timedelta(seconds=5))
+
+    assert (result.orphaned, result.stalled) == (orphaned, 0)
+    assert len(sent) == orphaned
+    if orphaned:
+        # Re-sent at most every ORPHAN_RESEND_INTERVAL while the claim stays orphaned.
+        assert sagas_sweep(now=now + timedelta(seconds=6)).orphaned == 0
+        assert sagas_sweep(now=now + timedelta(seconds=8)).orphaned == 1
+        # The message takes the dead claim over, as a redelivered one would, and runs again.
+        assert drive(saga_id).status == SagaStatus.COMPLETED
+        # The lost attempt is on the log as such, then the one that ran in its place.
+        assert log_of(saga_id, "a") == ["WORKER_LOST", "SUCCEEDED"]
+    else:
+        assert Saga.objects.get(pk=saga_id).claim_token is not None
+
+
 def test_sagas_at_rest_are_left_alone() -> None:
     finished = drive(start("test.effects"))
     assert finished.status == SagaStatus.COMPLETED
@@ -113,7 +166,7 @@ def test_recover_sagas_command_runs_one_pass_and_prints_counts(
     call_command("recover_sagas")
 
     out = capsys.readouterr().out
-    assert "due: 0, stalled: 0, unsent: 2" in out
+    assert "due: 0, stalled: 0, unsent: 2, orphaned: 0" in out
 
 
 def test_a_saga_whose_definition_is_gone_does_not_stop_the_pass(settings: Any) -> None:

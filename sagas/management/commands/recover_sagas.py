@@ -13,12 +13,14 @@ from sagas.services import sagas_sweep
 class Command(BaseCommand):
     help = (
         "Run one recovery pass: send steps whose backoff has passed (due), time out attempts "
-        "past their deadline (stalled) and re-send steps whose message never ran (unsent)."
+        "past their deadline (stalled), re-send steps whose message never ran (unsent) and "
+        "steps claimed by a dead process of this host (orphaned)."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
         result = sagas_sweep(now=timezone.now())
         self.stdout.write(
-            f"due: {result.due}, stalled: {result.stalled}, unsent: {result.unsent} "
+            f"due: {result.due}, stalled: {result.stalled}, unsent: {result.unsent}, "
+            f"orphaned: {result.orphaned} "
             f"({result.total} sagas re-dispatched)"
         )
