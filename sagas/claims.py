@@ -100,14 +100,23 @@ def attempt_claim(
     phase: Phase,
     worker: WorkerIdentity,
     now: datetime,
+    abandoned: UUID | None = None,
 ) -> Claimed | NotClaimed:
-    """Claim the attempt a message asks for, or say why not."""
+    """Claim the attempt a message asks for, or say why not.
+
+    ``abandoned`` is a claim token the sender of the message held and gave up (its outcome
+    could not be written: the database went away under it). A claim with that token counts
+    as dead, as if its process had died, so the attempt is taken over at once instead of at
+    its deadline. Only the claimant knows its token, so nobody else can free a live claim.
+    """
     claimed = _claim_fast(
         saga_id=saga_id, saga_type=saga_type, step=step, phase=phase, worker=worker, now=now
     )
     if claimed is not None:
         return claimed
-    return _claim_locked(saga_id=saga_id, step=step, phase=phase, worker=worker, now=now)
+    return _claim_locked(
+        saga_id=saga_id, step=step, phase=phase, worker=worker, now=now, abandoned=abandoned
+    )
 
 
 def _fast_sql(phase: Phase) -> str:
@@ -221,7 +230,13 @@ def _claim_fast(
 
 
 def _claim_locked(
-    *, saga_id: UUID, step: str, phase: Phase, worker: WorkerIdentity, now: datetime
+    *,
+    saga_id: UUID,
+    step: str,
+    phase: Phase,
+    worker: WorkerIdentity,
+    now: datetime,
+    abandoned: UUID | None = None,
 ) -> Claimed | NotClaimed:
     with transaction.atomic(durable=True):
         saga = Saga.objects.select_for_update(no_key=True).filter(pk=saga_id).first()
@@ -238,8 +253,11 @@ def _claim_locked(
             due_at=saga.due_at,
             claimed=held,
             claimant_dead=held
-            and workers.claimant_dead(
-                host=saga.claim_host, pid=saga.claim_pid, token=saga.claim_token
+            and (
+                (abandoned is not None and saga.claim_token == abandoned)
+                or workers.claimant_dead(
+                    host=saga.claim_host, pid=saga.claim_pid, token=saga.claim_token
+                )
             ),
             lease_expired=held and saga.deadline is not None and saga.deadline <= now,
         )

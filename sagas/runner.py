@@ -31,6 +31,7 @@ from typing import Literal
 from uuid import UUID
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db import DatabaseError
 
 from sagas import workers
 from sagas.claims import Claimed, NotClaimed, attempt_claim
@@ -59,6 +60,18 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
+class AttemptAbandoned(Exception):
+    """Say that this process claimed an attempt, then lost the database before its outcome.
+
+    The claim stays in PostgreSQL with this live process's pid, so no one else would take it
+    over before its deadline; the retried message carries ``token`` to give it up.
+    """
+
+    def __init__(self, token: UUID) -> None:
+        self.token = token
+        super().__init__(f"attempt claimed with {token} abandoned: its outcome was not written")
+
+
 @dataclass(frozen=True)
 class AttemptReport:
     """Say what a step message did: ``ran`` an attempt or not, and why."""
@@ -76,18 +89,32 @@ def step_attempt_run(
     clock: Clock,
     saga_type: str = "",
     rand: Callable[[], float] = random.random,
+    abandoned: UUID | None = None,
 ) -> AttemptReport:
     """Run the attempt a ``run_saga_step`` message asks for, if it is still wanted.
 
     ``saga_type`` (carried by the message) lets the claim take its one-statement fast path;
-    without it, or when it is wrong, the claim reads the saga first.
+    without it, or when it is wrong, the claim reads the saga first. ``abandoned`` is the
+    token of a claim this message's sender gave up (see :class:`AttemptAbandoned`). Raises
+    ``AttemptAbandoned`` when the database fails after the claim, before the outcome.
     """
     claimed = attempt_claim(
-        saga_id=saga_id, saga_type=saga_type, step=step, phase=phase, worker=worker, now=clock()
+        saga_id=saga_id,
+        saga_type=saga_type,
+        step=step,
+        phase=phase,
+        worker=worker,
+        now=clock(),
+        abandoned=abandoned,
     )
     if isinstance(claimed, NotClaimed):
         return AttemptReport(ran=False, detail=claimed.detail)
-    fault = fault_take(saga_type=claimed.saga_type, step=step, phase=phase, now=claimed.started_at)
+    try:
+        fault = fault_take(
+            saga_type=claimed.saga_type, step=step, phase=phase, now=claimed.started_at
+        )
+    except DatabaseError as exc:
+        raise AttemptAbandoned(claimed.token) from exc
     workers.attempt_started(claimed.token)
     try:
         outcome = _run(saga_id=saga_id, claimed=claimed, fault=fault)
@@ -96,18 +123,21 @@ def step_attempt_run(
     transition = decide(claimed.definition, claimed.state, outcome, rand=rand())
     # One statement, so no transaction block: it commits (durably) on its own, and the next
     # step's message goes out right after.
-    applied = transition_apply(
-        saga_id=saga_id,
-        saga_type=claimed.saga_type,
-        definition=claimed.definition,
-        state=claimed.state,
-        transition=transition,
-        now=clock(),
-        claim_token=claimed.token,
-        attempt=AttemptRecord(
-            attempt=claimed.state.attempt, started_at=claimed.started_at, worker=worker.name
-        ),
-    )
+    try:
+        applied = transition_apply(
+            saga_id=saga_id,
+            saga_type=claimed.saga_type,
+            definition=claimed.definition,
+            state=claimed.state,
+            transition=transition,
+            now=clock(),
+            claim_token=claimed.token,
+            attempt=AttemptRecord(
+                attempt=claimed.state.attempt, started_at=claimed.started_at, worker=worker.name
+            ),
+        )
+    except DatabaseError as exc:
+        raise AttemptAbandoned(claimed.token) from exc
     if not applied:
         logger.warning(
             "saga %s step %s %s attempt %s: claim was taken over or timed out; outcome %s dropped",

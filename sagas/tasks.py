@@ -15,7 +15,7 @@ from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
-from sagas.runner import step_attempt_run
+from sagas.runner import AttemptAbandoned, step_attempt_run
 from sagas.statuses import Phase
 from sagas.sweeper import sagas_sweep
 from sagas.workers import current_worker
@@ -50,9 +50,19 @@ def _drop_unusable_connections() -> None:
     reject_on_worker_lost=True,
 )
 def run_saga_step(
-    self: Task[Any, Any], *, saga_id: str, step: str, phase: str, saga_type: str = ""
+    self: Task[Any, Any],
+    *,
+    saga_id: str,
+    step: str,
+    phase: str,
+    saga_type: str = "",
+    abandoned: str = "",
 ) -> None:
-    """Run one attempt of a saga step, if the saga still wants it (else a no-op)."""
+    """Run one attempt of a saga step, if the saga still wants it (else a no-op).
+
+    ``abandoned`` is set only on this task's own retry after the database failed under an
+    attempt it had claimed: the claim's token, so the retry may take that claim over at once.
+    """
     _drop_unusable_connections()
     try:
         report = step_attempt_run(
@@ -62,7 +72,24 @@ def run_saga_step(
             worker=current_worker(self.request.hostname or ""),
             clock=timezone.now,
             saga_type=saga_type,
+            abandoned=UUID(abandoned) if abandoned else None,
         )
+    except AttemptAbandoned as exc:
+        # Our claim is still in PostgreSQL under this live process: hand its token to the
+        # retry, wherever it runs, instead of leaving it to its deadline.
+        close_old_connections()
+        raise self.retry(
+            exc=exc,
+            countdown=1,
+            max_retries=CONNECTION_RETRIES,
+            kwargs={
+                "saga_id": saga_id,
+                "step": step,
+                "phase": phase,
+                "saga_type": saga_type,
+                "abandoned": str(exc.token),
+            },
+        ) from exc
     except (InterfaceError, OperationalError) as exc:
         # The database went away under us (a restart, a failover). Send the message again
         # shortly on a fresh connection; a duplicate is harmless, and past the retries the

@@ -38,6 +38,7 @@ def run_step(
     worker: WorkerIdentity | None = None,
     step: str | None = None,
     phase: Phase | None = None,
+    abandoned: UUID | None = None,
 ) -> AttemptReport:
     """Deliver one step message in this process, as a worker would (default: the cursor's)."""
     saga = Saga.objects.get(pk=saga_id)
@@ -48,6 +49,7 @@ def run_step(
         worker=worker or current_worker("inline"),
         clock=clock or SteppingClock(),
         saga_type=saga.saga_type,
+        abandoned=abandoned,
     )
 
 

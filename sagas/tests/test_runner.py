@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import uuid
 from collections import Counter
 from datetime import timedelta
 
@@ -126,6 +127,25 @@ def test_a_claim_whose_process_died_is_taken_over_and_the_attempt_reruns() -> No
     assert "died" in lost_row.error
     # The same attempt ran again: the retry budget is untouched.
     assert SagaStep.objects.get(saga_id=saga_id, name="a").action_attempts == 1
+    assert Saga.objects.get(pk=saga_id).current_step == "b"
+
+
+def test_a_claim_its_live_holder_abandoned_is_taken_over_by_the_message_carrying_its_token() -> (
+    None
+):
+    # The holder lost the database before writing its outcome; its process lives on, so
+    # only the token it hands to its retry can free the claim before the deadline.
+    saga_id = start("test.effects")
+    clock = SteppingClock(tick=timedelta(seconds=1))
+    claimed = claim(saga_id, ELSEWHERE, clock)
+
+    wrong_token = run_step(saga_id, clock=clock, abandoned=uuid.uuid4())
+    assert not wrong_token.ran and "live attempt" in wrong_token.detail
+
+    report = run_step(saga_id, clock=clock, abandoned=claimed.token)
+
+    assert report.ran
+    assert log_of(saga_id, "a") == ["WORKER_LOST", "SUCCEEDED"]
     assert Saga.objects.get(pk=saga_id).current_step == "b"
 
 
