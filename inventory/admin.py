@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
+from eventstore.admin import ReadOnlyAdmin
 from inventory.errors import StockBelowReserved, StockChanged
 from inventory.models import Product, Reservation, ReservationLine
 from inventory.services import product_create, product_update
@@ -148,7 +149,7 @@ class ReservationLineInline(ReadOnlyInline):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
+class ReservationAdmin(ReadOnlyAdmin):
     list_display = ("order_id", "status", "reserved_at", "committed_at", "released_at")
     list_filter = ("status",)
     search_fields = ("=order_id",)
@@ -167,12 +168,3 @@ class ReservationAdmin(admin.ModelAdmin):
         "restocked_at",
         "updated_at",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

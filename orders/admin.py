@@ -23,6 +23,7 @@ from django.utils.html import format_html, format_html_join
 
 from config.snapshots import read_snapshot
 from eventstore.admin import (
+    ReadOnlyAdmin,
     correlation_links,
     pretty_json,
     register_stream_admin,
@@ -45,7 +46,7 @@ register_subject_admin("order", "admin:orders_order_change")
 
 
 @admin.register(Order)
-class OrderAdmin(RefuseUnavailableActions):
+class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     list_display = (
         "id",
         "customer_id",
@@ -79,15 +80,6 @@ class OrderAdmin(RefuseUnavailableActions):
         "updated_at",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(CANCEL_PERMISSION)

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from eventstore.admin import ReadOnlyAdmin
 from payments.models import (
     Payment,
     Refund,
@@ -14,19 +15,6 @@ from payments.models import (
     SimulatedRefund,
     SimulatedTransientFailure,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Show rows; never add, change or delete them (money moves only through services)."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class RefundInline(admin.TabularInline):

@@ -34,6 +34,7 @@ from django.utils.html import format_html
 from config.snapshots import read_snapshot
 from eventstore.admin import (
     AdminLink,
+    ReadOnlyAdmin,
     pretty_json,
     register_correlation_view,
     register_event_linker,
@@ -314,7 +315,7 @@ class SagaTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Saga)
-class SagaAdmin(RefuseUnavailableActions):
+class SagaAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     list_display = (
         "id",
         "saga_type",
@@ -368,16 +369,7 @@ class SagaAdmin(RefuseUnavailableActions):
     )
     fields = readonly_fields
 
-    # --- permissions ---
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    # --- permissions (read-only rows: ReadOnlyAdmin; operator actions below) ---
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(RETRY_PERMISSION)
