@@ -24,10 +24,10 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 from uuid import UUID
 
-import psycopg
 from django.db import connection, transaction
-from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.backends.utils import CursorWrapper
 
+from config.db import server_binding_cursor
 from eventstore.errors import ConcurrencyError, DuplicateEventError
 from eventstore.records import (
     LOG_START,
@@ -77,33 +77,14 @@ def record_from_row(row: Sequence[Any]) -> RecordedEvent:
 
 
 def _server_binding_cursor() -> CursorWrapper:
-    """Return a Django cursor over a server-binding psycopg cursor on Django's connection.
+    """Return a server-binding cursor, so that the append statement is prepared.
 
-    Why, for the append statement: Django's psycopg backend binds parameters on the client
-    (``ClientCursor``), and a client-bound query is never prepared, so PostgreSQL parsed and
-    planned the append's ``INSERT … SELECT`` on every save (about 0.3 ms of a 1.2 to 3 ms
-    append here). On a plain ``psycopg.Cursor`` the parameters travel separately and, with
-    ``prepare_threshold`` in the database OPTIONS (config/settings.py), psycopg prepares the
-    statement once it has run that many times on the connection; later saves skip parse and
-    plan. Its text is fixed per batch size, so it prepares well. This took the 1-writer
-    append from 0.30 to 0.47 of the raw psycopg ceiling (docs/benchmarks.md). Django's own
-    cursors stay client-bound and never prepare, so the ORM is unaffected.
-
-    Wrapped as ``connection.cursor()`` wraps its own, it keeps what Django does around a
-    query: the health check and connect, the thread-sharing and broken-``atomic`` checks,
-    Django's error classes, and query logging (``connection.queries``, ``assertNumQueries``;
-    once prepared, the statement's text logs as None, since psycopg sends it by name).
-    Prepared statements live in one server session: behind a transaction-mode pooler
-    (pgbouncer) set ``prepare_threshold`` to None.
+    Django's cursors bind on the client and never prepare: PostgreSQL parsed and planned the
+    append's ``INSERT … SELECT`` on every save. Prepared, it took the 1-writer append from
+    0.30 to 0.47 of the raw psycopg ceiling (docs/benchmarks.md); see ``config.db``. Its text
+    is fixed per batch size, so it prepares well.
     """
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    with connection.wrap_database_errors:
-        raw = psycopg.Cursor(connection.connection)
-    if connection.queries_logged:
-        return CursorDebugWrapper(raw, connection)
-    return CursorWrapper(raw, connection)
+    return server_binding_cursor()
 
 
 class PostgresEventStore:

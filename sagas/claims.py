@@ -37,6 +37,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 
+from config.db import server_binding_cursor
 from sagas import workers
 from sagas.definitions import Failure, SagaDefinition
 from sagas.engine import (
@@ -119,13 +120,22 @@ def attempt_claim(
     )
 
 
-def _fast_sql(phase: Phase) -> str:
+def _fast_sql(phase: Phase, *, unflushed: bool) -> str:
     saga_table = connection.ops.quote_name(Saga._meta.db_table)
     step_table = connection.ops.quote_name(SagaStep._meta.db_table)
     prefix = "action" if phase is Phase.ACTION else "compensation"
     # Table and column names come from the models and a two-value switch; values are bound.
+    # Outside a transaction block the statement commits on its own, and then without waiting
+    # for its WAL to reach the disk (see the module's docstring): ``set_config(..., true)``
+    # is ``SET LOCAL``, in the same statement so that it stays one round trip and can be
+    # prepared. The final SELECT reads the CTE, since PostgreSQL skips one nobody reads.
+    unflushed_cte = (
+        "unflushed AS (SELECT set_config('synchronous_commit', 'off', true) AS setting),\n"
+        if unflushed
+        else ""
+    )
     return f"""
-WITH saga AS (
+WITH {unflushed_cte}saga AS (
     UPDATE {saga_table} SET
         attempt = attempt + 1,
         redeliveries = 0,
@@ -139,7 +149,7 @@ WITH saga AS (
         updated_at = %(now)s
     WHERE id = %(saga_id)s
       AND saga_type = %(saga_type)s
-      AND status = ANY(%(moving)s)
+      AND status = ANY(%(moving)s::text[])
       AND current_step = %(step)s
       AND current_phase = %(phase)s
       AND claim_token IS NULL
@@ -149,21 +159,26 @@ WITH saga AS (
 ), step AS (
     UPDATE {step_table} SET
         status = %(step_status)s,
-        {prefix}_attempts = saga.attempt,
+        {prefix}_attempts = (SELECT attempt FROM saga),
         {prefix}_started_at = COALESCE({prefix}_started_at, %(now)s)
-    FROM saga
-    WHERE {step_table}.saga_id = saga.id AND {step_table}.name = %(step)s
+    -- The key comes from the parameters, not a join with the CTE: equality on a unique
+    -- index, so even a plan made while the table was small looks the row up by index
+    -- (a prepared generic plan joined with the CTE chose a sequential scan, and kept it).
+    WHERE saga_id = %(saga_id)s AND name = %(step)s AND EXISTS (SELECT FROM saga)
     RETURNING 1
 )
 SELECT status, attempt, round_start, context, correlation_id, actor,
        failure_step, failure_code, failure_message
-FROM saga
+FROM saga{", unflushed" if unflushed else ""}
 """  # noqa: S608
 
 
-_FAST_SQL = {phase: _fast_sql(phase) for phase in Phase}
-#: Commit the claim without waiting for the disk: only an outcome must survive a crash.
-_UNFLUSHED = "SET LOCAL synchronous_commit TO off;"
+#: By (phase, whether the claim commits on its own, unflushed).
+_FAST_SQL = {
+    (phase, unflushed): _fast_sql(phase, unflushed=unflushed)
+    for phase in Phase
+    for unflushed in (False, True)
+}
 
 
 def _claim_fast(
@@ -196,15 +211,9 @@ def _claim_fast(
         "deadline": now + lease_length(definition.steps[step_index].timeout),
         "step_status": claimed_step_status(phase).value,
     }
-    with connection.cursor() as cursor:
-        if connection.in_atomic_block:
-            cursor.execute(_FAST_SQL[phase], params)
-        else:
-            # Two statements in one message run as one implicit transaction: the claim
-            # commits without waiting for its WAL to reach the disk (see the module's
-            # docstring), in the same single round trip.
-            cursor.execute(_UNFLUSHED + _FAST_SQL[phase], params)
-            cursor.nextset()
+    # Prepared after a few runs on the connection (config.db): this runs on every step.
+    with server_binding_cursor() as cursor:
+        cursor.execute(_FAST_SQL[phase, not connection.in_atomic_block], params)
         row = cursor.fetchone()
     if row is None:
         return None

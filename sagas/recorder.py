@@ -23,6 +23,7 @@ from uuid import UUID
 
 from django.db import connection
 
+from config.db import server_binding_cursor
 from sagas.definitions import Failure, SagaDefinition
 from sagas.dispatch import StepMessage, countdown_allowed, publish_on_commit
 from sagas.engine import Cursor, SagaState, Transition
@@ -98,8 +99,9 @@ WITH saga AS (
         action_finished_at = COALESCE(%(action_finished_at)s, action_finished_at),
         compensation_started_at = COALESCE(compensation_started_at, %(skipped_at)s),
         compensation_finished_at = COALESCE(%(compensation_finished_at)s, compensation_finished_at)
-    FROM saga
-    WHERE {_table(SagaStep)}.saga_id = saga.id AND {_table(SagaStep)}.position = %(position)s
+    -- Keyed by the parameters on a unique index, not joined with the CTE, so that the
+    -- prepared statement's generic plan looks the row up by index (see sagas.claims).
+    WHERE saga_id = %(saga_id)s AND position = %(position)s AND EXISTS (SELECT FROM saga)
     RETURNING 1
 ), log AS (
     INSERT INTO {_table(SagaStepExecution)}
@@ -180,7 +182,8 @@ def transition_apply(
         transition=transition,
         now=now,
     )
-    with connection.cursor() as cursor:
+    # Prepared after a few runs on the connection (config.db): this runs on every step.
+    with server_binding_cursor() as cursor:
         cursor.execute(_TRANSITION_SQL, params)
         row = cursor.fetchone()
     if not row or not row[0]:

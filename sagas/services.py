@@ -19,6 +19,7 @@ from uuid import UUID
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from config.db import server_binding_cursor
 from sagas.definitions import (
     INJECTED_FAULT,
     SagaDefinition,
@@ -168,7 +169,8 @@ FROM saga,
 
 
 def _insert(params: dict[str, Any]) -> None:
-    with connection.cursor() as cursor:
+    # Prepared after a few runs on the connection (config.db): every saga starts here.
+    with server_binding_cursor() as cursor:
         cursor.execute(_INSERT_SQL, params)
 
 
