@@ -33,6 +33,7 @@ from orders.selectors import (
     order_as_of,
     order_events,
     order_get,
+    order_just_placed,
     order_list,
     saga_summaries,
 )
@@ -43,12 +44,14 @@ from orders.serializers import (
     OrderSerializer,
 )
 from orders.services import (
+    PLACE_ORDER,
     OrderLineRequest,
     OrderNotFound,
     order_place,
     order_request_cancellation,
 )
 from sagas.errors import SagaAlreadyActive
+from sagas.statuses import SagaStatus
 
 CORRELATION_HEADER = "X-Correlation-ID"
 
@@ -167,8 +170,18 @@ class OrderListCreateView(APIView):
                 actor=actor_of(request),
                 correlation_id=correlation_of(request),
             )
-            order = order_get(user=request.user, order_id=placed.order_id)
-            return StoredResponse(202, order_body(order, request), order_location(order.id))
+            order = order_just_placed(order_id=placed.order_id)
+            # The order's one saga is the one just started, RUNNING until this transaction
+            # commits and a worker takes it: what reading it back would say, without the read.
+            sagas = {
+                str(order.id): [
+                    {"id": placed.saga_id, "type": PLACE_ORDER, "status": SagaStatus.RUNNING.value}
+                ]
+            }
+            body = OrderSerializer(
+                order, context={"request": request, "sagas_by_order": sagas}
+            ).data
+            return StoredResponse(202, body, order_location(order.id))
 
         try:
             if key is None:

@@ -6,9 +6,12 @@ prices) are the domain's and the catalogue's, and their errors come back as fiel
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import Field
 
 from orders.domain import MAX_LINES, MAX_QUANTITY, OrderStatus
 
@@ -157,14 +160,18 @@ class OrderSerializer(serializers.Serializer):
             "saga": sagas[0] if sagas else None,
             "sagas": sagas,
         }
-        return super().to_representation(_Obj(data))
+        # The fields of one shared instance format the values: the same code as
+        # ``super().to_representation``, without deep-copying every declared field (nested
+        # ones included) for each order shown, a fifth of a POST's Python time.
+        return {
+            name: None if data[name] is None else field.to_representation(data[name])
+            for name, field in _shared_fields().items()
+        }
 
 
-class _Obj:
-    """Let a dict be read as attributes by DRF's field machinery."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.__dict__.update(data)
+@functools.cache
+def _shared_fields() -> Mapping[str, Field[Any, Any, Any, Any]]:
+    return OrderSerializer().fields
 
 
 class OrderEventSerializer(serializers.Serializer):

@@ -74,61 +74,53 @@ def saga_start(
 ) -> UUID:
     """Write a new saga in the caller's transaction and send its first step after commit.
 
-    Leading steps marked ``local`` run right here, inside that transaction: their results
-    merge into the context and they are logged SUCCEEDED; an exception from one reaches the
-    caller (and rolls the whole start back with the caller's transaction). With
-    ``exclusive``, a second active exclusive saga on the same ``subject`` raises
-    :class:`SagaAlreadyActive` (a partial unique index decides, not a prior read).
+    Leading steps marked ``local`` run first, right here, inside that transaction: their
+    results merge into the context, and the saga is then written as they left it, with
+    those steps SUCCEEDED and logged, in one statement. An exception from a local step
+    reaches the caller before anything of the saga is written (and rolls the caller's
+    transaction back with whatever the step wrote). A local step therefore cannot read its
+    own saga's row. With ``exclusive``, a second active exclusive saga on the same
+    ``subject`` raises :class:`SagaAlreadyActive` (a partial unique index decides, not a
+    prior read), and leaves nothing of the start, local steps included, in the caller's
+    transaction.
     """
     if not transaction.get_connection().in_atomic_block:
         raise TransactionRequired()
     definition = get_definition(saga_type)
     now = now or timezone.now()
     saga_id = uuid.uuid4()
-    data = dict(context)
-    cursor = first_cursor(definition)
-    has_local = cursor is None or cursor.index > 0
-    # The common case is written once: the first step is due now and its message is sent.
-    # With local steps first, they run before anything is due.
-    due = now if cursor is not None and not has_local else None
-    params = {
-        "id": saga_id,
-        "saga_type": saga_type,
-        "subject": subject,
-        "exclusive": exclusive,
-        "correlation_id": correlation_id,
-        "actor": actor,
-        # Refuses what PostgreSQL's JSON could not hold now, with the caller's stack trace.
-        "context": json.dumps(data),
-        "current_step": definition.steps[0].name,
-        "due_at": due,
-        "now": now,
-        "positions": list(range(len(definition.steps))),
-        "names": [step.name for step in definition.steps],
-        "compensable": [step.compensation is not None for step in definition.steps],
-    }
-    if exclusive or has_local:
-        # A savepoint: a refused start (or a failing local step) leaves nothing of itself
-        # in the caller's transaction.
+    if not exclusive:
+        _start(
+            saga_id=saga_id,
+            saga_type=saga_type,
+            definition=definition,
+            context=context,
+            correlation_id=correlation_id,
+            actor=actor,
+            subject=subject,
+            exclusive=False,
+            now=now,
+        )
+    else:
+        # A savepoint: a refused start leaves nothing of itself in the caller's transaction.
         try:
             with transaction.atomic():
-                _insert(params)
-                if has_local:
-                    _run_local_steps(
-                        saga_id=saga_id,
-                        saga_type=saga_type,
-                        definition=definition,
-                        context=data,
-                        correlation_id=correlation_id,
-                        actor=actor,
-                        now=now,
-                    )
+                _start(
+                    saga_id=saga_id,
+                    saga_type=saga_type,
+                    definition=definition,
+                    context=context,
+                    correlation_id=correlation_id,
+                    actor=actor,
+                    subject=subject,
+                    exclusive=True,
+                    now=now,
+                )
         except IntegrityError as exc:
-            if exclusive and "sagas_saga_one_active_exclusive_per_subject" in str(exc):
+            if "sagas_saga_one_active_exclusive_per_subject" in str(exc):
                 raise SagaAlreadyActive(subject) from exc
             raise
-    else:
-        _insert(params)
+    cursor = first_cursor(definition)
     if cursor is not None:
         publish_on_commit(
             StepMessage(
@@ -141,30 +133,101 @@ def saga_start(
     return saga_id
 
 
-def _table(model: type[Saga | SagaStep]) -> str:
+def _start(
+    *,
+    saga_id: UUID,
+    saga_type: str,
+    definition: SagaDefinition,
+    context: Mapping[str, Any],
+    correlation_id: str,
+    actor: str,
+    subject: str,
+    exclusive: bool,
+    now: datetime,
+) -> None:
+    # Refuses what PostgreSQL's JSON could not hold, with the caller's stack trace, before
+    # any local step runs.
+    json.dumps(dict(context))
+    data = _run_local_steps(
+        saga_id=saga_id,
+        saga_type=saga_type,
+        definition=definition,
+        context=dict(context),
+        correlation_id=correlation_id,
+        actor=actor,
+        now=now,
+    )
+    cursor = first_cursor(definition)
+    done = [step.local for step in definition.steps]
+    # Nothing remote: the local steps were the whole saga.
+    finished = cursor is None
+    _insert(
+        {
+            "id": saga_id,
+            "saga_type": saga_type,
+            "status": (SagaStatus.COMPLETED if finished else SagaStatus.RUNNING).value,
+            "subject": subject,
+            "exclusive": exclusive,
+            "correlation_id": correlation_id,
+            "actor": actor,
+            "context": json.dumps(data),
+            "current_step": definition.steps[-1 if cursor is None else cursor.index].name,
+            # The first remote step is due now, and its message is sent after commit.
+            "due_at": None if finished else now,
+            "finished_at": now if finished else None,
+            "now": now,
+            "positions": list(range(len(definition.steps))),
+            "names": [step.name for step in definition.steps],
+            "compensable": [step.compensation is not None for step in definition.steps],
+            "done": done,
+            "worker": f"local {current_worker().name}" if any(done) else "",
+            "step_done": StepStatus.SUCCEEDED.value,
+            "step_pending": StepStatus.PENDING.value,
+            "attempt_done": AttemptStatus.SUCCEEDED.value,
+        }
+    )
+
+
+def _table(model: type[Saga | SagaStep | SagaStepExecution]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-# One statement writes the saga and its steps: a third of the ORM's cost in the caller's
-# request (docs/benchmarks.md). Table names come from the models; values are bound.
+# One statement writes the saga, its steps and the log of the local steps that ran: a third
+# of the ORM's cost in the caller's request, and no savepoint (docs/benchmarks.md). Table
+# names come from the models; values are bound.
 _INSERT_SQL = f"""
 WITH saga AS (
     INSERT INTO {_table(Saga)} (id, saga_type, status, subject, exclusive, correlation_id,
         actor, context, current_step, current_phase, attempt, round_start, redeliveries,
         due_at, dispatched_at, claim_host, claim_worker, failure_step, failure_code,
-        failure_message, created_at, updated_at)
-    VALUES (%(id)s, %(saga_type)s, 'RUNNING', %(subject)s, %(exclusive)s, %(correlation_id)s,
+        failure_message, created_at, updated_at, finished_at)
+    VALUES (%(id)s, %(saga_type)s, %(status)s, %(subject)s, %(exclusive)s, %(correlation_id)s,
         %(actor)s, %(context)s::jsonb, %(current_step)s, 'action', 0, 0, 0,
         %(due_at)s::timestamptz, %(due_at)s::timestamptz, '', '', '', '', '',
-        %(now)s, %(now)s)
+        %(now)s, %(now)s, %(finished_at)s::timestamptz)
     RETURNING id
+), s AS (
+    SELECT * FROM unnest(%(positions)s::smallint[], %(names)s::text[],
+                         %(compensable)s::boolean[], %(done)s::boolean[])
+        AS s(position, name, compensable, done)
+), steps AS (
+    INSERT INTO {_table(SagaStep)} (saga_id, position, name, status, compensable,
+        action_attempts, compensation_attempts, last_error, action_started_at,
+        action_finished_at)
+    SELECT saga.id, s.position, s.name,
+           CASE WHEN s.done THEN %(step_done)s::text ELSE %(step_pending)s::text END, s.compensable,
+           CASE WHEN s.done THEN 1 ELSE 0 END, 0, '',
+           CASE WHEN s.done THEN %(now)s::timestamptz END,
+           CASE WHEN s.done THEN %(now)s::timestamptz END
+    FROM saga, s
+    RETURNING 1
 )
-INSERT INTO {_table(SagaStep)} (saga_id, position, name, status, compensable, action_attempts,
-    compensation_attempts, last_error)
-SELECT saga.id, s.position, s.name, 'PENDING', s.compensable, 0, 0, ''
-FROM saga,
-     unnest(%(positions)s::smallint[], %(names)s::text[], %(compensable)s::boolean[])
-         AS s(position, name, compensable)
+INSERT INTO {_table(SagaStepExecution)} (saga_id, step, position, phase, attempt, status,
+    error, started_at, finished_at, worker, at)
+SELECT saga.id, s.name, s.position, 'action', 1, %(attempt_done)s::text, '', %(now)s::timestamptz,
+       %(now)s::timestamptz, %(worker)s::text, %(now)s::timestamptz
+FROM saga, s
+WHERE s.done
 """  # noqa: S608
 
 
@@ -183,11 +246,9 @@ def _run_local_steps(
     correlation_id: str,
     actor: str,
     now: datetime,
-) -> None:
-    worker = current_worker()
-    context = dict(context)
-    ran: list[tuple[int, Step]] = []
-    for i, step in enumerate(definition.steps):
+) -> dict[str, Any]:
+    """Run the leading local steps in order; return the context as they leave it."""
+    for step in definition.steps:
         if not step.local:
             break
         _local_fault(saga_type=saga_type, step=step, now=now)
@@ -207,45 +268,7 @@ def _run_local_steps(
         )
         if result:
             context.update(result)
-        ran.append((i, step))
-    cursor = first_cursor(definition)
-    if cursor is None:
-        Saga.objects.filter(pk=saga_id).update(
-            context=context,
-            status=SagaStatus.COMPLETED.value,
-            current_step=definition.steps[-1].name,
-            finished_at=now,
-        )
-    else:
-        Saga.objects.filter(pk=saga_id).update(
-            context=context,
-            current_step=definition.steps[cursor.index].name,
-            due_at=now,
-            dispatched_at=now,
-        )
-    SagaStep.objects.filter(saga_id=saga_id, position__in=[i for i, _ in ran]).update(
-        status=StepStatus.SUCCEEDED.value,
-        action_attempts=1,
-        action_started_at=now,
-        action_finished_at=now,
-    )
-    SagaStepExecution.objects.bulk_create(
-        [
-            SagaStepExecution(
-                saga_id=saga_id,
-                step=step.name,
-                position=i,
-                phase=Phase.ACTION.value,
-                attempt=1,
-                status=AttemptStatus.SUCCEEDED.value,
-                started_at=now,
-                finished_at=now,
-                worker=f"local {worker.name}",
-                at=now,
-            )
-            for i, step in ran
-        ]
-    )
+    return context
 
 
 def _local_fault(*, saga_type: str, step: Step, now: datetime) -> None:

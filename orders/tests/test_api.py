@@ -91,6 +91,17 @@ def test_post_places_an_order_priced_from_the_catalogue(client, client_user, pro
     assert event.metadata["actor"] == f"user:{client_user.pk}"
 
 
+def test_the_202_body_is_what_a_get_of_the_order_returns(client, products) -> None:
+    # The POST builds its saga summary from the saga it started instead of reading it back;
+    # with no worker running, a GET must show exactly the same order.
+    posted = post(client, order_body())
+
+    got = client.get(posted["Location"])
+
+    assert got.status_code == 200
+    assert posted.json() == got.json()
+
+
 def test_get_after_post_shows_the_order_at_once(client, products) -> None:
     order_id = post(client, order_body()).json()["id"]
 
