@@ -229,7 +229,7 @@ class PostgresEventStore:
             sql += " AND version <= %s"
             params.append(to_version)
         sql += " ORDER BY version"
-        with connection.cursor() as cursor:
+        with _server_binding_cursor() as cursor:
             cursor.execute(sql, params)
             return [record_from_row(r) for r in cursor.fetchall()]
 
@@ -256,7 +256,9 @@ class PostgresEventStore:
             params.append(to_version)
         sql += " ORDER BY version"
         loads = json.loads
-        with connection.cursor() as cursor:
+        # Every aggregate load runs this: prepared after a few runs (two texts, with and
+        # without an upper bound).
+        with _server_binding_cursor() as cursor:
             cursor.execute(sql, params)
             return [
                 (v, t, s, loads(d) if isinstance(d, str) else d) for v, t, s, d in cursor.fetchall()

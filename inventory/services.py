@@ -15,14 +15,15 @@ for the first of them instead of each holding what the other waits for.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from config.db import server_binding_cursor
 from inventory.errors import (
     InvalidReservationLines,
     OutOfStock,
@@ -76,21 +77,20 @@ def reservation_reserve(
     whatever its status: a late repeat must never reserve a second time.
     """
     wanted = _merge_lines(lines)
-    existing = _reservation_result(order_id)
-    if existing is not None:
-        return existing
     at = now or timezone.now()
     try:
         with transaction.atomic(durable=True):
             products = _lock_products(wanted)
+            # A repeat, or a concurrent call for the same order that committed while we
+            # waited for the locks (this statement's snapshot sees it). Checked under the
+            # locks only: a repeat is rare, and a check before them would cost every
+            # reservation a query.
+            existing = _reservation_result(order_id)
+            if existing is not None:
+                return existing
             unknown = set(wanted) - set(products)
             if unknown:
                 raise UnknownProduct(unknown)
-            # A concurrent call for the same order may have committed while we waited for the
-            # locks; this statement's snapshot sees it.
-            raced = _reservation_result(order_id)
-            if raced is not None:
-                return raced
             shortages = {
                 sku: (quantity, products[sku].stock_available)
                 for sku, quantity in wanted.items()
@@ -109,10 +109,13 @@ def reservation_reserve(
                 ReservationLine(reservation=reservation, product=products[sku], quantity=quantity)
                 for sku, quantity in wanted.items()
             )
-            for sku, quantity in wanted.items():
-                product = products[sku]
-                product.stock_reserved += quantity
-                product.save(update_fields=_PRODUCT_STOCK_FIELDS)
+            _save_stock(
+                [
+                    _Stock.of(products[sku], reserved=products[sku].stock_reserved + quantity)
+                    for sku, quantity in wanted.items()
+                ],
+                at=at,
+            )
     except IntegrityError:
         # Only the unique order_id can collide here: a concurrent call for this order (with
         # other lines, so it held other locks) committed first. Its reservation is the answer.
@@ -161,9 +164,13 @@ def reservation_release(
             )
             return ReleaseResult(order_id=order_id, outcome=outcome, status=status)
         if status is ReservationStatus.RESERVED:
-            for product, quantity in _lock_reserved_products(reservation):
-                product.stock_reserved -= quantity
-                product.save(update_fields=_PRODUCT_STOCK_FIELDS)
+            _save_stock(
+                [
+                    replace(stock, reserved=stock.reserved - quantity)
+                    for stock, quantity in _lock_reserved_stock(reservation)
+                ],
+                at=at,
+            )
             reservation.status = ReservationStatus.RELEASED
             reservation.released_key = idempotency_key
             reservation.released_at = at
@@ -197,10 +204,13 @@ def reservation_commit(
             return
         if reservation is None or status is not ReservationStatus.RESERVED:
             raise ReservationNotActive(order_id=order_id, status=status, action="commit")
-        for product, quantity in _lock_reserved_products(reservation):
-            product.stock_on_hand -= quantity
-            product.stock_reserved -= quantity
-            product.save(update_fields=_PRODUCT_STOCK_FIELDS)
+        _save_stock(
+            [
+                replace(stock, on_hand=stock.on_hand - quantity, reserved=stock.reserved - quantity)
+                for stock, quantity in _lock_reserved_stock(reservation)
+            ],
+            at=at,
+        )
         reservation.status = ReservationStatus.COMMITTED
         reservation.committed_key = idempotency_key
         reservation.committed_at = at
@@ -228,9 +238,13 @@ def reservation_restock(
 
 
 def _restock(reservation: Reservation, *, idempotency_key: str, at: datetime) -> None:
-    for product, quantity in _lock_reserved_products(reservation):
-        product.stock_on_hand += quantity
-        product.save(update_fields=_PRODUCT_STOCK_FIELDS)
+    _save_stock(
+        [
+            replace(stock, on_hand=stock.on_hand + quantity)
+            for stock, quantity in _lock_reserved_stock(reservation)
+        ],
+        at=at,
+    )
     reservation.status = ReservationStatus.RESTOCKED
     reservation.restocked_key = idempotency_key
     reservation.restocked_at = at
@@ -259,11 +273,64 @@ def _lock_reservation(order_id: UUID) -> Reservation | None:
     return Reservation.objects.select_for_update().filter(order_id=order_id).first()
 
 
-def _lock_reserved_products(reservation: Reservation) -> list[tuple[Product, int]]:
-    """Lock the reservation's products in sku order; pair each with its reserved quantity."""
-    quantities = dict(reservation.lines.values_list("product__sku", "quantity"))
-    products = _lock_products(quantities)
-    return [(products[sku], quantities[sku]) for sku in sorted(quantities)]
+@dataclass(frozen=True)
+class _Stock:
+    """One product's stock counters, as locked, or as they are to be written."""
+
+    product_id: int
+    on_hand: int
+    reserved: int
+
+    @classmethod
+    def of(cls, product: Product, *, reserved: int) -> _Stock:
+        return cls(product_id=product.pk, on_hand=product.stock_on_hand, reserved=reserved)
+
+
+def _table(model: type[Product | ReservationLine]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+# Table names come from the models; values are bound. Both run on every order's steps, so
+# they are prepared (config.db), and their texts do not depend on the number of lines.
+_LOCK_RESERVED_SQL = f"""
+SELECT p.id, p.stock_on_hand, p.stock_reserved, l.quantity
+FROM {_table(Product)} p JOIN {_table(ReservationLine)} l ON l.product_id = p.id
+WHERE l.reservation_id = %s
+ORDER BY p.sku
+FOR UPDATE OF p
+"""  # noqa: S608
+_SAVE_STOCK_SQL = f"""
+UPDATE {_table(Product)} AS p
+SET stock_on_hand = s.on_hand, stock_reserved = s.reserved, updated_at = %s
+FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS s(id, on_hand, reserved)
+WHERE p.id = s.id
+"""  # noqa: S608
+
+
+def _lock_reserved_stock(reservation: Reservation) -> list[tuple[_Stock, int]]:
+    """Lock the reservation's products in sku order; pair each with its reserved quantity.
+
+    One statement: the lines joined to their products, locking only the products (in sku
+    order, as every caller locks them, so two never wait for each other in a cycle).
+    """
+    with server_binding_cursor() as cursor:
+        cursor.execute(_LOCK_RESERVED_SQL, [reservation.pk])
+        rows = cursor.fetchall()
+    return [(_Stock(pid, on_hand, reserved), quantity) for pid, on_hand, reserved, quantity in rows]
+
+
+def _save_stock(stocks: Sequence[_Stock], *, at: datetime) -> None:
+    """Write these products' counters in one statement (the checks keep them sane)."""
+    with server_binding_cursor() as cursor:
+        cursor.execute(
+            _SAVE_STOCK_SQL,
+            [
+                at,
+                [s.product_id for s in stocks],
+                [s.on_hand for s in stocks],
+                [s.reserved for s in stocks],
+            ],
+        )
 
 
 def _reservation_result(order_id: UUID) -> ReservationResult | None:

@@ -61,6 +61,14 @@ ON CONFLICT DO NOTHING
 """  # noqa: S608
 
 
+_UPDATE_SQL = f"""
+UPDATE {connection.ops.quote_name(Order._meta.db_table)}
+SET version = %(version)s, updated_at = %(updated_at)s, status = %(status)s,
+    cancellation_reason = COALESCE(%(reason)s::text, cancellation_reason)
+WHERE id = %(id)s AND version = %(before)s
+"""  # noqa: S608
+
+
 def _user_id(placed_by: str) -> int | None:
     kind, _, ident = placed_by.partition(":")
     return int(ident) if kind == "user" and ident.isdigit() else None
@@ -107,9 +115,21 @@ class OrderProjector(Projector):
             self._insert_created(event)
             return
         changes = self._changes(event)
-        updated = Order.objects.filter(id=event.stream_id, version=event.version - 1).update(
-            version=event.version, updated_at=event.recorded_at, **changes
-        )
+        # Every order's confirmation or cancellation comes through here: one prepared
+        # statement (config.db), gated on the version before this event.
+        with server_binding_cursor() as cursor:
+            cursor.execute(
+                _UPDATE_SQL,
+                {
+                    "id": UUID(event.stream_id),
+                    "before": event.version - 1,
+                    "version": event.version,
+                    "updated_at": event.recorded_at,
+                    "status": changes["status"],
+                    "reason": changes.get("cancellation_reason"),
+                },
+            )
+            updated = cursor.rowcount
         if updated:
             return
         current = Order.objects.filter(id=event.stream_id).values_list("version", flat=True).first()

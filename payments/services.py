@@ -19,6 +19,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from payments.errors import (
@@ -80,12 +81,17 @@ def payment_charge(
     # Durable: this read also refuses to run inside a caller's transaction, which would hold
     # its locks across the gateway's network call.
     with transaction.atomic(durable=True):
-        previous = Payment.objects.filter(idempotency_key=idempotency_key).first()
-        settled = (
-            Payment.objects.filter(order_id=order_id, status__in=SETTLED_STATUSES)
-            .exclude(idempotency_key=idempotency_key)
-            .first()
+        # One query for both questions: this key's payment, and another settled payment of
+        # the order (at most one of each: the key is unique, and so is an order's settled
+        # payment).
+        known = list(
+            Payment.objects.filter(
+                Q(idempotency_key=idempotency_key)
+                | Q(order_id=order_id, status__in=SETTLED_STATUSES)
+            )
         )
+    previous = next((p for p in known if p.idempotency_key == idempotency_key), None)
+    settled = next((p for p in known if p.idempotency_key != idempotency_key), None)
     if previous is not None:
         return _replay_charge(previous, order_id=order_id, amount=amount, currency=currency)
     if settled is not None:
