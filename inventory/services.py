@@ -20,10 +20,9 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.db import server_binding_cursor
 from inventory.errors import (
     InvalidReservationLines,
     OutOfStock,
@@ -32,12 +31,21 @@ from inventory.errors import (
     StockChanged,
     UnknownProduct,
 )
-from inventory.models import Product, Reservation, ReservationLine, ReservationStatus
+from inventory.models import Product, ReservationStatus
 from inventory.results import (
     ReleaseOutcome,
     ReleaseResult,
     ReservationResult,
     ReservedLine,
+)
+from inventory.statements import (
+    lock_reservation,
+    lock_reserved_stock,
+    lock_stock,
+    reservation_find,
+    reservation_insert,
+    reservation_mark,
+    save_stock,
 )
 
 __all__ = [
@@ -80,38 +88,33 @@ def reservation_reserve(
     at = now or timezone.now()
     try:
         with transaction.atomic(durable=True):
-            products = _lock_products(wanted)
+            stock = lock_stock(wanted)
             # A repeat, or a concurrent call for the same order that committed while we
             # waited for the locks (this statement's snapshot sees it). Checked under the
             # locks only: a repeat is rare, and a check before them would cost every
             # reservation a query.
-            existing = _reservation_result(order_id)
+            existing = reservation_find(order_id)
             if existing is not None:
                 return existing
-            unknown = set(wanted) - set(products)
+            unknown = set(wanted) - set(stock)
             if unknown:
                 raise UnknownProduct(unknown)
             shortages = {
-                sku: (quantity, products[sku].stock_available)
+                sku: (quantity, stock[sku].available)
                 for sku, quantity in wanted.items()
-                if products[sku].stock_available < quantity
+                if stock[sku].available < quantity
             }
             if shortages:
                 raise OutOfStock(shortages)
-            reservation = Reservation.objects.create(
+            reservation_id = reservation_insert(
                 order_id=order_id,
-                status=ReservationStatus.RESERVED,
-                reserved_key=idempotency_key,
-                reserved_at=at,
-                updated_at=at,
+                key=idempotency_key,
+                at=at,
+                lines=[(stock[sku].product_id, quantity) for sku, quantity in wanted.items()],
             )
-            ReservationLine.objects.bulk_create(
-                ReservationLine(reservation=reservation, product=products[sku], quantity=quantity)
-                for sku, quantity in wanted.items()
-            )
-            _save_stock(
+            save_stock(
                 [
-                    _Stock.of(products[sku], reserved=products[sku].stock_reserved + quantity)
+                    replace(stock[sku], reserved=stock[sku].reserved + quantity)
                     for sku, quantity in wanted.items()
                 ],
                 at=at,
@@ -119,12 +122,12 @@ def reservation_reserve(
     except IntegrityError:
         # Only the unique order_id can collide here: a concurrent call for this order (with
         # other lines, so it held other locks) committed first. Its reservation is the answer.
-        raced = _reservation_result(order_id)
+        raced = reservation_find(order_id)
         if raced is None:
             raise
         return raced
     return ReservationResult(
-        reservation_id=reservation.pk,
+        reservation_id=reservation_id,
         order_id=order_id,
         status=ReservationStatus.RESERVED,
         lines=tuple(ReservedLine(sku=sku, quantity=q) for sku, q in wanted.items()),
@@ -143,12 +146,12 @@ def reservation_release(
     """
     at = now or timezone.now()
     with transaction.atomic(durable=True):
-        reservation = _lock_reservation(order_id)
+        reservation = lock_reservation(order_id)
         if reservation is None:
             return ReleaseResult(
                 order_id=order_id, outcome=ReleaseOutcome.NOTHING_RESERVED, status=None
             )
-        status = ReservationStatus(reservation.status)
+        status = reservation.status
         if status is ReservationStatus.RELEASED:
             outcome = (
                 ReleaseOutcome.RELEASED
@@ -164,24 +167,22 @@ def reservation_release(
             )
             return ReleaseResult(order_id=order_id, outcome=outcome, status=status)
         if status is ReservationStatus.RESERVED:
-            _save_stock(
+            save_stock(
                 [
                     replace(stock, reserved=stock.reserved - quantity)
-                    for stock, quantity in _lock_reserved_stock(reservation)
+                    for stock, quantity in lock_reserved_stock(reservation.id)
                 ],
                 at=at,
             )
-            reservation.status = ReservationStatus.RELEASED
-            reservation.released_key = idempotency_key
-            reservation.released_at = at
-            reservation.updated_at = at
-            reservation.save(update_fields=["status", "released_key", "released_at", "updated_at"])
+            reservation_mark(
+                reservation.id, status=ReservationStatus.RELEASED, key=idempotency_key, at=at
+            )
             return ReleaseResult(
                 order_id=order_id,
                 outcome=ReleaseOutcome.RELEASED,
                 status=ReservationStatus.RELEASED,
             )
-        _restock(reservation, idempotency_key=idempotency_key, at=at)
+        _restock(reservation.id, idempotency_key=idempotency_key, at=at)
         return ReleaseResult(
             order_id=order_id, outcome=ReleaseOutcome.RESTOCKED, status=ReservationStatus.RESTOCKED
         )
@@ -198,24 +199,22 @@ def reservation_commit(
     """
     at = now or timezone.now()
     with transaction.atomic(durable=True):
-        reservation = _lock_reservation(order_id)
-        status = ReservationStatus(reservation.status) if reservation else None
+        reservation = lock_reservation(order_id)
+        status = reservation.status if reservation else None
         if status is ReservationStatus.COMMITTED:
             return
         if reservation is None or status is not ReservationStatus.RESERVED:
             raise ReservationNotActive(order_id=order_id, status=status, action="commit")
-        _save_stock(
+        save_stock(
             [
                 replace(stock, on_hand=stock.on_hand - quantity, reserved=stock.reserved - quantity)
-                for stock, quantity in _lock_reserved_stock(reservation)
+                for stock, quantity in lock_reserved_stock(reservation.id)
             ],
             at=at,
         )
-        reservation.status = ReservationStatus.COMMITTED
-        reservation.committed_key = idempotency_key
-        reservation.committed_at = at
-        reservation.updated_at = at
-        reservation.save(update_fields=["status", "committed_key", "committed_at", "updated_at"])
+        reservation_mark(
+            reservation.id, status=ReservationStatus.COMMITTED, key=idempotency_key, at=at
+        )
 
 
 def reservation_restock(
@@ -228,28 +227,24 @@ def reservation_restock(
     """
     at = now or timezone.now()
     with transaction.atomic(durable=True):
-        reservation = _lock_reservation(order_id)
-        status = ReservationStatus(reservation.status) if reservation else None
+        reservation = lock_reservation(order_id)
+        status = reservation.status if reservation else None
         if status is ReservationStatus.RESTOCKED:
             return
         if reservation is None or status is not ReservationStatus.COMMITTED:
             raise ReservationNotActive(order_id=order_id, status=status, action="restock")
-        _restock(reservation, idempotency_key=idempotency_key, at=at)
+        _restock(reservation.id, idempotency_key=idempotency_key, at=at)
 
 
-def _restock(reservation: Reservation, *, idempotency_key: str, at: datetime) -> None:
-    _save_stock(
+def _restock(reservation_id: int, *, idempotency_key: str, at: datetime) -> None:
+    save_stock(
         [
             replace(stock, on_hand=stock.on_hand + quantity)
-            for stock, quantity in _lock_reserved_stock(reservation)
+            for stock, quantity in lock_reserved_stock(reservation_id)
         ],
         at=at,
     )
-    reservation.status = ReservationStatus.RESTOCKED
-    reservation.restocked_key = idempotency_key
-    reservation.restocked_at = at
-    reservation.updated_at = at
-    reservation.save(update_fields=["status", "restocked_key", "restocked_at", "updated_at"])
+    reservation_mark(reservation_id, status=ReservationStatus.RESTOCKED, key=idempotency_key, at=at)
 
 
 def _merge_lines(lines: Sequence[tuple[str, int]]) -> dict[str, int]:
@@ -267,84 +262,6 @@ def _lock_products(skus: Iterable[str]) -> dict[str, Product]:
     """Lock the products with these skus, in sku order, and return them by sku."""
     locked = Product.objects.select_for_update().filter(sku__in=list(skus)).order_by("sku")
     return {product.sku: product for product in locked}
-
-
-def _lock_reservation(order_id: UUID) -> Reservation | None:
-    return Reservation.objects.select_for_update().filter(order_id=order_id).first()
-
-
-@dataclass(frozen=True)
-class _Stock:
-    """One product's stock counters, as locked, or as they are to be written."""
-
-    product_id: int
-    on_hand: int
-    reserved: int
-
-    @classmethod
-    def of(cls, product: Product, *, reserved: int) -> _Stock:
-        return cls(product_id=product.pk, on_hand=product.stock_on_hand, reserved=reserved)
-
-
-def _table(model: type[Product | ReservationLine]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-# Table names come from the models; values are bound. Both run on every order's steps, so
-# they are prepared (config.db), and their texts do not depend on the number of lines.
-_LOCK_RESERVED_SQL = f"""
-SELECT p.id, p.stock_on_hand, p.stock_reserved, l.quantity
-FROM {_table(Product)} p JOIN {_table(ReservationLine)} l ON l.product_id = p.id
-WHERE l.reservation_id = %s
-ORDER BY p.sku
-FOR UPDATE OF p
-"""  # noqa: S608
-_SAVE_STOCK_SQL = f"""
-UPDATE {_table(Product)} AS p
-SET stock_on_hand = s.on_hand, stock_reserved = s.reserved, updated_at = %s
-FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS s(id, on_hand, reserved)
-WHERE p.id = s.id
-"""  # noqa: S608
-
-
-def _lock_reserved_stock(reservation: Reservation) -> list[tuple[_Stock, int]]:
-    """Lock the reservation's products in sku order; pair each with its reserved quantity.
-
-    One statement: the lines joined to their products, locking only the products (in sku
-    order, as every caller locks them, so two never wait for each other in a cycle).
-    """
-    with server_binding_cursor() as cursor:
-        cursor.execute(_LOCK_RESERVED_SQL, [reservation.pk])
-        rows = cursor.fetchall()
-    return [(_Stock(pid, on_hand, reserved), quantity) for pid, on_hand, reserved, quantity in rows]
-
-
-def _save_stock(stocks: Sequence[_Stock], *, at: datetime) -> None:
-    """Write these products' counters in one statement (the checks keep them sane)."""
-    with server_binding_cursor() as cursor:
-        cursor.execute(
-            _SAVE_STOCK_SQL,
-            [
-                at,
-                [s.product_id for s in stocks],
-                [s.on_hand for s in stocks],
-                [s.reserved for s in stocks],
-            ],
-        )
-
-
-def _reservation_result(order_id: UUID) -> ReservationResult | None:
-    reservation = Reservation.objects.filter(order_id=order_id).first()
-    if reservation is None:
-        return None
-    # Sorted here, not by the database's collation: the same order as a fresh result's lines.
-    lines = sorted(reservation.lines.values_list("product__sku", "quantity"))
-    return ReservationResult(
-        reservation_id=reservation.pk,
-        order_id=reservation.order_id,
-        status=ReservationStatus(reservation.status),
-        lines=tuple(ReservedLine(sku=sku, quantity=quantity) for sku, quantity in lines),
-    )
 
 
 # --- the catalogue -----------------------------------------------------------------------------
