@@ -250,7 +250,7 @@ REDIS_URL = _broker_url
 # own key prefix, so every web process shares the counts.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "config.cache.RedisCache",
         "LOCATION": os.environ.get("CACHE_URL", _broker_url),
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "backoffice"),
         "TIMEOUT": 300,
