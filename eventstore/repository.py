@@ -7,6 +7,7 @@ store without a database.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, Generic, TypeVar
 
 from eventstore.aggregates import Aggregate
@@ -120,15 +121,18 @@ class Repository(Generic[A]):
                 NewEvent(event_type=name, data=data, schema_version=schema_version, metadata=meta)
             )
         expected = aggregate.stored_version
-        with self.store.transaction():
+        every = self.aggregate_type.snapshot_every
+        snapshot_due = bool(every) and (expected // every) != (aggregate.version // every)
+        # The append and its snapshot commit together; an append alone is the store's to make
+        # atomic (it may then skip the transaction's round trips).
+        with self.store.transaction() if snapshot_due else nullcontext():
             result = self.store.append(
                 stream_type=self.stream_type,
                 stream_id=aggregate.id,
                 expected_version=expected,
                 events=new_events,
             )
-            every = self.aggregate_type.snapshot_every
-            if every and (expected // every) != (aggregate.version // every):
+            if snapshot_due:
                 self.store.save_snapshot(
                     StoredSnapshot(
                         stream_type=self.stream_type,
@@ -149,19 +153,20 @@ class Repository(Generic[A]):
         metadata: EventMetadata,
         attempts: int = 5,
     ) -> tuple[A, R, list[RecordedEvent]]:
-        """Load, run ``command`` on the aggregate and save, in one transaction per attempt.
+        """Load, run ``command`` on the aggregate and save; on a conflict, all of it again.
 
         On a conflict, reload and run the command again: it re-decides on the fresh state, so
         a concurrent write is never lost or overwritten. Either the command still holds and
-        appends after it, or it raises the domain error the new state calls for. Call it
-        outside any transaction: a conflict aborts the attempt's transaction.
+        appends after it, or it raises the domain error the new state calls for. The load
+        needs no transaction around it (the save's expected version is the concurrency
+        check, not a lock), so outside a caller's transaction an attempt is the load's
+        round trip plus the save's own (one, for a lone event without inline projection).
         """
         for attempt in range(1, attempts + 1):
             try:
-                with self.store.transaction():
-                    aggregate = self.load(aggregate_id)
-                    outcome = command(aggregate)
-                    recorded = self.save(aggregate, metadata=metadata)
+                aggregate = self.load(aggregate_id)
+                outcome = command(aggregate)
+                recorded = self.save(aggregate, metadata=metadata)
             except ConcurrencyError:
                 if attempt == attempts:
                     raise
