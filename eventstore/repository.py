@@ -122,7 +122,9 @@ class Repository(Generic[A]):
             )
         expected = aggregate.stored_version
         every = self.aggregate_type.snapshot_every
-        snapshot_due = bool(every) and (expected // every) != (aggregate.version // every)
+        snapshot_due = (
+            every is not None and every > 0 and (expected // every != aggregate.version // every)
+        )
         # The append and its snapshot commit together; an append alone is the store's to make
         # atomic (it may then skip the transaction's round trips).
         with self.store.transaction() if snapshot_due else nullcontext():
