@@ -150,10 +150,14 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("OPTIONS", {})
 # Let psycopg prepare a statement after 5 runs on a connection (Django's default: never).
-# Only server-binding cursors can prepare: the event store's append uses one
-# (eventstore/postgres.py); the ORM's cursors bind on the client and are unaffected.
-# A transaction-mode pooler (pgbouncer) needs this set to None.
-DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
+# Only server-binding cursors can prepare: the hot paths use one (config/db.py: the event
+# store's append and loads, the saga engine's claim, outcome and start, an order's POST and
+# worker steps); the ORM's cursors bind on the client and are unaffected.
+# A transaction-mode pooler (pgbouncer) needs it off: DATABASE_PREPARE_THRESHOLD=none.
+_prepare_threshold = os.environ.get("DATABASE_PREPARE_THRESHOLD", "5").strip().lower()
+DATABASES["default"]["OPTIONS"].setdefault(
+    "prepare_threshold", None if _prepare_threshold in {"", "none"} else int(_prepare_threshold)
+)
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
