@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from contextlib import nullcontext
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -89,37 +90,25 @@ def saga_start(
     definition = get_definition(saga_type)
     now = now or timezone.now()
     saga_id = uuid.uuid4()
-    if not exclusive:
-        _start(
-            saga_id=saga_id,
-            saga_type=saga_type,
-            definition=definition,
-            context=context,
-            correlation_id=correlation_id,
-            actor=actor,
-            subject=subject,
-            exclusive=False,
-            now=now,
-        )
-    else:
-        # A savepoint: a refused start leaves nothing of itself in the caller's transaction.
-        try:
-            with transaction.atomic():
-                _start(
-                    saga_id=saga_id,
-                    saga_type=saga_type,
-                    definition=definition,
-                    context=context,
-                    correlation_id=correlation_id,
-                    actor=actor,
-                    subject=subject,
-                    exclusive=True,
-                    now=now,
-                )
-        except IntegrityError as exc:
-            if "sagas_saga_one_active_exclusive_per_subject" in str(exc):
-                raise SagaAlreadyActive(subject) from exc
-            raise
+    # An exclusive start takes a savepoint: a refused one leaves nothing of itself (its local
+    # steps included) in the caller's transaction.
+    try:
+        with transaction.atomic() if exclusive else nullcontext():
+            _start(
+                saga_id=saga_id,
+                saga_type=saga_type,
+                definition=definition,
+                context=context,
+                correlation_id=correlation_id,
+                actor=actor,
+                subject=subject,
+                exclusive=exclusive,
+                now=now,
+            )
+    except IntegrityError as exc:
+        if exclusive and "sagas_saga_one_active_exclusive_per_subject" in str(exc):
+            raise SagaAlreadyActive(subject) from exc
+        raise
     cursor = first_cursor(definition)
     if cursor is not None:
         publish_on_commit(

@@ -29,6 +29,21 @@ def _charge(key: str) -> SimulatedCharge:
     )
 
 
+def _payment(key: str, status: PaymentStatus, **fields: str) -> Payment:
+    at = datetime(2026, 11, 26, tzinfo=UTC)
+    return Payment(
+        order_id=uuid4(),
+        idempotency_key=key,
+        amount=Decimal("3.00"),
+        currency="EUR",
+        token="tok_visa",
+        status=status,
+        created_at=at,
+        updated_at=at,
+        **fields,
+    )
+
+
 def test_prepared_insert_writes_every_field_and_returns_an_auto_primary_key() -> None:
     first, second = _charge("k1"), _charge("k2")
 
@@ -48,31 +63,11 @@ def test_prepared_insert_writes_every_field_and_returns_an_auto_primary_key() ->
 
 
 def test_prepared_insert_keeps_a_client_chosen_primary_key_and_the_constraints() -> None:
-    payment = Payment(
-        order_id=uuid4(),
-        idempotency_key="pay-1",
-        amount=Decimal("3.00"),
-        currency="EUR",
-        token="tok_visa",
-        status=PaymentStatus.CHARGED,
-        gateway_reference="ch_1",
-        created_at=datetime(2026, 11, 26, tzinfo=UTC),
-        updated_at=datetime(2026, 11, 26, tzinfo=UTC),
-    )
+    payment = _payment("pay-1", PaymentStatus.CHARGED, gateway_reference="ch_1")
     prepared_insert(payment)
     assert Payment.objects.get(pk=payment.pk).idempotency_key == "pay-1"
 
-    twin = Payment(
-        order_id=uuid4(),
-        idempotency_key="pay-1",
-        amount=Decimal("3.00"),
-        currency="EUR",
-        token="tok_visa",
-        status=PaymentStatus.DECLINED,
-        decline_code="card_declined",
-        created_at=datetime(2026, 11, 26, tzinfo=UTC),
-        updated_at=datetime(2026, 11, 26, tzinfo=UTC),
-    )
+    twin = _payment("pay-1", PaymentStatus.DECLINED, decline_code="card_declined")
     with pytest.raises(IntegrityError), transaction.atomic():
         prepared_insert(twin)
 
