@@ -32,7 +32,6 @@ import http.client
 import json
 import os
 import random
-import signal
 import socket
 import statistics
 import subprocess
@@ -311,6 +310,9 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def _gunicorn(*, queue: str, database_url: str) -> Iterator[int]:
     """Run gunicorn as the Procfile does, on a free loopback port; yield the port."""
+    # Here, not at the top: the load clients import this module alone.
+    from tests.support.worker import stop_process_group
+
     port = _free_port()
     LOG_DIR.mkdir(exist_ok=True)
     log_path = LOG_DIR / f"bench-gunicorn-{queue}.log"
@@ -352,16 +354,7 @@ def _gunicorn(*, queue: str, database_url: str) -> Iterator[int]:
         yield port
         ok = True
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=STOP_TIMEOUT)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process, timeout=STOP_TIMEOUT)
         if ok:
             log_path.unlink(missing_ok=True)
         else:

@@ -10,10 +10,11 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
+from sagas.faults import fault_rule_set, fault_rules_clear
 from sagas.models import Saga, SagaStep, SagaStepExecution
 from sagas.runner import AttemptReport, step_attempt_run
 from sagas.services import saga_start
-from sagas.statuses import MOVING_SAGA_STATUSES, Phase, SagaStatus
+from sagas.statuses import MOVING_SAGA_STATUSES, FaultMode, Phase, SagaStatus
 from sagas.testing.models import Call, Effect
 from sagas.workers import WorkerIdentity, current_worker
 from tests.support.worker import wait_for
@@ -75,6 +76,27 @@ def start(saga_type: str, context: dict[str, Any] | None = None, **kwargs: Any) 
             actor=kwargs.pop("actor", "user:test"),
             **kwargs,
         )
+
+
+def fail_b_compensation(mode: FaultMode = FaultMode.PERMANENT) -> None:
+    """Make ``test.effects``'s step b fail its compensation, every time, until cleared."""
+    fault_rule_set(
+        saga_type="test.effects", step="b", phase=Phase.COMPENSATION, mode=mode, times=None
+    )
+
+
+def failed_compensation_saga(
+    *, clock: SteppingClock | None = None, correlation_id: str = "corr-test"
+) -> UUID:
+    """Return a ``test.effects`` saga stuck in COMPENSATION_FAILED at b's compensation.
+
+    Driven in this process; the fault is cleared again, so a retry then succeeds.
+    """
+    fail_b_compensation()
+    saga_id = start("test.effects", {"fail_at": "d"}, correlation_id=correlation_id)
+    assert drive(saga_id, clock=clock).status == SagaStatus.COMPENSATION_FAILED
+    fault_rules_clear()
+    return saga_id
 
 
 def wait_status(saga_id: UUID, *statuses: SagaStatus, timeout: float = 30.0) -> Saga:

@@ -12,11 +12,10 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from sagas.faults import fault_rule_set
 from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
-from sagas.statuses import FaultMode, Phase, SagaStatus
-from sagas.tests.harness import drive, start
-from tests.admin.support import failed_compensation_saga, queries_for, staff_client, status_of
+from sagas.statuses import SagaStatus
+from sagas.tests.harness import drive, fail_b_compensation, failed_compensation_saga, start
+from tests.admin.support import queries_for, staff_client, status_of
 
 pytestmark = pytest.mark.django_db
 
@@ -290,13 +289,7 @@ def test_saga_page_queries_do_not_grow_with_attempts_and_operator_actions() -> N
 
     def fail_again_after_retry() -> None:
         # Retry while the fault is still there: the compensation fails again, and waits.
-        fault_rule_set(
-            saga_type="test.effects",
-            step="b",
-            phase=Phase.COMPENSATION,
-            mode=FaultMode.PERMANENT,
-            times=None,
-        )
+        fail_b_compensation()
         client.post(reverse("admin:sagas_saga_retry", args=[saga_id]), {"post": "yes"})
         assert drive(saga_id).status == SagaStatus.COMPENSATION_FAILED
 

@@ -22,30 +22,21 @@ from sagas.errors import (
     TransactionRequired,
     UnknownSagaType,
 )
-from sagas.faults import fault_rule_set, fault_rules_clear
 from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
 from sagas.selectors import saga_detail, saga_list, sagas_for_subject
 from sagas.services import saga_retry, saga_skip_compensation, saga_start
-from sagas.statuses import FaultMode, Phase, SagaStatus, StepStatus
+from sagas.statuses import Phase, SagaStatus, StepStatus
 from sagas.testing.models import Call, Effect
-from sagas.tests.harness import SteppingClock, drive, effects, start, step_statuses
+from sagas.tests.harness import (
+    SteppingClock,
+    drive,
+    effects,
+    failed_compensation_saga,
+    start,
+    step_statuses,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def failed_compensation_saga(clock: SteppingClock | None = None) -> uuid.UUID:
-    """Return a saga stuck in COMPENSATION_FAILED at b's compensation (driven in-process)."""
-    fault_rule_set(
-        saga_type="test.effects",
-        step="b",
-        phase=Phase.COMPENSATION,
-        mode=FaultMode.PERMANENT,
-        times=None,
-    )
-    saga_id = start("test.effects", {"fail_at": "d"})
-    assert drive(saga_id, clock=clock).status == SagaStatus.COMPENSATION_FAILED
-    fault_rules_clear()
-    return saga_id
 
 
 def test_start_writes_the_saga_and_its_steps_and_sends_the_first_step_after_commit(
@@ -259,7 +250,7 @@ def test_two_operators_acting_at_once_cause_one_action(action: str) -> None:
 def test_saga_detail_loads_everything_in_four_queries(django_assert_num_queries: Any) -> None:
     # One clock for the whole story, so the log's times follow the order things happened.
     clock = SteppingClock()
-    saga_id = failed_compensation_saga(clock)
+    saga_id = failed_compensation_saga(clock=clock)
     saga_retry(saga_id=saga_id, actor="user:ops", now=clock())
     drive(saga_id, clock=clock)
 

@@ -20,6 +20,7 @@ from sagas.tests.harness import (
     calls,
     effect_order,
     effects,
+    fail_b_compensation,
     log_of,
     start,
     step_statuses,
@@ -143,13 +144,7 @@ def test_an_action_that_gave_up_is_compensated_itself_before_the_earlier_steps(
 def test_failing_compensation_waits_for_an_operator_retry_then_compensates(
     live_worker: WorkerHandle,
 ) -> None:
-    fault_rule_set(
-        saga_type="test.effects",
-        step="b",
-        phase=Phase.COMPENSATION,
-        mode=FaultMode.TRANSIENT,
-        times=None,
-    )
+    fail_b_compensation(FaultMode.TRANSIENT)
     saga_id = start("test.effects", {"fail_at": "d"})
 
     saga = wait_status(saga_id, *TERMINAL)
@@ -188,13 +183,7 @@ def test_failing_compensation_waits_for_an_operator_retry_then_compensates(
 
 
 def test_skipped_compensation_is_marked_and_the_saga_carries_on(live_worker: WorkerHandle) -> None:
-    fault_rule_set(
-        saga_type="test.effects",
-        step="b",
-        phase=Phase.COMPENSATION,
-        mode=FaultMode.PERMANENT,
-        times=None,
-    )
+    fail_b_compensation(FaultMode.PERMANENT)
     saga_id = start("test.effects", {"fail_at": "d"})
     saga = wait_status(saga_id, *TERMINAL)
     assert saga.status == SagaStatus.COMPENSATION_FAILED

@@ -16,7 +16,7 @@ from orders.services import OrderLineRequest, PlacedOrder, order_place
 from sagas.faults import fault_rule_set, fault_rules_clear
 from sagas.models import Saga
 from sagas.statuses import FaultMode, Phase, SagaStatus
-from sagas.tests.harness import drive, start
+from sagas.tests.harness import drive
 from tests.factories import make_product, make_user
 
 VIEW_ALL = (
@@ -78,21 +78,6 @@ def stuck_order() -> PlacedOrder:
     assert drive(placed.saga_id).status == SagaStatus.COMPENSATION_FAILED
     fault_rules_clear()
     return placed
-
-
-def failed_compensation_saga(correlation_id: str = "corr-test") -> UUID:
-    """Return a test saga stuck in COMPENSATION_FAILED at b's compensation."""
-    fault_rule_set(
-        saga_type="test.effects",
-        step="b",
-        phase=Phase.COMPENSATION,
-        mode=FaultMode.PERMANENT,
-        times=None,
-    )
-    saga_id = start("test.effects", {"fail_at": "d"}, correlation_id=correlation_id)
-    assert drive(saga_id).status == SagaStatus.COMPENSATION_FAILED
-    fault_rules_clear()
-    return saga_id
 
 
 def status_of(saga_id: UUID) -> str:

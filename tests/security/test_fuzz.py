@@ -27,9 +27,7 @@ from typing import Any
 import pytest
 from rest_framework.authtoken.models import Token
 
-from sagas.faults import fault_rule_set, fault_rules_clear
-from sagas.statuses import FaultMode, Phase, SagaStatus
-from sagas.tests.harness import drive, start
+from sagas.tests.harness import failed_compensation_saga
 from tests.factories import make_product, make_user
 
 HERE = Path(__file__).resolve().parent
@@ -60,21 +58,6 @@ def catalogue() -> None:
     # SKU-1 is the schema's example order: the examples phase places real orders with it.
     for sku in ("SKU-1", "SKU-2", "SKU-3"):
         make_product(sku, price="9.99", stock=100_000)
-
-
-def compensation_failed_saga() -> uuid.UUID:
-    """Return a saga waiting in COMPENSATION_FAILED, for retry and skip to act on."""
-    fault_rule_set(
-        saga_type="test.effects",
-        step="b",
-        phase=Phase.COMPENSATION,
-        mode=FaultMode.PERMANENT,
-        times=None,
-    )
-    saga_id = start("test.effects", {"fail_at": "d"})
-    assert drive(saga_id).status == SagaStatus.COMPENSATION_FAILED
-    fault_rules_clear()
-    return saga_id
 
 
 def run_schemathesis(
@@ -128,7 +111,7 @@ def test_schemathesis_finds_nothing_as_a_superuser(
 ) -> None:
     superuser = make_user(superuser=True)
     token, _ = Token.objects.get_or_create(user=superuser)
-    to_retry, to_skip = compensation_failed_saga(), compensation_failed_saga()
+    to_retry, to_skip = failed_compensation_saga(), failed_compensation_saga()
     # Retry and skip act on real sagas waiting for an operator (random ids only reach 404).
     config_extra = f"""
 [[operations]]

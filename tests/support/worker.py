@@ -82,6 +82,24 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def stop_process_group(process: subprocess.Popen[Any], *, timeout: float) -> None:
+    """Stop a process started in its own group: SIGTERM, then SIGKILL of the group if it hangs.
+
+    The group is killed in any case at the end: children orphaned by a parent that exited
+    (a worker's pool, say) are in it.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 @dataclass
 class WorkerHandle:
     """Control a worker started for the test session."""
@@ -152,20 +170,9 @@ class WorkerHandle:
 
     def stop(self) -> None:
         """Stop the worker: SIGTERM (warm shutdown), then SIGKILL of its group if it hangs."""
-        process = self.process
-        if process is None:
+        if self.process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=STOP_TIMEOUT)
-        # Children orphaned by a killed parent are in the same group.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(self.process, timeout=STOP_TIMEOUT)
         self.process = None
         if self._log_file is not None:
             self._log_file.close()
