@@ -25,7 +25,6 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.backends.utils import CursorWrapper
 
 from config.db import server_binding_cursor
 from eventstore.errors import ConcurrencyError, DuplicateEventError
@@ -74,17 +73,6 @@ def record_from_row(row: Sequence[Any]) -> RecordedEvent:
         metadata=_loads(row[9]),
         recorded_at=row[10],
     )
-
-
-def _server_binding_cursor() -> CursorWrapper:
-    """Return a server-binding cursor, so that the append statement is prepared.
-
-    Django's cursors bind on the client and never prepare: PostgreSQL parsed and planned the
-    append's ``INSERT … SELECT`` on every save. Prepared, it took the 1-writer append from
-    0.30 to 0.47 of the raw psycopg ceiling (docs/benchmarks.md); see ``config.db``. Its text
-    is fixed per batch size, so it prepares well.
-    """
-    return server_binding_cursor()
 
 
 class PostgresEventStore:
@@ -154,7 +142,9 @@ class PostgresEventStore:
         # saves the BEGIN and COMMIT round trips, two of an append's three.
         alone = len(events) == 1 and not self._projected_inline(events[0].event_type)
         with nullcontext() if alone else self.transaction():
-            with _server_binding_cursor() as cursor:
+            # Prepared after a few runs (config.db): its text is fixed per batch size. It
+            # took the 1-writer append from 0.30 to 0.47 of the raw ceiling (docs/benchmarks.md).
+            with server_binding_cursor() as cursor:
                 cursor.execute(sql, params)
                 rows = cursor.fetchall()
             if len(rows) == len(events):
@@ -239,7 +229,7 @@ class PostgresEventStore:
             sql += " AND version <= %s"
             params.append(to_version)
         sql += " ORDER BY version"
-        with _server_binding_cursor() as cursor:
+        with server_binding_cursor() as cursor:
             cursor.execute(sql, params)
             return [record_from_row(r) for r in cursor.fetchall()]
 
@@ -268,7 +258,7 @@ class PostgresEventStore:
         loads = json.loads
         # Every aggregate load runs this: prepared after a few runs (two texts, with and
         # without an upper bound).
-        with _server_binding_cursor() as cursor:
+        with server_binding_cursor() as cursor:
             cursor.execute(sql, params)
             return [
                 (v, t, s, loads(d) if isinstance(d, str) else d) for v, t, s, d in cursor.fetchall()

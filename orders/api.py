@@ -30,6 +30,7 @@ from orders.idempotency import (
     request_fingerprint,
 )
 from orders.selectors import (
+    just_placed_sagas,
     order_as_of,
     order_events,
     order_get,
@@ -44,14 +45,12 @@ from orders.serializers import (
     OrderSerializer,
 )
 from orders.services import (
-    PLACE_ORDER,
     OrderLineRequest,
     OrderNotFound,
     order_place,
     order_request_cancellation,
 )
 from sagas.errors import SagaAlreadyActive
-from sagas.statuses import SagaStatus
 
 CORRELATION_HEADER = "X-Correlation-ID"
 
@@ -171,13 +170,7 @@ class OrderListCreateView(APIView):
                 correlation_id=correlation_of(request),
             )
             order = order_just_placed(order_id=placed.order_id)
-            # The order's one saga is the one just started, RUNNING until this transaction
-            # commits and a worker takes it: what reading it back would say, without the read.
-            sagas = {
-                str(order.id): [
-                    {"id": placed.saga_id, "type": PLACE_ORDER, "status": SagaStatus.RUNNING.value}
-                ]
-            }
+            sagas = just_placed_sagas(placed)
             body = OrderSerializer(
                 order, context={"request": request, "sagas_by_order": sagas}
             ).data

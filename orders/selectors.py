@@ -19,7 +19,14 @@ from eventstore.models import StoredEvent
 from orders.domain import Order as OrderAggregate
 from orders.domain import OrderStatus
 from orders.models import Order
-from orders.services import OrderNotFound, order_repository, order_subject
+from orders.services import (
+    PLACE_ORDER,
+    OrderNotFound,
+    PlacedOrder,
+    order_repository,
+    order_subject,
+)
+from sagas.statuses import SagaStatus
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -196,6 +203,19 @@ def saga_summaries(*, order_ids: list[UUID]) -> dict[str, list[dict[str, Any]]]:
     for subject, saga_id, saga_type, saga_status in rows:
         result[subjects[subject]].append({"id": saga_id, "type": saga_type, "status": saga_status})
     return result
+
+
+def just_placed_sagas(placed: PlacedOrder) -> dict[str, list[dict[str, Any]]]:
+    """Return what ``saga_summaries`` would for an order this transaction just placed.
+
+    Its one saga is the one just started, RUNNING until the transaction commits and a worker
+    takes it, so the POST's 202 body needs no read for it.
+    """
+    return {
+        str(placed.order_id): [
+            {"id": placed.saga_id, "type": PLACE_ORDER, "status": SagaStatus.RUNNING.value}
+        ]
+    }
 
 
 def order_counts_by_status(*, created_from: datetime, created_before: datetime) -> dict[str, int]:
