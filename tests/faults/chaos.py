@@ -7,7 +7,7 @@ unless a rate above 0 is set; only then does each pool process, as it starts, in
   that rate (as a dropped connection would), through Django's ``execute_wrappers``;
 - ``LAB_INJECT_BROKER_ERROR_RATE``: every step message published fails with kombu's
   ``OperationalError`` at that rate (as an unreachable broker would), by wrapping
-  ``run_saga_step.apply_async``.
+  ``config.broker.send_task``, through which every step message goes.
 
 In each pool process the first statement and the first publish always fail, so that a short
 run at a low rate still injects both kinds (a test asserting "some were injected" cannot be
@@ -66,9 +66,9 @@ def install_faults(**_: Any) -> None:
 
         connections["default"].execute_wrappers.append(_failing_sql(db_rate))
     if broker_rate > 0:
-        from sagas.tasks import run_saga_step
+        from config import broker
 
-        publish = run_saga_step.apply_async
+        publish = broker.send_task
         publishes = itertools.count()
 
         def flaky_publish(*args: Any, **kwargs: Any) -> Any:
@@ -78,6 +78,6 @@ def install_faults(**_: Any) -> None:
                 raise BrokerError("injected: broker connection refused")
             return publish(*args, **kwargs)
 
-        run_saga_step.apply_async = flaky_publish  # type: ignore[method-assign]
+        broker.send_task = flaky_publish
     if db_rate > 0 or broker_rate > 0:
         logger.warning("fault injection on: database %s, broker %s", db_rate, broker_rate)

@@ -1,0 +1,206 @@
+"""Send Celery task messages to a Redis broker with one LPUSH each.
+
+Celery's ``apply_async`` routes the task, takes a producer from its pool, makes sure the queue
+is declared, and kombu's Redis channel then builds a new Redis client for every message: on
+POST /api/orders/ that was a fifth of the request's CPU, and every saga step pays it again
+for the next step's message (docs/benchmarks.md). :func:`send_task` sends the same message,
+built by Celery itself (``app.amqp.as_task_v2``) and wrapped in kombu's Redis envelope, over
+one long-lived client per process. A worker cannot tell it from one sent by ``apply_async``:
+``tests/test_broker.py`` compares the two field by field, and every end-to-end test's
+worker consumes messages sent this way.
+
+It covers what this project sends (a direct queue, JSON, no compression, priority 0) on a
+plain ``redis://`` or ``rediss://`` broker. Anything else (another transport, a key prefix,
+sent events) goes through ``apply_async`` unchanged, so a configuration this module does not
+know about keeps working, only slower.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import uuid
+import weakref
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.signals import after_task_publish, before_task_publish
+from kombu.utils.json import dumps
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+__all__ = ["fast_path_available", "send_task"]
+
+# The transport options this module honours; any other one falls back on apply_async.
+_KNOWN_OPTIONS = {
+    "visibility_timeout",
+    "max_retries",
+    "interval_start",
+    "interval_step",
+    "interval_max",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "retry_on_timeout",
+    "health_check_interval",
+}
+
+_fast_path: weakref.WeakKeyDictionary[Celery, bool] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+# Per app, the process id that made the client and the client.
+_clients: weakref.WeakKeyDictionary[Celery, tuple[int, redis.Redis]] = weakref.WeakKeyDictionary()
+
+
+def fast_path_available(app: Celery) -> bool:
+    """Tell whether :func:`send_task` may LPUSH itself on ``app``'s broker.
+
+    Decided once per app: Celery's configuration is read at start-up and not changed after.
+    """
+    known = _fast_path.get(app)
+    if known is None:
+        known = _fast_path[app] = _decide_fast_path(app)
+    return known
+
+
+def _decide_fast_path(app: Celery) -> bool:
+    conf = app.conf
+    url = str(conf.broker_write_url or conf.broker_url or "")
+    return (
+        url.split("://", 1)[0] in ("redis", "rediss")
+        and not conf.broker_transport
+        and not conf.task_send_sent_event
+        and int(conf.task_protocol) == 2
+        and conf.task_serializer == "json"
+        and not conf.task_compression
+        and set(conf.broker_transport_options or {}) <= _KNOWN_OPTIONS
+    )
+
+
+def _redis(app: Celery) -> redis.Redis:
+    """The app's client on its broker in this process (a new one after a fork)."""
+    pid = os.getpid()
+    known = _clients.get(app)
+    if known is not None and known[0] == pid:
+        return known[1]
+    with _lock:
+        known = _clients.get(app)
+        if known is None or known[0] != pid:
+            known = _clients[app] = (pid, _new_client(app))
+        return known[1]
+
+
+def _new_client(app: Celery) -> redis.Redis:
+    conf = app.conf
+    options = conf.broker_transport_options or {}
+    # Celery's publish retry policy, in redis-py's terms: a broker restarting under a publish
+    # gets a few short retries before the caller sees the error.
+    policy = dict(conf.task_publish_retry_policy or {})
+    retries = int(policy.get("max_retries", 3)) if conf.task_publish_retry else 0
+    client: redis.Redis = redis.Redis.from_url(
+        str(conf.broker_write_url or conf.broker_url),
+        socket_timeout=options.get("socket_timeout"),
+        socket_connect_timeout=options.get("socket_connect_timeout"),
+        health_check_interval=int(options.get("health_check_interval", 0)),
+        retry=Retry(
+            ExponentialBackoff(
+                cap=float(policy.get("interval_max", 1)),
+                base=float(policy.get("interval_step", 0.2)) or 0.2,
+            ),
+            retries,
+        ),
+        retry_on_timeout=bool(options.get("retry_on_timeout", False)),
+    )
+    return client
+
+
+def send_task(
+    app: Celery,
+    name: str,
+    *,
+    kwargs: dict[str, Any],
+    queue: str,
+    countdown: float = 0.0,
+    time_limit: int | None = None,
+    soft_time_limit: int | None = None,
+    kwargsrepr: str | None = None,
+    ignore_result: bool = True,
+) -> str:
+    """Send task ``name`` with keyword arguments to ``queue``; return the message's task id.
+
+    Raises what the broker raises once the retries are spent; the message is then not sent.
+    """
+    if not fast_path_available(app):
+        result = app.send_task(
+            name,
+            kwargs=kwargs,
+            queue=queue,
+            countdown=countdown,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
+            argsrepr="()",
+            kwargsrepr=kwargsrepr,
+            ignore_result=ignore_result,
+        )
+        return str(result.id)
+
+    task_id = str(uuid.uuid4())
+    # As send_task does: a message sent from inside a task names it as parent, and its root.
+    root_id = parent_id = None
+    parent = app.current_worker_task
+    if parent is not None:
+        root_id = parent.request.root_id or parent.request.id
+        parent_id = parent.request.id
+    headers, properties, body, _ = app.amqp.as_task_v2(
+        task_id,
+        name,
+        (),
+        kwargs,
+        countdown=countdown or None,
+        reply_to=app.thread_oid,
+        time_limit=time_limit,
+        soft_time_limit=soft_time_limit,
+        root_id=root_id,
+        parent_id=parent_id,
+        argsrepr="()",
+        kwargsrepr=kwargsrepr,
+        ignore_result=ignore_result,
+    )
+    # apply_async passes the reprs on as options, which end up in the properties too.
+    properties["argsrepr"] = "()"
+    properties["kwargsrepr"] = headers["kwargsrepr"]
+    # A direct queue on the default exchange: kombu publishes on the anonymous exchange with
+    # the queue's name as the routing key, which is the Redis list the workers read.
+    exchange, routing_key = "", queue
+    if before_task_publish.receivers:
+        before_task_publish.send(
+            sender=name,
+            body=body,
+            exchange=exchange,
+            routing_key=routing_key,
+            declare=[],
+            headers=headers,
+            properties=properties,
+            retry_policy=app.conf.task_publish_retry_policy,
+        )
+    payload = dumps(body).encode("utf-8")
+    properties.update(
+        delivery_mode=2,
+        delivery_info={"exchange": exchange, "routing_key": routing_key},
+        priority=0,
+        body_encoding="base64",
+        delivery_tag=str(uuid.uuid4()),
+    )
+    envelope = {
+        "body": base64.b64encode(payload).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": properties,
+    }
+    _redis(app).lpush(queue, dumps(envelope))
+    if after_task_publish.receivers:
+        after_task_publish.send(
+            sender=name, body=body, exchange=exchange, routing_key=routing_key, headers=headers
+        )
+    return task_id

@@ -1,0 +1,155 @@
+"""config.broker sends the very message Celery's apply_async sends, in one LPUSH."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.signals import after_task_publish
+from django.conf import settings
+from redis import Redis
+
+from config import broker
+from config.celery import app
+from sagas.dispatch import RUN_STEP_TASK
+from sagas.tasks import run_saga_step
+from tests.support.worker import delete_queue
+
+# Differ between any two messages: fresh ids, the sender's time and process.
+PER_MESSAGE = {"id", "root_id", "eta", "origin"}
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    name = f"test-broker-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_queue(name)
+
+
+def _kwargs() -> dict[str, str]:
+    return {"saga_id": str(uuid.uuid4()), "saga_type": "t", "step": "s", "phase": "action"}
+
+
+def _sent_by_celery(queue: str, kwargs: dict[str, str], countdown: float) -> None:
+    # How sagas.dispatch called Celery before config.broker existed.
+    run_saga_step.apply_async(  # type: ignore[call-arg]
+        kwargs=kwargs,
+        argsrepr="()",
+        kwargsrepr=repr(kwargs),
+        queue=queue,
+        countdown=countdown,
+        soft_time_limit=30,
+        time_limit=35,
+    )
+
+
+def _sent_by_us(queue: str, kwargs: dict[str, str], countdown: float) -> str:
+    return broker.send_task(
+        app,
+        RUN_STEP_TASK,
+        kwargs=kwargs,
+        queue=queue,
+        countdown=countdown,
+        soft_time_limit=30,
+        time_limit=35,
+        kwargsrepr=repr(kwargs),
+    )
+
+
+def _pop(queue: str) -> dict[str, Any]:
+    raw = Redis.from_url(str(settings.CELERY_BROKER_URL)).rpop(queue)
+    assert isinstance(raw, bytes), f"no message in {queue}"
+    message: dict[str, Any] = json.loads(raw)
+    return message
+
+
+@pytest.mark.parametrize("countdown", [0.0, 2.5])
+def test_the_message_is_the_one_apply_async_sends(queue: str, countdown: float) -> None:
+    assert broker.fast_path_available(app)
+    kwargs = _kwargs()
+    _sent_by_celery(queue, kwargs, countdown)
+    theirs = _pop(queue)
+    task_id = _sent_by_us(queue, kwargs, countdown)
+    ours = _pop(queue)
+
+    assert ours["headers"]["id"] == ours["headers"]["root_id"] == task_id
+    assert ours["properties"]["correlation_id"] == task_id
+    assert ours["properties"]["delivery_tag"] != theirs["properties"]["delivery_tag"]
+    # The same envelope, key for key and in the same order, bar what differs per message.
+    assert list(ours) == list(theirs)
+    assert list(ours["headers"]) == list(theirs["headers"])
+    assert list(ours["properties"]) == list(theirs["properties"])
+    for part in ("headers", "properties"):
+        for key in PER_MESSAGE | {"correlation_id", "delivery_tag"}:
+            ours[part].pop(key, None)
+            theirs[part].pop(key, None)
+    assert ours == theirs  # the body too: same kwargs, same encoding
+    assert json.loads(base64.b64decode(ours["body"]))[1] == kwargs
+
+
+def test_a_countdown_becomes_the_same_eta(queue: str) -> None:
+    _sent_by_celery(queue, _kwargs(), 2.5)
+    theirs = datetime.fromisoformat(_pop(queue)["headers"]["eta"])
+    _sent_by_us(queue, _kwargs(), 2.5)
+    ours = datetime.fromisoformat(_pop(queue)["headers"]["eta"])
+    assert timedelta(0) <= ours - theirs < timedelta(seconds=2)
+
+
+def test_publish_signals_are_sent_as_celery_sends_them(queue: str) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def receiver(sender: str | None = None, **kwargs: Any) -> None:
+        seen.append({"sender": sender, **kwargs})
+
+    after_task_publish.connect(receiver, weak=False, dispatch_uid="test-broker")
+    try:
+        kwargs = _kwargs()
+        _sent_by_celery(queue, kwargs, 0.0)
+        _sent_by_us(queue, kwargs, 0.0)
+    finally:
+        after_task_publish.disconnect(dispatch_uid="test-broker")
+    assert len(seen) == 2
+    theirs, ours = seen
+    assert set(ours) == set(theirs)
+    assert ours["sender"] == theirs["sender"] == RUN_STEP_TASK
+    assert ours["routing_key"] == theirs["routing_key"] == queue
+    assert ours["exchange"] == theirs["exchange"]
+    assert ours["body"] == theirs["body"]
+
+
+def _app(**conf: Any) -> Celery:
+    other = Celery("test-broker", set_as_current=False)
+    other.conf.update({"broker_url": str(settings.CELERY_BROKER_URL), **conf})
+    return other
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"broker_url": "memory://"},
+        {"task_send_sent_event": True},
+        {"task_compression": "gzip"},
+        {"broker_transport_options": {"global_keyprefix": "x:"}},
+    ],
+    ids=["another transport", "sent events", "compression", "an unknown transport option"],
+)
+def test_what_it_does_not_cover_goes_through_celery(conf: dict[str, Any]) -> None:
+    assert broker.fast_path_available(_app()) is True
+    assert broker.fast_path_available(_app(**conf)) is False
+
+
+def test_a_broker_that_does_not_answer_raises_after_its_retries() -> None:
+    unreachable = _app(
+        broker_url="redis://127.0.0.1:9/0",  # the discard port: nothing listens on loopback
+        broker_transport_options={"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        task_publish_retry_policy={"max_retries": 1, "interval_step": 0.01, "interval_max": 0.01},
+    )
+    with pytest.raises(redis.exceptions.ConnectionError):
+        broker.send_task(unreachable, RUN_STEP_TASK, kwargs=_kwargs(), queue="nowhere")
