@@ -43,6 +43,7 @@ from orders.serializers import (
     OrderCreateInputSerializer,
     OrderEventSerializer,
     OrderSerializer,
+    plainly_valid_order,
 )
 from orders.services import (
     OrderLineRequest,
@@ -157,9 +158,11 @@ class OrderListCreateView(APIView):
                 check_key(key)
             except InvalidIdempotencyKey as exc:
                 return error_response(400, str(exc))
-        payload = OrderCreateInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
+        data = plainly_valid_order(request.data)
+        if data is None:
+            payload = OrderCreateInputSerializer(data=request.data)
+            payload.is_valid(raise_exception=True)
+            data = payload.validated_data
 
         def place() -> StoredResponse:
             placed = order_place(
