@@ -17,7 +17,7 @@ _texts = st.one_of(
     st.text(min_size=98, max_size=102),
     st.sampled_from(["SKU-1", "SKU-2", " padded ", "tab\there", "", "\x00", "\u200b", "é"]),
 )
-_scalars = st.one_of(
+_scalars: st.SearchStrategy[Any] = st.one_of(
     _texts,
     st.integers(min_value=-2, max_value=MAX_QUANTITY + 2),
     st.sampled_from([True, False, None, 2.0, "2", 10**30, [], {}]),
