@@ -2,7 +2,7 @@
 
 What is measured (see docs/benchmarks.md, "REST API and orders end to end"):
 
-- **HTTP.** gunicorn as in the Procfile (2 gthread workers x 4 threads, 127.0.0.1, a free
+- **HTTP.** gunicorn as in the Procfile (4 gthread workers x 2 threads, 127.0.0.1, a free
   port, the bench database) serves POST /api/orders/ (two lines from a 500-product catalogue,
   ``tok_visa``) and, in the same run, a trivial authenticated DRF endpoint (bench/urls.py)
   that parses the body and answers a tiny JSON. Closed-loop clients at 1, 4 and 8
@@ -64,8 +64,9 @@ E2E_TIMEOUT = 300.0
 CLIENTS = 2
 PRODUCTS = 500
 STOCK = 10_000_000
-GUNICORN_WORKERS = int(os.environ.get("API_BENCH_GUNICORN_WORKERS", "2"))
-GUNICORN_THREADS = int(os.environ.get("API_BENCH_GUNICORN_THREADS", "4"))
+# The Procfile's; API_BENCH_GUNICORN_WORKERS/THREADS try others.
+GUNICORN_WORKERS = int(os.environ.get("API_BENCH_GUNICORN_WORKERS", "4"))
+GUNICORN_THREADS = int(os.environ.get("API_BENCH_GUNICORN_THREADS", "2"))
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 ORDERS_PATH = "/api/orders/"

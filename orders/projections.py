@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -46,6 +47,24 @@ COMPARED_FIELDS = (
     "created_at",
     "updated_at",
 )
+
+
+# The row the last OrderCreated handled in this thread (or task) inserted: the POST that placed
+# the order answers with it instead of reading it back (orders.selectors.order_just_placed).
+# One slot, overwritten by the next order, so nothing accumulates; a placing transaction that
+# rolls back raises before anyone asks for it, and a stale slot names another order's id.
+_last_created: ContextVar[tuple[UUID, dict[str, Any]] | None] = ContextVar(
+    "orders_last_created", default=None
+)
+
+
+def take_created_row(order_id: UUID) -> dict[str, Any] | None:
+    """Return (once) the read-model fields just inserted for ``order_id`` here, else None."""
+    slot = _last_created.get()
+    if slot is None or slot[0] != order_id:
+        return None
+    _last_created.set(None)
+    return slot[1]
 
 
 # Every order is placed through here, inside its POST. The table name comes from the model;
@@ -141,9 +160,14 @@ class OrderProjector(Projector):
         # ON CONFLICT DO NOTHING makes a replayed OrderCreated a no-op in one round trip.
         # A prepared statement (config.db), not the ORM's compile on every POST.
         fields = row_from_stream([event])
-        params = {**fields, "id": UUID(event.stream_id), "items": json.dumps(fields["items"])}
+        order_id = UUID(event.stream_id)
+        params = {**fields, "id": order_id, "items": json.dumps(fields["items"])}
         with server_binding_cursor() as cursor:
             cursor.execute(_INSERT_CREATED_SQL, params)
+            inserted = cursor.rowcount == 1
+        # A replay (the row was there) leaves the slot alone: the stored row may differ.
+        if inserted:
+            _last_created.set((order_id, fields))
 
     @staticmethod
     def _changes(event: RecordedEvent) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from eventstore.models import StoredEvent
 from orders.domain import Order as OrderAggregate
 from orders.domain import OrderStatus
 from orders.models import Order
+from orders.projections import take_created_row
 from orders.services import (
     PLACE_ORDER,
     OrderNotFound,
@@ -70,8 +71,24 @@ def order_just_placed(*, order_id: UUID) -> Order:
 
     For the 202 answer of POST /api/orders/, in the placing transaction: the caller placed
     it, so may see it, and the row is certainly there (projected inline). One prepared
-    statement (config.db) instead of the ORM's compile on every POST.
+    statement (config.db) instead of the ORM's compile on every POST; no statement at all
+    when the projection hands over the row it has just inserted in this thread.
     """
+    fields = take_created_row(order_id)
+    if fields is not None:
+        return Order(
+            id=order_id,
+            customer_id=fields["customer_id"],
+            status=fields["status"],
+            cancellation_reason=fields["cancellation_reason"],
+            items=fields["items"],
+            total=fields["total"],
+            currency=fields["currency"],
+            version=fields["version"],
+            created_at=fields["created_at"],
+            updated_at=fields["updated_at"],
+            placed_by_user_id=fields["placed_by_user_id"],
+        )
     with server_binding_cursor() as cursor:
         cursor.execute(_PLACED_ORDER_SQL, [order_id])
         row = cursor.fetchone()
