@@ -27,6 +27,7 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.signals import after_task_publish, before_task_publish
+from celery.utils.nodenames import anon_nodename
 from kombu.utils.json import dumps
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -48,6 +49,8 @@ _KNOWN_OPTIONS = {
 
 _fast_path: weakref.WeakKeyDictionary[Celery, bool] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
+# Celery formats it for every message: host name and pid, fixed for a process.
+_origin_of: list[object] = [None, ""]
 # Per app, the process id that made the client and the client.
 _clients: weakref.WeakKeyDictionary[Celery, tuple[int, redis.Redis]] = weakref.WeakKeyDictionary()
 
@@ -114,6 +117,44 @@ def _new_client(app: Celery) -> redis.Redis:
     return client
 
 
+def _origin() -> str:
+    """The sender's name in the message, as Celery writes it (``gen<pid>@<host>``)."""
+    pid = os.getpid()
+    if _origin_of[0] != pid:
+        _origin_of[:] = [pid, anon_nodename()]
+    return str(_origin_of[1])
+
+
+def _lpush(client: redis.Redis, key: str, payload: str) -> None:
+    """LPUSH on a pooled connection, straight; through the client's retries if that fails.
+
+    redis-py's command path (retry wrapper, deprecation checks, metrics hooks) cost as much
+    CPU as the message's own building. A connection that fails here is dropped, and the
+    client's ``lpush`` then retries on a fresh one under the publish retry policy.
+    """
+    pool = client.connection_pool
+    try:
+        connection = pool.get_connection()
+    except (redis.ConnectionError, redis.TimeoutError):
+        client.lpush(key, payload)
+        return
+    try:
+        connection.send_command("LPUSH", key, payload)
+        connection.read_response()
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        connection.disconnect()
+        pool.release(connection)
+        client.lpush(key, payload)
+        return
+    except BaseException:
+        # A Redis error reply (a full server, a wrong type) or an interruption: the
+        # connection may hold a half-read reply, so it is not reused as it is.
+        connection.disconnect()
+        pool.release(connection)
+        raise
+    pool.release(connection)
+
+
 def send_task(
     app: Celery,
     name: str,
@@ -165,6 +206,7 @@ def send_task(
         argsrepr="()",
         kwargsrepr=kwargsrepr,
         ignore_result=ignore_result,
+        origin=_origin(),
     )
     # apply_async passes the reprs on as options, which end up in the properties too.
     properties["argsrepr"] = "()"
@@ -198,7 +240,7 @@ def send_task(
         "headers": headers,
         "properties": properties,
     }
-    _redis(app).lpush(queue, dumps(envelope))
+    _lpush(_redis(app), queue, dumps(envelope))
     if after_task_publish.receivers:
         after_task_publish.send(
             sender=name, body=body, exchange=exchange, routing_key=routing_key, headers=headers

@@ -153,3 +153,46 @@ def test_a_broker_that_does_not_answer_raises_after_its_retries() -> None:
     )
     with pytest.raises(redis.exceptions.ConnectionError):
         broker.send_task(unreachable, RUN_STEP_TASK, kwargs=_kwargs(), queue="nowhere")
+
+
+def test_a_connection_the_broker_dropped_is_replaced_and_the_message_still_sent(
+    queue: str,
+) -> None:
+    fresh = _app()
+    broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
+    client = broker._redis(fresh)
+    pooled = client.connection_pool.get_connection()
+    pooled.send_command("CLIENT", "ID")
+    connection_id = pooled.read_response()
+    client.connection_pool.release(pooled)
+    # As a broker restart or an idle timeout would: the pooled socket is now dead.
+    Redis.from_url(str(settings.CELERY_BROKER_URL)).client_kill_filter(_id=connection_id)
+
+    broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
+
+    assert Redis.from_url(str(settings.CELERY_BROKER_URL)).llen(queue) == 2
+
+
+def test_a_send_that_fails_midway_goes_again_through_the_clients_retries(queue: str) -> None:
+    fresh = _app()
+    client = broker._redis(fresh)
+    pooled = client.connection_pool.get_connection()
+    client.connection_pool.release(pooled)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise redis.ConnectionError("injected: connection reset mid-command")
+
+    pooled.send_command = broken  # type: ignore[method-assign]
+    retried: list[str] = []
+    lpush = client.lpush
+
+    def counted(key: str, *values: Any) -> Any:
+        retried.append(key)
+        del pooled.send_command  # the client's retry reconnects this very connection
+        return lpush(key, *values)
+
+    client.lpush = counted  # type: ignore[method-assign,assignment]
+    broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
+
+    assert retried == [queue]
+    assert Redis.from_url(str(settings.CELERY_BROKER_URL)).llen(queue) == 1
