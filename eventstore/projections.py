@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import ClassVar
@@ -41,6 +41,15 @@ class Projector:
 
     def handle(self, event: RecordedEvent) -> None:
         raise NotImplementedError
+
+    def handle_batch(self, events: Sequence[RecordedEvent]) -> None:
+        """Apply a batch read from the log, in log order (catch-up and rebuild call this).
+
+        Handles them one by one. A projector whose rows allow it overrides this to write a
+        batch in a few statements: one round trip per event is what bounds a catch-up.
+        """
+        for event in events:
+            self.handle(event)
 
     def reset(self) -> None:
         raise NotImplementedError
@@ -147,8 +156,7 @@ def _run_batch(projector: Projector, store: PostgresEventStore, batch_size: int)
         )
         if not batch:
             return 0
-        for event in batch:
-            projector.handle(event)
+        projector.handle_batch(batch)
         _write_checkpoint(projector.name, batch[-1].log_position, len(batch), reset=False)
         return len(batch)
 
@@ -215,8 +223,7 @@ def projection_rebuild(
             )
             if not batch:
                 break
-            for event in batch:
-                projector.handle(event)
+            projector.handle_batch(batch)
             done += len(batch)
             position = batch[-1].log_position
             if progress:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from uuid import uuid4
 
 import pytest
@@ -116,6 +116,36 @@ def test_catch_up_applies_its_event_types_once_and_moves_the_checkpoint(seen: No
     assert seen_rows() == [("a", 1, "Tick"), ("a", 3, "Tock"), ("b", 1, "Tick")]
     status = {s.name: s for s in projection_statuses()}["seen"]
     assert status.lag == 0 and status.checkpoint == first.checkpoint
+
+
+class BatchSeenProjector(SeenProjector):
+    """Note the batches the runner hands over, then write them as the plain projector does."""
+
+    name = "seen-batches"
+    batches: list[list[tuple[str, int]]] = []
+
+    def handle_batch(self, events: Sequence[RecordedEvent]) -> None:
+        BatchSeenProjector.batches.append([(e.stream_id, e.version) for e in events])
+        super().handle_batch(events)
+
+
+def test_catch_up_and_rebuild_hand_each_batch_over_whole_in_log_order(seen: None, settings) -> None:
+    settings.EVENTSTORE_PROJECTORS = [f"{__name__}.BatchSeenProjector"]
+    projections._projector_classes.cache_clear()
+    BatchSeenProjector.batches = []
+    append("a", "Tick", "Other", "Tock")
+    append("b", "Tick", "Tock")
+
+    caught_up = projection_catch_up(name="seen-batches", batch_size=3)
+    handed_over = list(BatchSeenProjector.batches)
+    BatchSeenProjector.batches = []
+    projection_rebuild(name="seen-batches", batch_size=10)
+
+    assert caught_up.events == 4
+    # Only the projector's event types, in log order, a batch per runner batch.
+    assert handed_over == [[("a", 1), ("a", 3), ("b", 1)], [("b", 2)]]
+    assert BatchSeenProjector.batches == [[("a", 1), ("a", 3), ("b", 1), ("b", 2)]]
+    assert len(seen_rows()) == 4
 
 
 def test_read_model_writes_and_checkpoint_commit_together(seen: None) -> None:
