@@ -22,6 +22,7 @@ import os
 import threading
 import uuid
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -47,12 +48,24 @@ _KNOWN_OPTIONS = {
     "health_check_interval",
 }
 
+# The messages carry keyword arguments only.
+_NO_ARGS_REPR = "()"
+
 _fast_path: weakref.WeakKeyDictionary[Celery, bool] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
-# Celery formats it for every message: host name and pid, fixed for a process.
-_origin_of: list[object] = [None, ""]
-# Per app, the process id that made the client and the client.
-_clients: weakref.WeakKeyDictionary[Celery, tuple[int, redis.Redis]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class _Sender:
+    """What one process sends an app's messages with: made again after a fork."""
+
+    pid: int
+    client: redis.Redis
+    # Celery formats it for every message (``gen<pid>@<host>``): fixed for a process.
+    origin: str
+
+
+_senders: weakref.WeakKeyDictionary[Celery, _Sender] = weakref.WeakKeyDictionary()
 
 
 def fast_path_available(app: Celery) -> bool:
@@ -80,17 +93,17 @@ def _decide_fast_path(app: Celery) -> bool:
     )
 
 
-def _redis(app: Celery) -> redis.Redis:
-    """The app's client on its broker in this process (a new one after a fork)."""
+def _sender(app: Celery) -> _Sender:
+    """The app's sender in this process (a new one after a fork: sockets are not shared)."""
     pid = os.getpid()
-    known = _clients.get(app)
-    if known is not None and known[0] == pid:
-        return known[1]
+    sender = _senders.get(app)
+    if sender is not None and sender.pid == pid:
+        return sender
     with _lock:
-        known = _clients.get(app)
-        if known is None or known[0] != pid:
-            known = _clients[app] = (pid, _new_client(app))
-        return known[1]
+        sender = _senders.get(app)
+        if sender is None or sender.pid != pid:
+            sender = _senders[app] = _Sender(pid, _new_client(app), anon_nodename())
+        return sender
 
 
 def _new_client(app: Celery) -> redis.Redis:
@@ -117,14 +130,6 @@ def _new_client(app: Celery) -> redis.Redis:
     return client
 
 
-def _origin() -> str:
-    """The sender's name in the message, as Celery writes it (``gen<pid>@<host>``)."""
-    pid = os.getpid()
-    if _origin_of[0] != pid:
-        _origin_of[:] = [pid, anon_nodename()]
-    return str(_origin_of[1])
-
-
 def _lpush(client: redis.Redis, key: str, payload: str) -> None:
     """LPUSH on a pooled connection, straight; through the client's retries if that fails.
 
@@ -141,18 +146,18 @@ def _lpush(client: redis.Redis, key: str, payload: str) -> None:
     try:
         connection.send_command("LPUSH", key, payload)
         connection.read_response()
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+    except BaseException as exc:
+        # Dropped whatever the failure: the connection may hold half a reply. A Redis error
+        # reply (a full server, a wrong type) or an interruption reaches the caller.
         connection.disconnect()
-        pool.release(connection)
-        client.lpush(key, payload)
+        if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+            raise
+    else:
         return
-    except BaseException:
-        # A Redis error reply (a full server, a wrong type) or an interruption: the
-        # connection may hold a half-read reply, so it is not reused as it is.
-        connection.disconnect()
+    finally:
         pool.release(connection)
-        raise
-    pool.release(connection)
+    # The connection failed: once more through the client, on a fresh one, with its retries.
+    client.lpush(key, payload)
 
 
 def send_task(
@@ -179,12 +184,13 @@ def send_task(
             countdown=countdown,
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
-            argsrepr="()",
+            argsrepr=_NO_ARGS_REPR,
             kwargsrepr=kwargsrepr,
             ignore_result=ignore_result,
         )
         return str(result.id)
 
+    sender = _sender(app)
     task_id = str(uuid.uuid4())
     # As send_task does: a message sent from inside a task names it as parent, and its root.
     root_id = parent_id = None
@@ -203,13 +209,13 @@ def send_task(
         soft_time_limit=soft_time_limit,
         root_id=root_id,
         parent_id=parent_id,
-        argsrepr="()",
+        argsrepr=_NO_ARGS_REPR,
         kwargsrepr=kwargsrepr,
         ignore_result=ignore_result,
-        origin=_origin(),
+        origin=sender.origin,
     )
     # apply_async passes the reprs on as options, which end up in the properties too.
-    properties["argsrepr"] = "()"
+    properties["argsrepr"] = _NO_ARGS_REPR
     properties["kwargsrepr"] = headers["kwargsrepr"]
     # A direct queue on the default exchange: kombu publishes on the anonymous exchange with
     # the queue's name as the routing key, which is the Redis list the workers read.
@@ -240,7 +246,7 @@ def send_task(
         "headers": headers,
         "properties": properties,
     }
-    _lpush(_redis(app), queue, dumps(envelope))
+    _lpush(sender.client, queue, dumps(envelope))
     if after_task_publish.receivers:
         after_task_publish.send(
             sender=name, body=body, exchange=exchange, routing_key=routing_key, headers=headers

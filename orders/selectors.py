@@ -58,10 +58,22 @@ def order_get(*, user: Any, order_id: UUID) -> Order:
     return order
 
 
+# What the 202 answer shows of the read-model row.
+_PLACED_FIELDS = (
+    "customer_id",
+    "status",
+    "cancellation_reason",
+    "items",
+    "total",
+    "currency",
+    "version",
+    "created_at",
+    "updated_at",
+    "placed_by_user_id",
+)
 # The table name comes from the model; the id is bound.
 _PLACED_ORDER_SQL = (
-    "SELECT id, customer_id, status, cancellation_reason, items, total, currency, version, "  # noqa: S608
-    "created_at, updated_at, placed_by_user_id "
+    f"SELECT {', '.join(_PLACED_FIELDS)} "  # noqa: S608
     f"FROM {connection.ops.quote_name(Order._meta.db_table)} WHERE id = %s"
 )
 
@@ -70,57 +82,22 @@ def order_just_placed(*, order_id: UUID) -> Order:
     """Return the read-model row of an order this request has just placed.
 
     For the 202 answer of POST /api/orders/, in the placing transaction: the caller placed
-    it, so may see it, and the row is certainly there (projected inline). One prepared
-    statement (config.db) instead of the ORM's compile on every POST; no statement at all
-    when the projection hands over the row it has just inserted in this thread.
+    it, so may see it, and the row is certainly there (projected inline). The projection
+    hands over the row it has just inserted in this thread; failing that, one prepared
+    statement (config.db) reads it, instead of the ORM's compile on every POST.
     """
     fields = take_created_row(order_id)
-    if fields is not None:
-        return Order(
-            id=order_id,
-            customer_id=fields["customer_id"],
-            status=fields["status"],
-            cancellation_reason=fields["cancellation_reason"],
-            items=fields["items"],
-            total=fields["total"],
-            currency=fields["currency"],
-            version=fields["version"],
-            created_at=fields["created_at"],
-            updated_at=fields["updated_at"],
-            placed_by_user_id=fields["placed_by_user_id"],
-        )
-    with server_binding_cursor() as cursor:
-        cursor.execute(_PLACED_ORDER_SQL, [order_id])
-        row = cursor.fetchone()
-    if row is None:
-        raise OrderNotFound(order_id)
-    (
-        id_,
-        customer_id,
-        status,
-        reason,
-        items,
-        total,
-        currency,
-        version,
-        created,
-        updated,
-        user_id,
-    ) = row
-    return Order(
-        id=id_,
-        customer_id=customer_id,
-        status=status,
-        cancellation_reason=reason,
+    if fields is None:
+        with server_binding_cursor() as cursor:
+            cursor.execute(_PLACED_ORDER_SQL, [order_id])
+            row = cursor.fetchone()
+        if row is None:
+            raise OrderNotFound(order_id)
+        fields = dict(zip(_PLACED_FIELDS, row, strict=True))
         # Django's connection hands jsonb over as text, for JSONField to decode.
-        items=json.loads(items) if isinstance(items, str) else items,
-        total=total,
-        currency=currency,
-        version=version,
-        created_at=created,
-        updated_at=updated,
-        placed_by_user_id=user_id,
-    )
+        if isinstance(fields["items"], str):
+            fields["items"] = json.loads(fields["items"])
+    return Order(id=order_id, **{name: fields[name] for name in _PLACED_FIELDS})
 
 
 @dataclass(frozen=True)

@@ -84,19 +84,30 @@ class PrintableCharField(serializers.CharField):
         return value
 
 
+# The longest customer id, SKU and payment token a new order may carry (the serializers
+# below and plainly_valid_order share them).
+CUSTOMER_ID_MAX = 64
+SKU_MAX = 64
+PAYMENT_TOKEN_MAX = 100
+
+
 class OrderLineInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """A line of a new order: a catalogue SKU and a whole quantity from 1 to 1000."""
 
-    sku = PrintableCharField(max_length=64, trim_whitespace=False)
+    sku = PrintableCharField(max_length=SKU_MAX, trim_whitespace=False)
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """A new order: 1 to 100 lines of distinct catalogue SKUs, priced by the catalogue."""
 
-    customer_id = PrintableCharField(min_length=1, max_length=64, trim_whitespace=False)
+    customer_id = PrintableCharField(
+        min_length=1, max_length=CUSTOMER_ID_MAX, trim_whitespace=False
+    )
     items = OrderLineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)  # type: ignore[call-arg]
-    payment_token = PrintableCharField(min_length=1, max_length=100, trim_whitespace=False)
+    payment_token = PrintableCharField(
+        min_length=1, max_length=PAYMENT_TOKEN_MAX, trim_whitespace=False
+    )
 
     def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         skus = [item["sku"] for item in items]
@@ -122,13 +133,13 @@ def plainly_valid_order(data: object) -> dict[str, Any] | None:
     The same rules as :class:`OrderCreateInputSerializer`, checked directly: DRF deep-copies
     the serializer's fields, the nested line serializer's included, for every request, which
     cost a twentieth of an order's CPU. Only the answer "valid" is given here; on None the
-    caller runs the serializer, which words the errors. ``orders/tests/test_api.py`` checks
-    that the two agree.
+    caller runs the serializer, which words the errors. ``orders/tests/test_input.py``
+    checks that the two agree.
     """
     if type(data) is not dict or data.keys() != _ORDER_KEYS:
         return None
     customer_id, items, token = data["customer_id"], data["items"], data["payment_token"]
-    if not (_printable(customer_id, 64) and _printable(token, 100)):
+    if not (_printable(customer_id, CUSTOMER_ID_MAX) and _printable(token, PAYMENT_TOKEN_MAX)):
         return None
     if type(items) is not list or not 0 < len(items) <= MAX_LINES:
         return None
@@ -137,7 +148,7 @@ def plainly_valid_order(data: object) -> dict[str, Any] | None:
         if type(item) is not dict or item.keys() != _LINE_KEYS:
             return None
         sku, quantity = item["sku"], item["quantity"]
-        if not _printable(sku, 64) or type(quantity) is not int:
+        if not _printable(sku, SKU_MAX) or type(quantity) is not int:
             return None
         if not 1 <= quantity <= MAX_QUANTITY:
             return None

@@ -160,7 +160,7 @@ def test_a_connection_the_broker_dropped_is_replaced_and_the_message_still_sent(
 ) -> None:
     fresh = _app()
     broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
-    client = broker._redis(fresh)
+    client = broker._sender(fresh).client
     pooled = client.connection_pool.get_connection()
     pooled.send_command("CLIENT", "ID")
     connection_id = pooled.read_response()
@@ -175,7 +175,7 @@ def test_a_connection_the_broker_dropped_is_replaced_and_the_message_still_sent(
 
 def test_a_send_that_fails_midway_goes_again_through_the_clients_retries(queue: str) -> None:
     fresh = _app()
-    client = broker._redis(fresh)
+    client = broker._sender(fresh).client
     pooled = client.connection_pool.get_connection()
     client.connection_pool.release(pooled)
 
