@@ -39,7 +39,7 @@ from config.db import server_binding_cursor
 from eventstore import projections
 from eventstore.postgres import PostgresEventStore
 from eventstore.projections import Projector, event_store, projection_catch_up
-from eventstore.records import AppendResult, EventMetadata, NewEvent, RecordedEvent
+from eventstore.records import AppendResult, EventMetadata, NewEvent, RecordedEvent, Rider
 from eventstore.repository import Repository
 from eventstore.tests.sample import Account
 from eventstore.tests.sample import registry as account_events
@@ -109,6 +109,7 @@ class TableLockingEventStore(PostgresEventStore):
         stream_id: str,
         expected_version: int,
         events: Sequence[NewEvent],
+        riders: Sequence[Rider] = (),
     ) -> AppendResult:
         with self.transaction():
             with connection.cursor() as cursor:
@@ -118,6 +119,7 @@ class TableLockingEventStore(PostgresEventStore):
                 stream_id=stream_id,
                 expected_version=expected_version,
                 events=events,
+                riders=riders,
             )
 
 

@@ -21,6 +21,7 @@ from eventstore.records import (
     LogPosition,
     NewEvent,
     RecordedEvent,
+    Rider,
     StoredSnapshot,
 )
 
@@ -74,9 +75,12 @@ class InMemoryEventStore:
         stream_id: str,
         expected_version: int,
         events: Sequence[NewEvent],
+        riders: Sequence[Rider] = (),
     ) -> AppendResult:
         if not events:
             raise ValueError("append needs at least one event")
+        if riders:
+            raise NotImplementedError("riders are SQL: only the PostgreSQL store runs them")
         with self._lock:
             stream = self._streams.setdefault((stream_type, stream_id), [])
             known = [self._by_id.get(e.event_id) for e in events]

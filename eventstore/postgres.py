@@ -18,7 +18,9 @@ by the longest-running writing transaction, measured in docs/benchmarks.md.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
@@ -34,6 +36,7 @@ from eventstore.records import (
     LogPosition,
     NewEvent,
     RecordedEvent,
+    Rider,
     StoredSnapshot,
 )
 
@@ -41,6 +44,46 @@ EVENT_COLUMNS = (
     "position, transaction_id, stream_type, stream_id, version, event_id, event_type, "
     "schema_version, data, metadata, recorded_at"
 )
+_EVENT_FIELDS = EVENT_COLUMNS.split(", ")
+_RIDER_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+@functools.lru_cache(maxsize=64)
+def _append_sql(batch: int, riders: tuple[tuple[str, str], ...]) -> str:
+    """Return the append statement for a batch size and riders (``(sql, counted)`` pairs).
+
+    Built once per shape, so that each shape is one text that psycopg prepares; riders'
+    parameters are renamed ``r<index>_<name>`` so that two riders cannot collide.
+    """
+    values = ", ".join(
+        f"(%(e{n}_id)s::uuid, %(e{n}_version)s::int, %(e{n}_type)s, %(e{n}_schema)s::int, "
+        f"%(e{n}_data)s::jsonb, %(e{n}_meta)s::jsonb)"
+        for n in range(batch)
+    )
+    insert = (
+        "INSERT INTO eventstore_event "
+        "(event_id, stream_type, stream_id, version, event_type, schema_version, "
+        "data, metadata) "
+        "SELECT n.event_id, %(stream_type)s, %(stream_id)s, n.version, n.event_type, "
+        "n.schema_version, n.data, n.metadata "
+        f"FROM cur, (VALUES {values}) "
+        "AS n(event_id, version, event_type, schema_version, data, metadata) "
+        "WHERE cur.v = %(expected)s "
+        "ON CONFLICT DO NOTHING "
+        f"RETURNING {EVENT_COLUMNS}"
+    )
+    current = (
+        "WITH cur AS (SELECT coalesce(max(version), 0) AS v FROM eventstore_event "
+        "WHERE stream_type = %(stream_type)s AND stream_id = %(stream_id)s) "
+    )
+    if not riders:
+        return current + insert
+    ctes = [_RIDER_PARAM.sub(rf"%(r{index}_\1)s", sql) for index, (sql, _) in enumerate(riders)]
+    counts = "".join(f", (SELECT count(*) FROM {counted})" for _, counted in riders)
+    return (
+        f"{current}, appended AS ({insert}), {', '.join(ctes)} "
+        f"SELECT {EVENT_COLUMNS}{counts} FROM appended"
+    )
 
 
 class InlineProjector(Protocol):
@@ -48,6 +91,10 @@ class InlineProjector(Protocol):
     def event_types(self) -> frozenset[str]: ...
 
     def handle(self, event: RecordedEvent) -> None: ...
+
+    def rider(self, stream_type: str, stream_id: str, event: NewEvent) -> Rider | None:
+        """Return the projection of ``event`` as a rider on its append, or None to handle it."""
+        ...
 
 
 def _json(value: Any) -> str:
@@ -101,57 +148,54 @@ class PostgresEventStore:
         stream_id: str,
         expected_version: int,
         events: Sequence[NewEvent],
+        riders: Sequence[Rider] = (),
     ) -> AppendResult:
+        """Store ``events`` at the end of the stream, if it is at ``expected_version``.
+
+        ``riders`` are writes that run in the same statement, only when the events are stored
+        (see :class:`Rider`). Inline projectors that can write their rows as riders do so.
+        """
         if not events:
             raise ValueError("append needs at least one event")
         if expected_version < 0:
             raise ValueError("expected_version cannot be negative")
-        values_sql = ", ".join(
-            ["(%s::uuid, %s::int, %s, %s::int, %s::jsonb, %s::jsonb)"] * len(events)
-        )
-        params: list[Any] = [stream_type, stream_id, stream_type, stream_id]
-        for offset, event in enumerate(events, start=1):
-            params.extend(
-                (
-                    str(event.event_id),
-                    expected_version + offset,
-                    event.event_type,
-                    event.schema_version,
-                    _json(dict(event.data)),
-                    _json(dict(event.metadata)),
-                )
-            )
-        params.append(expected_version)
-        sql = (
-            "WITH cur AS (SELECT coalesce(max(version), 0) AS v FROM eventstore_event "
-            "WHERE stream_type = %s AND stream_id = %s) "
-            "INSERT INTO eventstore_event "
-            "(event_id, stream_type, stream_id, version, event_type, schema_version, "
-            "data, metadata) "
-            "SELECT n.event_id, %s, %s, n.version, n.event_type, n.schema_version, "
-            "n.data, n.metadata "
-            f"FROM cur, (VALUES {values_sql}) "
-            "AS n(event_id, version, event_type, schema_version, data, metadata) "
-            "WHERE cur.v = %s "
-            "ON CONFLICT DO NOTHING "
-            f"RETURNING {EVENT_COLUMNS}"
-        )
-        # A batch, or an event that inline projectors follow, needs a transaction around its
-        # statements. One event that nothing else follows is a single-row statement, atomic
-        # by itself: outside a caller's transaction it commits on its own (as durably), which
-        # saves the BEGIN and COMMIT round trips, two of an append's three.
-        alone = len(events) == 1 and not self._projected_inline(events[0].event_type)
+        projected, all_riders = self._inline_riders(stream_type, stream_id, events)
+        all_riders += list(riders)
+        params: dict[str, Any] = {
+            "stream_type": stream_type,
+            "stream_id": stream_id,
+            "expected": expected_version,
+        }
+        for offset, event in enumerate(events):
+            params[f"e{offset}_id"] = str(event.event_id)
+            params[f"e{offset}_version"] = expected_version + offset + 1
+            params[f"e{offset}_type"] = event.event_type
+            params[f"e{offset}_schema"] = event.schema_version
+            params[f"e{offset}_data"] = _json(dict(event.data))
+            params[f"e{offset}_meta"] = _json(dict(event.metadata))
+        for index, rider in enumerate(all_riders):
+            params.update((f"r{index}_{name}", value) for name, value in rider.params.items())
+        sql = _append_sql(len(events), tuple((r.sql, r.counted) for r in all_riders))
+        # A batch, or an event that inline projectors follow outside the statement, needs a
+        # transaction around its statements. One event whose followers all ride in the
+        # statement is atomic by itself: outside a caller's transaction it commits on its own
+        # (as durably), which saves the BEGIN and COMMIT round trips.
+        alone = len(events) == 1 and (projected or not self._projected_inline(events[0]))
         with nullcontext() if alone else self.transaction():
-            # Prepared after a few runs (config.db): its text is fixed per batch size. It
-            # took the 1-writer append from 0.30 to 0.47 of the raw ceiling (docs/benchmarks.md).
+            # Prepared after a few runs (config.db): its text is fixed per batch size and
+            # riders. It took the 1-writer append from 0.30 to 0.47 of the raw ceiling
+            # (docs/benchmarks.md).
             with server_binding_cursor() as cursor:
                 cursor.execute(sql, params)
                 rows = cursor.fetchall()
             if len(rows) == len(events):
-                recorded = tuple(
-                    sorted((record_from_row(r) for r in rows), key=lambda e: e.version)
-                )
-                self._project_inline(recorded)
+                ordered = sorted(rows, key=lambda r: r[4])
+                recorded = tuple(record_from_row(r) for r in ordered)
+                for index, rider in enumerate(all_riders):
+                    if rider.written is not None:
+                        rider.written(recorded, ordered[0][len(_EVENT_FIELDS) + index])
+                if not projected:
+                    self._project_inline(recorded)
                 return AppendResult(
                     stream_type, stream_id, recorded[0].version, recorded[-1].version, recorded
                 )
@@ -163,6 +207,26 @@ class PostgresEventStore:
             if duplicate is not None:
                 return duplicate
             raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
+
+    def _inline_riders(
+        self, stream_type: str, stream_id: str, events: Sequence[NewEvent]
+    ) -> tuple[bool, list[Rider]]:
+        """Return whether the inline projectors write as riders, and their riders.
+
+        Only for one event: a batch runs in a transaction anyway, and its projectors then
+        see the recorded events one by one.
+        """
+        if len(events) != 1 or self._inline_projectors is None:
+            return False, []
+        riders: list[Rider] = []
+        for projector in self._inline_projectors():
+            if events[0].event_type not in projector.event_types:
+                continue
+            rider = projector.rider(stream_type, stream_id, events[0])
+            if rider is None:
+                return False, []
+            riders.append(rider)
+        return bool(riders), riders
 
     def _stored_duplicate(
         self, stream_type: str, stream_id: str, events: Sequence[NewEvent]
@@ -197,10 +261,10 @@ class PostgresEventStore:
             stream_type=stream_type, stream_id=stream_id, expected=expected_version, actual=actual
         )
 
-    def _projected_inline(self, event_type: str) -> bool:
+    def _projected_inline(self, event: NewEvent) -> bool:
         if self._inline_projectors is None:
             return False
-        return any(event_type in p.event_types for p in self._inline_projectors())
+        return any(event.event_type in p.event_types for p in self._inline_projectors())
 
     def _project_inline(self, recorded: Sequence[RecordedEvent]) -> None:
         if self._inline_projectors is None:

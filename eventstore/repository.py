@@ -6,13 +6,13 @@ store without a database.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any, Generic, TypeVar
 
 from eventstore.aggregates import Aggregate
 from eventstore.errors import ConcurrencyError, StreamNotFound, VersionNotFound
-from eventstore.records import EventMetadata, NewEvent, RecordedEvent, StoredSnapshot
+from eventstore.records import EventMetadata, NewEvent, RecordedEvent, Rider, StoredSnapshot
 from eventstore.registry import EventRegistry
 from eventstore.registry import events as default_registry
 from eventstore.store import EventStore
@@ -104,11 +104,14 @@ class Repository(Generic[A]):
             )
         ]
 
-    def save(self, aggregate: A, *, metadata: EventMetadata) -> list[RecordedEvent]:
+    def save(
+        self, aggregate: A, *, metadata: EventMetadata, riders: Sequence[Rider] = ()
+    ) -> list[RecordedEvent]:
         """Append the aggregate's pending events, expecting the version it was loaded at.
 
         Raises ``ConcurrencyError`` when someone else saved first; the caller reloads and
-        decides again (see ``execute``).
+        decides again (see ``execute``). ``riders`` go to the store's append: writes that
+        commit with the events, in their statement (``eventstore.records.Rider``).
         """
         pending = aggregate.pending_events
         if not pending:
@@ -133,6 +136,7 @@ class Repository(Generic[A]):
                 stream_id=aggregate.id,
                 expected_version=expected,
                 events=new_events,
+                riders=riders,
             )
             if snapshot_due:
                 self.store.save_snapshot(

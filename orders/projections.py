@@ -1,8 +1,9 @@
 """The order read model: one ``orders.Order`` row per order stream.
 
-Updated inline, in the same transaction as every append to an order stream, so a client
-that POSTs an order can GET it (and find it in lists) at once, and staff never see a list
-that disagrees with an order's page. The price is a little work in each append, which is
+Updated inline, with every append to an order stream (a new order's row in the append's own
+statement, as a rider; later changes in its transaction), so a client that POSTs an order
+can GET it (and find it in lists) at once, and staff never see a list that disagrees with
+an order's page. The price is a little work in each append, which is
 short and touches one row. The catch-up runner walks the log for this projection as for any
 other, so a rebuild or a damaged row heals the same way.
 
@@ -27,7 +28,7 @@ from django.db import connection, transaction
 from config.db import server_binding_cursor
 from eventstore.postgres import EVENT_COLUMNS, PostgresEventStore, record_from_row
 from eventstore.projections import Projector
-from eventstore.records import RecordedEvent
+from eventstore.records import NewEvent, RecordedEvent, Rider
 from eventstore.registry import events as registry
 from orders.domain import Order as OrderAggregate
 from orders.models import Order
@@ -80,6 +81,22 @@ ON CONFLICT DO NOTHING
 """  # noqa: S608
 
 
+# The same row as _INSERT_CREATED_SQL, written by the append that stores the OrderCreated
+# (eventstore.records.Rider): the log's own fields come from the row it stored.
+_CREATED_RIDER_SQL = f"""
+order_row AS (
+    INSERT INTO {connection.ops.quote_name(Order._meta.db_table)}
+        (id, customer_id, status, cancellation_reason, items, total, currency, placed_by,
+         placed_by_user_id, correlation_id, version, created_position, created_at, updated_at)
+    SELECT %(id)s, %(customer_id)s, %(status)s, %(cancellation_reason)s, %(items)s::jsonb,
+           %(total)s, %(currency)s, %(placed_by)s, %(placed_by_user_id)s::bigint,
+           %(correlation_id)s, %(version)s, appended.position, appended.recorded_at,
+           appended.recorded_at
+    FROM appended
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)"""  # noqa: S608
+
 _UPDATE_SQL = f"""
 UPDATE {connection.ops.quote_name(Order._meta.db_table)}
 SET version = %(version)s, updated_at = %(updated_at)s, status = %(status)s,
@@ -95,9 +112,19 @@ def _user_id(placed_by: str) -> int | None:
 
 def row_from_stream(events: Sequence[RecordedEvent]) -> dict[str, Any]:
     """Return the read-model fields for an order stream, by replaying it."""
-    order = OrderAggregate(events[0].stream_id)
+    return {
+        **_replayed(events[0].stream_id, events),
+        "created_position": events[0].position,
+        "created_at": events[0].recorded_at,
+        "updated_at": events[-1].recorded_at,
+    }
+
+
+def _replayed(stream_id: str, events: Sequence[NewEvent | RecordedEvent]) -> dict[str, Any]:
+    """Return the fields that replaying the events gives (all but the log's own)."""
+    order = OrderAggregate(stream_id)
     for event in events:
-        order.replay(registry.decode(event.event_type, event.schema_version, event.data))
+        order.replay(registry.decode(event.event_type, event.schema_version, dict(event.data)))
     return {
         "customer_id": order.customer_id,
         "status": order.status.value,
@@ -118,9 +145,6 @@ def row_from_stream(events: Sequence[RecordedEvent]) -> dict[str, Any]:
         "placed_by_user_id": _user_id(order.placed_by),
         "correlation_id": str(events[0].metadata.get("correlation_id", "")),
         "version": order.version,
-        "created_position": events[0].position,
-        "created_at": events[0].recorded_at,
-        "updated_at": events[-1].recorded_at,
     }
 
 
@@ -155,6 +179,30 @@ class OrderProjector(Projector):
         if current is not None and current >= event.version:
             return  # already applied
         self._heal(event.stream_id)
+
+    def rider(self, stream_type: str, stream_id: str, event: NewEvent) -> Rider | None:
+        """Insert a new order's row in the statement that appends its OrderCreated.
+
+        The order, its row (and the saga its placing starts, riding on the same append) are
+        then one statement: a POST makes one round trip for all its writes.
+        """
+        if event.event_type != "OrderCreated":
+            return None  # updates are gated on the row's version: handle() after the append
+        fields = _replayed(stream_id, [event])
+        order_id = UUID(stream_id)
+
+        def written(recorded: Sequence[RecordedEvent], rows: int) -> None:
+            if rows == 1:  # as in _insert_created: a replay leaves the slot alone
+                at = recorded[0].recorded_at
+                row = {"created_position": recorded[0].position, "created_at": at}
+                _last_created.set((order_id, {**fields, **row, "updated_at": at}))
+
+        return Rider(
+            sql=_CREATED_RIDER_SQL,
+            params={**fields, "id": order_id, "items": json.dumps(fields["items"])},
+            counted="order_row",
+            written=written,
+        )
 
     def _insert_created(self, event: RecordedEvent) -> None:
         # ON CONFLICT DO NOTHING makes a replayed OrderCreated a no-op in one round trip.

@@ -16,7 +16,7 @@ from django.db import transaction
 
 from eventstore.errors import StreamNotFound
 from eventstore.projections import event_store
-from eventstore.records import EventMetadata
+from eventstore.records import EventMetadata, Rider
 from eventstore.repository import Repository
 from inventory.selectors import products_by_sku
 from orders.domain import (
@@ -71,9 +71,10 @@ def order_place(
 ) -> PlacedOrder:
     """Price the lines from the catalogue, create the order and start its placing saga.
 
-    The order's creation is the saga's first step, run in this transaction, so the order,
-    its read-model row and its saga commit together or not at all; the saga's remaining
-    steps (reserve, charge, confirm) are dispatched to the workers after the commit.
+    The order's creation is the saga's first step, run here: the order's first event, its
+    read-model row and its saga are one statement, so they commit together or not at all
+    (with the caller's transaction, when there is one); the saga's remaining steps
+    (reserve, charge, confirm) are dispatched to the workers after the commit.
     """
     catalogue = products_by_sku(skus=[line.sku for line in lines])
     unknown = sorted({line.sku for line in lines} - set(catalogue))
@@ -94,31 +95,31 @@ def order_place(
         raise InvalidOrder({"items": ["All lines of an order must share one currency."]})
     order_id = uuid4()
     correlation = correlation_id or str(uuid4())
-    # Joins the caller's transaction without a savepoint (two round trips per order): any
-    # error here propagates and rolls the caller's whole unit of work back anyway.
-    with transaction.atomic(savepoint=False):
-        saga_id = saga_start(
-            saga_type=PLACE_ORDER,
-            context={
-                "order_id": str(order_id),
-                "customer_id": customer_id,
-                "items": [
-                    {
-                        "sku": i.sku,
-                        "name": i.name,
-                        "quantity": i.quantity,
-                        "unit_price": str(i.unit_price),
-                    }
-                    for i in items
-                ],
-                "currency": currency,
-                "payment_token": payment_token,
-                "placed_by": actor,
-            },
-            correlation_id=correlation,
-            actor=actor,
-            subject=order_subject(order_id),
-        )
+    # No transaction of its own: the saga's first step carries the saga's start in the
+    # OrderCreated append, so the order, its row and its saga are one statement, atomic by
+    # itself; in a caller's transaction, it is part of that.
+    saga_id = saga_start(
+        saga_type=PLACE_ORDER,
+        context={
+            "order_id": str(order_id),
+            "customer_id": customer_id,
+            "items": [
+                {
+                    "sku": i.sku,
+                    "name": i.name,
+                    "quantity": i.quantity,
+                    "unit_price": str(i.unit_price),
+                }
+                for i in items
+            ],
+            "currency": currency,
+            "payment_token": payment_token,
+            "placed_by": actor,
+        },
+        correlation_id=correlation,
+        actor=actor,
+        subject=order_subject(order_id),
+    )
     return PlacedOrder(order_id=order_id, saga_id=saga_id)
 
 
@@ -155,8 +156,13 @@ def order_request_cancellation(
         )
 
 
-def order_create_from_context(*, context: dict[str, object], metadata: EventMetadata) -> None:
-    """Create the order described by a placing saga's context (its first, local step)."""
+def order_create_from_context(
+    *, context: dict[str, object], metadata: EventMetadata, riders: Sequence[Rider] = ()
+) -> None:
+    """Create the order described by a placing saga's context (its first, local step).
+
+    ``riders`` write with the OrderCreated event, in its statement (the saga's own row).
+    """
     raw_items = context["items"]
     assert isinstance(raw_items, list)
     order = Order.create(
@@ -174,7 +180,7 @@ def order_create_from_context(*, context: dict[str, object], metadata: EventMeta
         currency=str(context["currency"]),
         placed_by=str(context["placed_by"]),
     )
-    order_repository().save(order, metadata=metadata)
+    order_repository().save(order, metadata=metadata, riders=riders)
 
 
 def order_confirm(*, order_id: UUID | str, metadata: EventMetadata) -> bool:

@@ -1,13 +1,15 @@
 """Start sagas and act on them as an operator: the saga engine's write API.
 
 ``saga_start`` joins the caller's transaction, so that what a saga is started for (an order's
-first event, say) and the saga itself commit together or not at all. The operator actions
+first event, say) and the saga itself commit together or not at all; a saga whose local step
+carries its start needs none, the step's one write carrying the saga's. The operator actions
 each own one durable transaction. ``sagas_sweep`` (the recovery pass) lives in
 ``sagas.sweeper`` and is exported here with the rest of the write API.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Mapping
@@ -21,6 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from config.db import server_binding_cursor
+from eventstore.records import Rider
 from sagas.definitions import (
     INJECTED_FAULT,
     SagaDefinition,
@@ -84,10 +87,13 @@ def saga_start(
     ``subject`` raises :class:`SagaAlreadyActive` (a partial unique index decides, not a
     prior read), and leaves nothing of the start, local steps included, in the caller's
     transaction.
+
+    A saga whose local step ``carries_start`` needs no transaction: that step's one write
+    carries the saga's row, so the whole start is one statement (see :class:`Step`).
     """
-    if not transaction.get_connection().in_atomic_block:
-        raise TransactionRequired()
     definition = get_definition(saga_type)
+    if definition.start_carrier is None and not transaction.get_connection().in_atomic_block:
+        raise TransactionRequired()
     now = now or timezone.now()
     saga_id = uuid.uuid4()
     # An exclusive start takes a savepoint: a refused one leaves nothing of itself (its local
@@ -137,6 +143,27 @@ def _start(
     # Refuses what PostgreSQL's JSON could not hold, with the caller's stack trace, before
     # any local step runs.
     json.dumps(dict(context))
+    row = functools.partial(
+        _row_params,
+        saga_id=saga_id,
+        saga_type=saga_type,
+        definition=definition,
+        correlation_id=correlation_id,
+        actor=actor,
+        subject=subject,
+        exclusive=exclusive,
+        now=now,
+    )
+    carried: list[int] = []
+    start_rider = None
+    if definition.start_carrier is not None:
+        # The row holds the context the carrier starts from: it must change nothing.
+        start_rider = Rider(
+            sql=_START_RIDER_SQL,
+            params=row(data=dict(context)),
+            counted="saga_row",
+            written=lambda _events, rows: carried.append(rows),
+        )
     data = _run_local_steps(
         saga_id=saga_id,
         saga_type=saga_type,
@@ -145,79 +172,116 @@ def _start(
         correlation_id=correlation_id,
         actor=actor,
         now=now,
+        start_rider=start_rider,
     )
+    if carried == [1]:
+        if data != dict(context):
+            raise ValueError(
+                f"saga {saga_type!r}: step {definition.steps[0].name!r} carries the start "
+                "and changed the context it carried"
+            )
+        return
+    # Not carried (no carrier, or its append stored nothing new): the saga's own statement.
+    _insert(row(data=data))
+
+
+def _row_params(
+    *,
+    saga_id: UUID,
+    saga_type: str,
+    definition: SagaDefinition,
+    data: dict[str, Any],
+    correlation_id: str,
+    actor: str,
+    subject: str,
+    exclusive: bool,
+    now: datetime,
+) -> dict[str, Any]:
+    """Return the parameters of the statement that writes a new saga, its steps and log."""
     cursor = first_cursor(definition)
     done = [step.local for step in definition.steps]
     # Nothing remote: the local steps were the whole saga.
     finished = cursor is None
-    _insert(
-        {
-            "id": saga_id,
-            "saga_type": saga_type,
-            "status": (SagaStatus.COMPLETED if finished else SagaStatus.RUNNING).value,
-            "subject": subject,
-            "exclusive": exclusive,
-            "correlation_id": correlation_id,
-            "actor": actor,
-            "context": json.dumps(data),
-            "current_step": definition.steps[-1 if cursor is None else cursor.index].name,
-            # The first remote step is due now, and its message is sent after commit.
-            "due_at": None if finished else now,
-            "finished_at": now if finished else None,
-            "now": now,
-            "positions": list(range(len(definition.steps))),
-            "names": [step.name for step in definition.steps],
-            "compensable": [step.compensation is not None for step in definition.steps],
-            "done": done,
-            "worker": f"local {current_worker().name}" if any(done) else "",
-            "step_done": StepStatus.SUCCEEDED.value,
-            "step_pending": StepStatus.PENDING.value,
-            "attempt_done": AttemptStatus.SUCCEEDED.value,
-        }
-    )
+    return {
+        "id": saga_id,
+        "saga_type": saga_type,
+        "status": (SagaStatus.COMPLETED if finished else SagaStatus.RUNNING).value,
+        "subject": subject,
+        "exclusive": exclusive,
+        "correlation_id": correlation_id,
+        "actor": actor,
+        "context": json.dumps(data),
+        "current_step": definition.steps[-1 if cursor is None else cursor.index].name,
+        # The first remote step is due now, and its message is sent after commit.
+        "due_at": None if finished else now,
+        "finished_at": now if finished else None,
+        "now": now,
+        "positions": list(range(len(definition.steps))),
+        "names": [step.name for step in definition.steps],
+        "compensable": [step.compensation is not None for step in definition.steps],
+        "done": done,
+        "worker": f"local {current_worker().name}" if any(done) else "",
+        "step_done": StepStatus.SUCCEEDED.value,
+        "step_pending": StepStatus.PENDING.value,
+        "attempt_done": AttemptStatus.SUCCEEDED.value,
+    }
 
 
 def _table(model: type[Saga | SagaStep | SagaStepExecution]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-# One statement writes the saga, its steps and the log of the local steps that ran: a third
-# of the ORM's cost in the caller's request, and no savepoint (docs/benchmarks.md). Table
-# names come from the models; values are bound.
-_INSERT_SQL = f"""
-WITH saga AS (
+def _start_ctes(gate: str) -> str:
+    """Return the WITH definitions that write a saga, its steps and its local steps' log.
+
+    ``gate`` is a condition on the saga's row: empty when the statement is the saga's own,
+    and "the append stored its event" when the row rides on a local step's append.
+    """
+    return f"""
+saga_row AS (
     INSERT INTO {_table(Saga)} (id, saga_type, status, subject, exclusive, correlation_id,
         actor, context, current_step, current_phase, attempt, round_start, redeliveries,
         due_at, dispatched_at, claim_host, claim_worker, failure_step, failure_code,
         failure_message, created_at, updated_at, finished_at)
-    VALUES (%(id)s, %(saga_type)s, %(status)s, %(subject)s, %(exclusive)s, %(correlation_id)s,
-        %(actor)s, %(context)s::jsonb, %(current_step)s, 'action', 0, 0, 0,
+    SELECT %(id)s::uuid, %(saga_type)s::text, %(status)s::text, %(subject)s::text,
+        %(exclusive)s::boolean, %(correlation_id)s::text, %(actor)s::text,
+        %(context)s::jsonb, %(current_step)s::text, 'action', 0, 0, 0,
         %(due_at)s::timestamptz, %(due_at)s::timestamptz, '', '', '', '', '',
-        %(now)s, %(now)s, %(finished_at)s::timestamptz)
+        %(now)s::timestamptz, %(now)s::timestamptz, %(finished_at)s::timestamptz
+    {gate}
     RETURNING id
-), s AS (
+), saga_plan AS (
     SELECT * FROM unnest(%(positions)s::smallint[], %(names)s::text[],
                          %(compensable)s::boolean[], %(done)s::boolean[])
         AS s(position, name, compensable, done)
-), steps AS (
+), saga_steps AS (
     INSERT INTO {_table(SagaStep)} (saga_id, position, name, status, compensable,
         action_attempts, compensation_attempts, last_error, action_started_at,
         action_finished_at)
-    SELECT saga.id, s.position, s.name,
-           CASE WHEN s.done THEN %(step_done)s::text ELSE %(step_pending)s::text END, s.compensable,
-           CASE WHEN s.done THEN 1 ELSE 0 END, 0, '',
+    SELECT saga_row.id, s.position, s.name,
+           CASE WHEN s.done THEN %(step_done)s::text ELSE %(step_pending)s::text END,
+           s.compensable, CASE WHEN s.done THEN 1 ELSE 0 END, 0, '',
            CASE WHEN s.done THEN %(now)s::timestamptz END,
            CASE WHEN s.done THEN %(now)s::timestamptz END
-    FROM saga, s
+    FROM saga_row, saga_plan AS s
     RETURNING 1
-)
-INSERT INTO {_table(SagaStepExecution)} (saga_id, step, position, phase, attempt, status,
-    error, started_at, finished_at, worker, at)
-SELECT saga.id, s.name, s.position, 'action', 1, %(attempt_done)s::text, '', %(now)s::timestamptz,
-       %(now)s::timestamptz, %(worker)s::text, %(now)s::timestamptz
-FROM saga, s
-WHERE s.done
-"""  # noqa: S608
+), saga_log AS (
+    INSERT INTO {_table(SagaStepExecution)} (saga_id, step, position, phase, attempt, status,
+        error, started_at, finished_at, worker, at)
+    SELECT saga_row.id, s.name, s.position, 'action', 1, %(attempt_done)s::text, '',
+           %(now)s::timestamptz, %(now)s::timestamptz, %(worker)s::text, %(now)s::timestamptz
+    FROM saga_row, saga_plan AS s
+    WHERE s.done
+    RETURNING 1
+)"""  # noqa: S608
+
+
+# One statement writes the saga, its steps and the log of the local steps that ran: a third
+# of the ORM's cost in the caller's request, and no savepoint (docs/benchmarks.md). Table
+# names come from the models; values are bound.
+_INSERT_SQL = f"WITH {_start_ctes('')} SELECT 1"
+# The same writes riding on a local step's event append (eventstore.records.Rider).
+_START_RIDER_SQL = _start_ctes("WHERE EXISTS (SELECT 1 FROM appended)")
 
 
 def _insert(params: dict[str, Any]) -> None:
@@ -235,6 +299,7 @@ def _run_local_steps(
     correlation_id: str,
     actor: str,
     now: datetime,
+    start_rider: Rider | None = None,
 ) -> dict[str, Any]:
     """Run the leading local steps in order; return the context as they leave it."""
     for step in definition.steps:
@@ -253,6 +318,7 @@ def _run_local_steps(
                 correlation_id=correlation_id,
                 actor=actor,
                 failure=None,
+                start_rider=start_rider if step.carries_start else None,
             )
         )
         if result:

@@ -15,7 +15,7 @@ from django.db import DatabaseError, connection, transaction
 from eventstore.errors import ConcurrencyError
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
-from eventstore.records import LOG_START, NewEvent
+from eventstore.records import LOG_START, NewEvent, Rider
 from eventstore.tests.contract import EventStoreContract, new
 
 
@@ -214,3 +214,139 @@ def test_event_ids_are_unique_across_streams(pg_store: PostgresEventStore) -> No
     with pytest.raises(Exception, match="another stream"):
         pg_store.append(stream_type="a", stream_id=str(uuid4()), expected_version=0, events=[event])
     assert StoredEvent.objects.filter(event_id=event.event_id).count() == 1
+
+
+# --- riders: writes in the append's own statement -------------------------------------------
+
+
+@pytest.fixture
+def notes(pg_store: PostgresEventStore):
+    """A scratch table for riders to write to, with a column that refuses NULL."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE rider_note (stream_id text NOT NULL, version int NOT NULL, "
+            "note text NOT NULL)"
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.rider_note")
+
+
+def note_rider(note: str | None, name: str = "noted", seen: list | None = None) -> Rider:
+    def written(events, rows: int) -> None:
+        if seen is not None:
+            seen.append(([e.version for e in events], rows))
+
+    return Rider(
+        sql=(
+            f"{name} AS (INSERT INTO pg_temp.rider_note (stream_id, version, note) "
+            "SELECT stream_id, version, %(note)s::text FROM appended RETURNING 1)"
+        ),
+        params={"note": note},
+        counted=name,
+        written=written,
+    )
+
+
+def stored_notes() -> list[tuple[str, int, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT stream_id, version, note FROM pg_temp.rider_note ORDER BY note")
+        return list(cursor.fetchall())
+
+
+def test_riders_write_in_the_appends_one_statement_outside_any_transaction(
+    pg_store: PostgresEventStore, notes: None
+) -> None:
+    sid = str(uuid4())
+    seen: list = []
+    statements: list[tuple[str, bool]] = []
+
+    def log(execute, sql, params, many, context):
+        statements.append((sql, connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    # Two riders with the same parameter name: each gets its own value.
+    with connection.execute_wrapper(log):
+        result = pg_store.append(
+            stream_type="acct",
+            stream_id=sid,
+            expected_version=0,
+            events=[new()],
+            riders=[note_rider("first", "one", seen), note_rider("second", "two", seen)],
+        )
+
+    assert [in_atomic for _, in_atomic in statements] == [False]
+    assert stored_notes() == [(sid, 1, "first"), (sid, 1, "second")]
+    assert seen == [([1], 1), ([1], 1)]
+    assert result.to_version == 1 and not result.duplicate
+
+
+def test_a_refused_append_runs_no_rider(pg_store: PostgresEventStore, notes: None) -> None:
+    sid = str(uuid4())
+    pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[new()])
+    seen: list = []
+
+    with pytest.raises(ConcurrencyError):
+        pg_store.append(
+            stream_type="acct",
+            stream_id=sid,
+            expected_version=0,
+            events=[new()],
+            riders=[note_rider("late", seen=seen)],
+        )
+
+    assert stored_notes() == []
+    assert seen == []
+
+
+def test_a_repeated_append_runs_no_rider(pg_store: PostgresEventStore, notes: None) -> None:
+    sid = str(uuid4())
+    event = new()
+    pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[event])
+    seen: list = []
+
+    result = pg_store.append(
+        stream_type="acct",
+        stream_id=sid,
+        expected_version=0,
+        events=[event],
+        riders=[note_rider("again", seen=seen)],
+    )
+
+    assert result.duplicate
+    assert stored_notes() == []
+    assert seen == []
+
+
+def test_a_failing_rider_leaves_the_events_unstored(
+    pg_store: PostgresEventStore, notes: None
+) -> None:
+    sid = str(uuid4())
+
+    with pytest.raises(DatabaseError, match="null value"):
+        pg_store.append(
+            stream_type="acct",
+            stream_id=sid,
+            expected_version=0,
+            events=[new()],
+            riders=[note_rider(None)],
+        )
+
+    assert pg_store.stream_version(stream_type="acct", stream_id=sid) == 0
+    assert stored_notes() == []
+
+
+def test_a_batch_with_riders_is_all_or_nothing(pg_store: PostgresEventStore, notes: None) -> None:
+    sid = str(uuid4())
+    seen: list = []
+
+    pg_store.append(
+        stream_type="acct",
+        stream_id=sid,
+        expected_version=0,
+        events=[new(), new()],
+        riders=[note_rider("both", seen=seen)],
+    )
+
+    assert stored_notes() == [(sid, 1, "both"), (sid, 2, "both")]
+    assert seen == [([1, 2], 2)]

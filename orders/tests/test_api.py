@@ -20,7 +20,12 @@ from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from orders.idempotency import _lock_id
 from orders.models import IdempotencyRecord, Order
-from orders.projections import OrderProjector, take_created_row
+from orders.projections import (
+    COMPARED_FIELDS,
+    OrderProjector,
+    row_from_stream,
+    take_created_row,
+)
 from sagas.models import Saga
 from tests.factories import api_client, make_product, make_user
 
@@ -115,6 +120,35 @@ def test_the_202_body_is_built_from_the_row_just_projected_without_reading_it(
     # The hand-over is taken once: the same order is not answered from it twice.
     assert take_created_row(UUID(posted.json()["id"])) is None
     assert posted.json() == client.get(posted["Location"]).json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_post_writes_the_order_its_row_and_its_saga_in_one_statement(client, products) -> None:
+    writes: list[tuple[str, bool]] = []
+
+    def log(execute, sql, params, many, context):
+        if not sql.lstrip().upper().startswith("SELECT") and "sagas_faultrule" not in sql:
+            writes.append((sql, connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(log):
+        posted = post(client, order_body())
+
+    assert posted.status_code == 202, posted.content
+    # One statement, in no transaction (it is atomic by itself): no BEGIN, no COMMIT.
+    assert len(writes) == 1 and writes[0][1] is False
+    assert all(t in writes[0][0] for t in ("eventstore_event", "orders_order", "sagas_saga"))
+    order_id = posted.json()["id"]
+    events = PostgresEventStore().read_stream(stream_type="order", stream_id=order_id)
+    row = Order.objects.filter(id=order_id).values(*COMPARED_FIELDS).get()
+    # The row written with the event is the row a replay of its stream gives.
+    assert row == {f: row_from_stream(events)[f] for f in COMPARED_FIELDS}
+    saga = Saga.objects.get(subject=f"order:{order_id}")
+    assert (saga.saga_type, saga.status, saga.current_step) == (
+        "place_order",
+        "RUNNING",
+        "reserve_inventory",
+    )
 
 
 def test_a_replayed_creation_hands_over_nothing(products) -> None:
