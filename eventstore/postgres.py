@@ -44,7 +44,7 @@ EVENT_COLUMNS = (
     "position, transaction_id, stream_type, stream_id, version, event_id, event_type, "
     "schema_version, data, metadata, recorded_at"
 )
-_EVENT_FIELDS = EVENT_COLUMNS.split(", ")
+_EVENT_COLUMN_COUNT = len(EVENT_COLUMNS.split(", "))
 _RIDER_PARAM = re.compile(r"%\((\w+)\)s")
 
 
@@ -159,8 +159,8 @@ class PostgresEventStore:
             raise ValueError("append needs at least one event")
         if expected_version < 0:
             raise ValueError("expected_version cannot be negative")
-        projected, all_riders = self._inline_riders(stream_type, stream_id, events)
-        all_riders += list(riders)
+        projection = self._inline_riders(stream_type, stream_id, events)
+        all_riders = [*(projection or ()), *riders]
         params: dict[str, Any] = {
             "stream_type": stream_type,
             "stream_id": stream_id,
@@ -180,7 +180,7 @@ class PostgresEventStore:
         # transaction around its statements. One event whose followers all ride in the
         # statement is atomic by itself: outside a caller's transaction it commits on its own
         # (as durably), which saves the BEGIN and COMMIT round trips.
-        alone = len(events) == 1 and (projected or not self._projected_inline(events[0]))
+        alone = len(events) == 1 and projection is not None
         with nullcontext() if alone else self.transaction():
             # Prepared after a few runs (config.db): its text is fixed per batch size and
             # riders. It took the 1-writer append from 0.30 to 0.47 of the raw ceiling
@@ -193,8 +193,8 @@ class PostgresEventStore:
                 recorded = tuple(record_from_row(r) for r in ordered)
                 for index, rider in enumerate(all_riders):
                     if rider.written is not None:
-                        rider.written(recorded, ordered[0][len(_EVENT_FIELDS) + index])
-                if not projected:
+                        rider.written(recorded, ordered[0][_EVENT_COLUMN_COUNT + index])
+                if projection is None:
                     self._project_inline(recorded)
                 return AppendResult(
                     stream_type, stream_id, recorded[0].version, recorded[-1].version, recorded
@@ -210,23 +210,25 @@ class PostgresEventStore:
 
     def _inline_riders(
         self, stream_type: str, stream_id: str, events: Sequence[NewEvent]
-    ) -> tuple[bool, list[Rider]]:
-        """Return whether the inline projectors write as riders, and their riders.
+    ) -> list[Rider] | None:
+        """Return the inline projectors' riders for the events (none when none follow them).
 
-        Only for one event: a batch runs in a transaction anyway, and its projectors then
-        see the recorded events one by one.
+        None when any of them must handle the recorded events after the append instead: a
+        batch (it runs in a transaction anyway), or a projector with no rider for the event.
         """
-        if len(events) != 1 or self._inline_projectors is None:
-            return False, []
-        riders: list[Rider] = []
-        for projector in self._inline_projectors():
-            if events[0].event_type not in projector.event_types:
-                continue
-            rider = projector.rider(stream_type, stream_id, events[0])
-            if rider is None:
-                return False, []
-            riders.append(rider)
-        return bool(riders), riders
+        if self._inline_projectors is None:
+            return []
+        following = [
+            p
+            for p in self._inline_projectors()
+            if any(e.event_type in p.event_types for e in events)
+        ]
+        if not following:
+            return []
+        if len(events) != 1:
+            return None
+        riders = [p.rider(stream_type, stream_id, events[0]) for p in following]
+        return None if None in riders else [r for r in riders if r is not None]
 
     def _stored_duplicate(
         self, stream_type: str, stream_id: str, events: Sequence[NewEvent]
@@ -260,11 +262,6 @@ class PostgresEventStore:
         return ConcurrencyError(
             stream_type=stream_type, stream_id=stream_id, expected=expected_version, actual=actual
         )
-
-    def _projected_inline(self, event: NewEvent) -> bool:
-        if self._inline_projectors is None:
-            return False
-        return any(event.event_type in p.event_types for p in self._inline_projectors())
 
     def _project_inline(self, recorded: Sequence[RecordedEvent]) -> None:
         if self._inline_projectors is None:

@@ -68,37 +68,42 @@ def take_created_row(order_id: UUID) -> dict[str, Any] | None:
     return slot[1]
 
 
-# Every order is placed through here, inside its POST. The table name comes from the model;
-# every value is bound.
+_TABLE = connection.ops.quote_name(Order._meta.db_table)
+_ROW_COLUMNS = """id, customer_id, status, cancellation_reason, items, total, currency,
+    placed_by, placed_by_user_id, correlation_id, version, created_position, created_at,
+    updated_at"""
+# The values of _ROW_COLUMNS up to version; the log's own three follow.
+_ROW_VALUES = """%(id)s, %(customer_id)s, %(status)s, %(cancellation_reason)s, %(items)s::jsonb,
+    %(total)s, %(currency)s, %(placed_by)s, %(placed_by_user_id)s::bigint,
+    %(correlation_id)s, %(version)s"""
+
+# A new order's row, from its recorded OrderCreated (catch-up, rebuild, a batch append). The
+# table name comes from the model; every value is bound.
 _INSERT_CREATED_SQL = f"""
-INSERT INTO {connection.ops.quote_name(Order._meta.db_table)}
-    (id, customer_id, status, cancellation_reason, items, total, currency, placed_by,
-     placed_by_user_id, correlation_id, version, created_position, created_at, updated_at)
-VALUES (%(id)s, %(customer_id)s, %(status)s, %(cancellation_reason)s, %(items)s::jsonb,
-        %(total)s, %(currency)s, %(placed_by)s, %(placed_by_user_id)s::bigint,
-        %(correlation_id)s, %(version)s, %(created_position)s, %(created_at)s, %(updated_at)s)
+INSERT INTO {_TABLE} ({_ROW_COLUMNS})
+VALUES ({_ROW_VALUES}, %(created_position)s, %(created_at)s, %(updated_at)s)
 ON CONFLICT DO NOTHING
 """  # noqa: S608
 
-
-# The same row as _INSERT_CREATED_SQL, written by the append that stores the OrderCreated
-# (eventstore.records.Rider): the log's own fields come from the row it stored.
+# The same row, written by the append that stores the OrderCreated (eventstore.records.Rider):
+# every order placed is written here, inside its POST. The log's own fields come from the
+# row the append stored.
 _CREATED_RIDER_SQL = f"""
 order_row AS (
-    INSERT INTO {connection.ops.quote_name(Order._meta.db_table)}
-        (id, customer_id, status, cancellation_reason, items, total, currency, placed_by,
-         placed_by_user_id, correlation_id, version, created_position, created_at, updated_at)
-    SELECT %(id)s, %(customer_id)s, %(status)s, %(cancellation_reason)s, %(items)s::jsonb,
-           %(total)s, %(currency)s, %(placed_by)s, %(placed_by_user_id)s::bigint,
-           %(correlation_id)s, %(version)s, appended.position, appended.recorded_at,
-           appended.recorded_at
+    INSERT INTO {_TABLE} ({_ROW_COLUMNS})
+    SELECT {_ROW_VALUES}, appended.position, appended.recorded_at, appended.recorded_at
     FROM appended
     ON CONFLICT DO NOTHING
     RETURNING 1
 )"""  # noqa: S608
 
+
+def _row_params(order_id: UUID, fields: dict[str, Any]) -> dict[str, Any]:
+    return {**fields, "id": order_id, "items": json.dumps(fields["items"])}
+
+
 _UPDATE_SQL = f"""
-UPDATE {connection.ops.quote_name(Order._meta.db_table)}
+UPDATE {_TABLE}
 SET version = %(version)s, updated_at = %(updated_at)s, status = %(status)s,
     cancellation_reason = COALESCE(%(reason)s::text, cancellation_reason)
 WHERE id = %(id)s AND version = %(before)s
@@ -199,19 +204,18 @@ class OrderProjector(Projector):
 
         return Rider(
             sql=_CREATED_RIDER_SQL,
-            params={**fields, "id": order_id, "items": json.dumps(fields["items"])},
+            params=_row_params(order_id, fields),
             counted="order_row",
             written=written,
         )
 
     def _insert_created(self, event: RecordedEvent) -> None:
         # ON CONFLICT DO NOTHING makes a replayed OrderCreated a no-op in one round trip.
-        # A prepared statement (config.db), not the ORM's compile on every POST.
+        # A prepared statement (config.db), not the ORM's compile on every event.
         fields = row_from_stream([event])
         order_id = UUID(event.stream_id)
-        params = {**fields, "id": order_id, "items": json.dumps(fields["items"])}
         with server_binding_cursor() as cursor:
-            cursor.execute(_INSERT_CREATED_SQL, params)
+            cursor.execute(_INSERT_CREATED_SQL, _row_params(order_id, fields))
             inserted = cursor.rowcount == 1
         # A replay (the row was there) leaves the slot alone: the stored row may differ.
         if inserted:
