@@ -17,7 +17,8 @@ from eventstore.errors import ConcurrencyError
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from eventstore.records import NewEvent
-from sagas.definitions import StepBusinessFailure
+from sagas import registry
+from sagas.definitions import SagaDefinition, Step, StepBusinessFailure, StepCall
 from sagas.errors import (
     ReasonRequired,
     SagaAlreadyActive,
@@ -149,6 +150,39 @@ def test_local_steps_run_inside_the_starting_transaction() -> None:
     log = SagaStepExecution.objects.get(saga_id=saga_id)
     assert (log.step, log.status, log.attempt) == ("create", "SUCCEEDED", 1)
     assert log.worker.startswith("local ")
+
+
+def noop_step(call: StepCall) -> None:
+    return None
+
+
+# Step names are written into the start's SQL as literals (one text per definition).
+QUOTED = SagaDefinition(
+    name="test.quoted",
+    steps=(
+        Step(name="it's local", action=noop_step, local=True),
+        Step(name="a \\ b; DROP TABLE x --", action=noop_step, compensation=noop_step),
+        Step(name="$$ c", action=noop_step),
+    ),
+)
+
+
+def test_step_names_that_need_quoting_are_written_as_they_are(settings: Any) -> None:
+    settings.SAGA_DEFINITIONS = [*settings.SAGA_DEFINITIONS, "sagas.tests.test_services.QUOTED"]
+    registry.reset()
+    try:
+        saga_id = start("test.quoted", {"n": 1})
+    finally:
+        registry.reset()
+
+    steps = list(SagaStep.objects.filter(saga_id=saga_id).order_by("position"))
+    assert [(s.name, s.status, s.compensable) for s in steps] == [
+        ("it's local", "SUCCEEDED", False),
+        ("a \\ b; DROP TABLE x --", "PENDING", True),
+        ("$$ c", "PENDING", False),
+    ]
+    assert Saga.objects.get(pk=saga_id).current_step == "a \\ b; DROP TABLE x --"
+    assert SagaStepExecution.objects.get(saga_id=saga_id).step == "it's local"
 
 
 def test_a_failing_local_step_rolls_the_whole_start_back() -> None:
