@@ -43,6 +43,7 @@ from orders.serializers import (
     OrderCreateInputSerializer,
     OrderEventSerializer,
     OrderSerializer,
+    order_representation,
     plainly_valid_order,
 )
 from orders.services import (
@@ -181,10 +182,7 @@ class OrderListCreateView(APIView):
                 correlation_id=correlation_of(request),
             )
             order = order_just_placed(order_id=placed.order_id)
-            sagas = just_placed_sagas(placed)
-            body = OrderSerializer(
-                order, context={"request": request, "sagas_by_order": sagas}
-            ).data
+            body = order_representation(order, just_placed_sagas(placed)[str(order.id)])
             return StoredResponse(202, body, order_location(order.id))
 
         try:
