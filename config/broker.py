@@ -5,9 +5,9 @@ is declared, and kombu's Redis channel then builds a new Redis client for every 
 POST /api/orders/ that was a fifth of the request's CPU, and every saga step pays it again
 for the next step's message (docs/benchmarks.md). :func:`send_task` sends the same message,
 built by Celery itself (``app.amqp.as_task_v2``) and wrapped in kombu's Redis envelope, over
-one long-lived client per process. A worker cannot tell it from one sent by ``apply_async``:
-``tests/test_broker.py`` compares the two field by field, and every end-to-end test's
-worker consumes messages sent this way.
+one long-lived connection per sending thread. A worker cannot tell it from one sent by
+``apply_async``: ``tests/test_broker.py`` compares the two field by field, and every
+end-to-end test's worker consumes messages sent this way.
 
 It covers what this project sends (a direct queue, JSON, no compression, priority 0) on a
 plain ``redis://`` or ``rediss://`` broker. Anything else (another transport, a key prefix,
@@ -22,7 +22,7 @@ import os
 import threading
 import uuid
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -63,6 +63,8 @@ class _Sender:
     client: redis.Redis
     # Celery formats it for every message (``gen<pid>@<host>``): fixed for a process.
     origin: str
+    # Each sending thread's own connection, outside the client's pool (see _lpush).
+    threads: threading.local = field(default_factory=threading.local)
 
 
 _senders: weakref.WeakKeyDictionary[Celery, _Sender] = weakref.WeakKeyDictionary()
@@ -130,21 +132,22 @@ def _new_client(app: Celery) -> redis.Redis:
     return client
 
 
-def _lpush(client: redis.Redis, key: str, payload: str) -> None:
-    """LPUSH on a pooled connection, straight; through the client's retries if that fails.
+def _lpush(sender: _Sender, key: str, payload: str) -> None:
+    """LPUSH on this thread's own connection, straight; through the client's retries if that fails.
 
-    redis-py's command path (retry wrapper, deprecation checks, metrics hooks) cost as much
-    CPU as the message's own building. A connection that fails here is dropped, and the
-    client's ``lpush`` then retries on a fresh one under the publish retry policy.
+    redis-py's command path (retry wrapper, deprecation checks, metrics hooks), then taking
+    a connection from the pool and giving it back (with their metrics hooks), cost more CPU
+    than building the message. A thread keeps one connection of its own (made as the pool
+    makes its connections: same class, address, credentials and timeouts) and sends the
+    command packed by hand. A connection that fails here is dropped, and the client's
+    ``lpush`` then retries on a pooled one under the publish retry policy.
     """
-    pool = client.connection_pool
+    connection: redis.Connection | None = getattr(sender.threads, "connection", None)
+    if connection is None:
+        pool = sender.client.connection_pool
+        connection = sender.threads.connection = pool.connection_class(**pool.connection_kwargs)
     try:
-        connection = pool.get_connection()
-    except (redis.ConnectionError, redis.TimeoutError):
-        client.lpush(key, payload)
-        return
-    try:
-        connection.send_command("LPUSH", key, payload)
+        connection.send_packed_command([_lpush_command(key, payload)], check_health=True)
         connection.read_response()
     except BaseException as exc:
         # Dropped whatever the failure: the connection may hold half a reply. A Redis error
@@ -154,10 +157,19 @@ def _lpush(client: redis.Redis, key: str, payload: str) -> None:
             raise
     else:
         return
-    finally:
-        pool.release(connection)
     # The connection failed: once more through the client, on a fresh one, with its retries.
-    client.lpush(key, payload)
+    sender.client.lpush(key, payload)
+
+
+def _lpush_command(key: str, payload: str) -> bytes:
+    """Return LPUSH key payload in the Redis protocol (RESP), as redis-py would pack it."""
+    name, value = key.encode(), payload.encode()
+    return b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+        len(name),
+        name,
+        len(value),
+        value,
+    )
 
 
 def send_task(
@@ -246,7 +258,7 @@ def send_task(
         "headers": headers,
         "properties": properties,
     }
-    _lpush(sender.client, queue, dumps(envelope))
+    _lpush(sender, queue, dumps(envelope))
     if after_task_publish.receivers:
         after_task_publish.send(
             sender=name, body=body, exchange=exchange, routing_key=routing_key, headers=headers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -160,12 +161,10 @@ def test_a_connection_the_broker_dropped_is_replaced_and_the_message_still_sent(
 ) -> None:
     fresh = _app()
     broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
-    client = broker._sender(fresh).client
-    pooled = client.connection_pool.get_connection()
-    pooled.send_command("CLIENT", "ID")
-    connection_id = pooled.read_response()
-    client.connection_pool.release(pooled)
-    # As a broker restart or an idle timeout would: the pooled socket is now dead.
+    own = broker._sender(fresh).threads.connection
+    own.send_command("CLIENT", "ID")
+    connection_id = own.read_response()
+    # As a broker restart or an idle timeout would: this thread's socket is now dead.
     Redis.from_url(str(settings.CELERY_BROKER_URL)).client_kill_filter(_id=connection_id)
 
     broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
@@ -175,24 +174,62 @@ def test_a_connection_the_broker_dropped_is_replaced_and_the_message_still_sent(
 
 def test_a_send_that_fails_midway_goes_again_through_the_clients_retries(queue: str) -> None:
     fresh = _app()
-    client = broker._sender(fresh).client
-    pooled = client.connection_pool.get_connection()
-    client.connection_pool.release(pooled)
+    broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
+    sender = broker._sender(fresh)
+    client, own = sender.client, sender.threads.connection
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise redis.ConnectionError("injected: connection reset mid-command")
 
-    pooled.send_command = broken  # type: ignore[method-assign]
+    own.send_packed_command = broken
     retried: list[str] = []
     lpush = client.lpush
 
     def counted(key: str, *values: Any) -> Any:
         retried.append(key)
-        del pooled.send_command  # the client's retry reconnects this very connection
         return lpush(key, *values)
 
     client.lpush = counted  # type: ignore[method-assign,assignment]
     broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
 
     assert retried == [queue]
-    assert Redis.from_url(str(settings.CELERY_BROKER_URL)).llen(queue) == 1
+    assert Redis.from_url(str(settings.CELERY_BROKER_URL)).llen(queue) == 2
+
+
+def test_each_sending_thread_keeps_one_connection_of_its_own(queue: str) -> None:
+    fresh = _app()
+    sender = broker._sender(fresh)
+    seen: dict[str, list[int]] = {}
+
+    def send_twice(label: str) -> None:
+        for _ in range(2):
+            broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
+            connection = sender.threads.connection
+            connection.send_command("CLIENT", "ID")
+            seen.setdefault(label, []).append(connection.read_response())
+
+    threads = [threading.Thread(target=send_twice, args=(label,)) for label in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Reused by its thread, never shared between threads: redis-py connections are not
+    # thread-safe.
+    assert seen["a"][0] == seen["a"][1]
+    assert seen["b"][0] == seen["b"][1]
+    assert seen["a"][0] != seen["b"][0]
+    assert Redis.from_url(str(settings.CELERY_BROKER_URL)).llen(queue) == 4
+
+
+def test_a_redis_error_reply_reaches_the_caller_and_the_connection_recovers(queue: str) -> None:
+    fresh = _app()
+    plain = Redis.from_url(str(settings.CELERY_BROKER_URL))
+    plain.set(queue, "not a list")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
+    plain.delete(queue)
+
+    broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
+
+    assert plain.llen(queue) == 1
