@@ -194,6 +194,20 @@ def test_products_by_sku_prices_known_skus_and_leaves_out_unknown_ones() -> None
     assert products_by_sku(skus=[]) == {}
 
 
+@pytest.mark.parametrize("count", [1, 2, 5, 64, 100])
+def test_products_by_sku_finds_every_sku_of_an_order_of_any_size(count: int) -> None:
+    # The lookup's text comes in powers of two, the last sku repeated to fill it.
+    Product.objects.bulk_create(
+        Product(sku=f"SKU-{n:03d}", name=f"Thing {n}", price=Decimal(n + 1)) for n in range(100)
+    )
+    wanted = [f"SKU-{n:03d}" for n in range(0, 100, 100 // count)][:count]
+
+    found = products_by_sku(skus=[*wanted, "NOPE"])
+
+    assert sorted(found) == sorted(wanted)
+    assert all(found[sku].price == Decimal(int(sku[4:]) + 1) for sku in wanted)
+
+
 def test_product_list_gives_the_catalogue_in_sku_order_with_availability() -> None:
     product_create(sku="SKU-B", name="Kettle", price=Decimal("49.00"), stock_on_hand=10)
     product_create(sku="SKU-A", name="Mug", price=Decimal("8.00"), stock_on_hand=50)
