@@ -182,7 +182,7 @@ class OrderListCreateView(APIView):
                 correlation_id=correlation_of(request),
             )
             order = order_just_placed(order_id=placed.order_id)
-            body = order_representation(order, just_placed_sagas(placed)[str(order.id)])
+            body = order_representation(order, just_placed_sagas(placed))
             return StoredResponse(202, body, order_location(order.id))
 
         try:

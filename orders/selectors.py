@@ -199,17 +199,13 @@ def saga_summaries(*, order_ids: list[UUID]) -> dict[str, list[dict[str, Any]]]:
     return result
 
 
-def just_placed_sagas(placed: PlacedOrder) -> dict[str, list[dict[str, Any]]]:
-    """Return what ``saga_summaries`` would for an order this transaction just placed.
+def just_placed_sagas(placed: PlacedOrder) -> list[dict[str, Any]]:
+    """Return the sagas ``saga_summaries`` would list for an order this transaction just placed.
 
     Its one saga is the one just started, RUNNING until the transaction commits and a worker
     takes it, so the POST's 202 body needs no read for it.
     """
-    return {
-        str(placed.order_id): [
-            {"id": placed.saga_id, "type": PLACE_ORDER, "status": SagaStatus.RUNNING.value}
-        ]
-    }
+    return [{"id": placed.saga_id, "type": PLACE_ORDER, "status": SagaStatus.RUNNING.value}]
 
 
 def order_counts_by_status(*, created_from: datetime, created_before: datetime) -> dict[str, int]:

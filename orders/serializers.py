@@ -201,7 +201,7 @@ class OrderSerializer(serializers.Serializer):
 
 # What OrderSerializer's fields make of an order, written out: DRF's generic path (copying
 # the declared fields, then one field object per value, ~110 us) was a sixth of a POST's own
-# Python time, for a dozen values whose formats are fixed. ``orders/tests/test_serializers``
+# Python time, for a dozen values whose formats are fixed. orders/tests/test_representation.py
 # checks that the two give the same answer for every kind of order.
 _CENT = Decimal("0.01")
 # DecimalField(max_digits=14, decimal_places=2): the default context's rounding, 14 digits.
