@@ -444,6 +444,22 @@ class LevelFigures:
         return _percentile(self.latencies, q) * 1000
 
 
+def _closed_loop_slice(
+    port: int, tokens: list[str], skus: list[str], *, path: str, connections: int, customer_id: str
+) -> LoadResult:
+    """One closed-loop slice: ``connections`` clients for SLICE_SECONDS after the warm-up."""
+    return _run_load(
+        port=port,
+        path=path,
+        tokens=tokens,
+        skus=skus,
+        customer_id=customer_id,
+        connections=connections,
+        seconds=SLICE_SECONDS,
+        warmup=WARMUP_SECONDS,
+    )
+
+
 def _http_figures(
     port: int, tokens: list[str], skus: list[str]
 ) -> dict[tuple[str, int], LevelFigures]:
@@ -454,15 +470,8 @@ def _http_figures(
             # drifting during a level (by a fifth within minutes here) favours neither.
             pair = (PING_PATH, ORDERS_PATH)
             for path in pair if index % 2 == 0 else pair[::-1]:
-                result = _run_load(
-                    port=port,
-                    path=path,
-                    tokens=tokens,
-                    skus=skus,
-                    customer_id="bench-http",
-                    connections=level,
-                    seconds=SLICE_SECONDS,
-                    warmup=WARMUP_SECONDS,
+                result = _closed_loop_slice(
+                    port, tokens, skus, path=path, connections=level, customer_id="bench-http"
                 )
                 level_figures = figures.setdefault((path, level), LevelFigures())
                 level_figures.requests += len(result.latencies)
@@ -523,15 +532,13 @@ def _fixed_rate_rounds(
         if index == 0:
             maximum = sweep_max
         else:
-            probe = _run_load(
-                port=port,
+            probe = _closed_loop_slice(
+                port,
+                tokens,
+                skus,
                 path=ORDERS_PATH,
-                tokens=tokens,
-                skus=skus,
-                customer_id="bench-max",
                 connections=connections,
-                seconds=SLICE_SECONDS,
-                warmup=WARMUP_SECONDS,
+                customer_id="bench-max",
             )
             maximum = len(probe.latencies) / SLICE_SECONDS
         rate = FIXED_RATE_SHARE * maximum
