@@ -48,6 +48,7 @@ from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
 from sagas.recorder import saga_state, transition_apply
 from sagas.registry import get_definition
 from sagas.statuses import (
+    ACTIVE_SAGA_STATUSES,
     AttemptStatus,
     FaultMode,
     OperatorActionKind,
@@ -85,9 +86,10 @@ def saga_start(
     reaches the caller before anything of the saga is written (and rolls the caller's
     transaction back with whatever the step wrote). A local step therefore cannot read its
     own saga's row. With ``exclusive``, a second active exclusive saga on the same
-    ``subject`` raises :class:`SagaAlreadyActive` (a partial unique index decides, not a
-    prior read), and leaves nothing of the start, local steps included, in the caller's
-    transaction.
+    ``subject`` raises :class:`SagaAlreadyActive`, and leaves nothing of the start, local
+    steps included, in the caller's transaction: an active one found before the local steps
+    run refuses at once, and between two starts racing each other a partial unique index
+    decides.
 
     A saga whose local step ``carries_start`` needs no transaction: that step's one write
     carries the saga's row, so the whole start is one statement (see :class:`Step`).
@@ -97,6 +99,14 @@ def saga_start(
         raise TransactionRequired()
     now = now or timezone.now()
     saga_id = uuid.uuid4()
+    if exclusive and _active_exclusive_saga_on(subject):
+        # Checked before the local steps read anything: an exclusive saga that finished
+        # after they read but before the row below was written would leave the unique index
+        # nothing to refuse, and the new saga would act on what the finished one had changed
+        # (a second cancellation of an order the first had just cancelled). Once none is
+        # active here, whatever the last one did is committed and the local steps see it.
+        # Two starts racing each other are still decided by the index.
+        raise SagaAlreadyActive(subject)
     # An exclusive start takes a savepoint: a refused one leaves nothing of itself (its local
     # steps included) in the caller's transaction.
     try:
@@ -127,6 +137,12 @@ def saga_start(
             )
         )
     return saga_id
+
+
+def _active_exclusive_saga_on(subject: str) -> bool:
+    return Saga.objects.filter(
+        subject=subject, exclusive=True, status__in=ACTIVE_SAGA_STATUSES
+    ).exists()
 
 
 def _start(

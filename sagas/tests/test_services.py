@@ -44,6 +44,10 @@ from sagas.tests.harness import (
 pytestmark = pytest.mark.django_db
 
 
+def noop_step(call: StepCall) -> None:
+    return None
+
+
 def test_start_writes_the_saga_and_its_steps_and_sends_the_first_step_after_commit(
     django_capture_on_commit_callbacks: Any, celery_test_queue: str
 ) -> None:
@@ -120,6 +124,40 @@ def test_exclusive_start_refuses_a_second_active_saga_on_the_subject() -> None:
     start("test.effects", subject="order:1", exclusive=True)
 
 
+def finish_the_other_saga(call: StepCall) -> None:
+    # As a worker finishing the saga named in the context would, while this start runs.
+    Saga.objects.filter(pk=call.context["other"]).update(
+        status=SagaStatus.COMPLETED, due_at=None, finished_at=timezone.now()
+    )
+
+
+# Its local step is where another saga on the subject finishes, between this start's first
+# look at the subject and the row it writes.
+RACING = SagaDefinition(
+    name="test.racing",
+    steps=(
+        Step(name="look", action=finish_the_other_saga, local=True),
+        Step(name="act", action=noop_step),
+    ),
+)
+
+
+def test_an_exclusive_start_refuses_before_its_local_steps_read_anything(settings: Any) -> None:
+    first = start("test.effects", subject="order:r", exclusive=True)
+    settings.SAGA_DEFINITIONS = [*settings.SAGA_DEFINITIONS, "sagas.tests.test_services.RACING"]
+    registry.reset()
+    try:
+        with pytest.raises(SagaAlreadyActive):
+            start("test.racing", {"other": str(first)}, subject="order:r", exclusive=True)
+    finally:
+        registry.reset()
+
+    # The local step never ran: it would have acted on a subject the first saga was still
+    # changing, and nothing would have refused the start once that saga had finished.
+    assert Saga.objects.get(pk=first).status == SagaStatus.RUNNING
+    assert not Saga.objects.filter(saga_type="test.racing").exists()
+
+
 def test_the_database_itself_refuses_two_active_exclusive_sagas_on_a_subject() -> None:
     first = Saga.objects.get(pk=start("test.effects", subject="order:x", exclusive=True))
     now = timezone.now()
@@ -150,10 +188,6 @@ def test_local_steps_run_inside_the_starting_transaction() -> None:
     log = SagaStepExecution.objects.get(saga_id=saga_id)
     assert (log.step, log.status, log.attempt) == ("create", "SUCCEEDED", 1)
     assert log.worker.startswith("local ")
-
-
-def noop_step(call: StepCall) -> None:
-    return None
 
 
 # Step names are written into the start's SQL as literals (one text per definition).
