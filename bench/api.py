@@ -2,7 +2,7 @@
 
 What is measured (see docs/benchmarks.md, "REST API and orders end to end"):
 
-- **HTTP.** gunicorn as in the Procfile (4 gthread workers x 2 threads, 127.0.0.1, a free
+- **HTTP.** gunicorn as in the Procfile (4 sync workers, 127.0.0.1, a free
   port, the bench database) serves POST /api/orders/ (two lines from a 500-product catalogue,
   ``tok_visa``) and, in the same run, a trivial authenticated DRF endpoint (bench/urls.py)
   that parses the body and answers a tiny JSON. Closed-loop clients at 1, 4 and 8
@@ -19,9 +19,10 @@ What is measured (see docs/benchmarks.md, "REST API and orders end to end"):
   same broker. The median round counts.
 
 The load generator is at most ``CLIENTS`` client processes (fresh interpreters that import
-only this module), each running its connections in threads over ``http.client`` with
-keep-alive: on two cores, eight client processes would take the CPU the server is measured
-on.
+only this module), each running its connections in threads over ``http.client``: on two
+cores, eight client processes would take the CPU the server is measured on. A connection is
+kept alive while the server keeps it; sync workers close it after each answer, and the
+client opens a new one for the next request, as a proxy in front of them would.
 
 Every answer is checked (202 from the orders endpoint, 200 from the trivial one); any other
 fails the run.
@@ -69,7 +70,9 @@ PRODUCTS = 500
 STOCK = 10_000_000
 # The Procfile's; API_BENCH_GUNICORN_WORKERS/THREADS try others.
 GUNICORN_WORKERS = int(os.environ.get("API_BENCH_GUNICORN_WORKERS", "4"))
-GUNICORN_THREADS = int(os.environ.get("API_BENCH_GUNICORN_THREADS", "2"))
+GUNICORN_THREADS = int(os.environ.get("API_BENCH_GUNICORN_THREADS", "1"))
+# sync, or gthread (which gunicorn also picks by itself when threads > 1).
+GUNICORN_CLASS = os.environ.get("API_BENCH_GUNICORN_CLASS", "sync")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 ORDERS_PATH = "/api/orders/"
@@ -87,7 +90,7 @@ def _progress(message: str) -> None:
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """What one client process does: ``connections`` threads, each its own keep-alive connection.
+    """What one client process does: ``connections`` threads, each its own HTTP connection.
 
     Closed loop (``rate`` None): each connection sends its next request when the last one is
     answered, until ``stop_at``; only answers to requests sent after ``measure_from`` count.
@@ -130,7 +133,12 @@ def _order_body(rng: random.Random, skus: Sequence[str], customer_id: str) -> by
 
 
 class _Connection:
-    """One keep-alive HTTP/1.1 connection that reconnects once if the server closed it."""
+    """One HTTP/1.1 connection, kept alive while the server keeps it, reopened when not.
+
+    ``http.client`` opens a new socket for the next request by itself after an answer that
+    closed the connection; a keep-alive connection the server dropped while idle is
+    reopened here, once.
+    """
 
     def __init__(self, port: int) -> None:
         self._port = port
@@ -339,7 +347,7 @@ def _gunicorn(*, queue: str, database_url: str) -> Iterator[int]:
         f"--bind=127.0.0.1:{port}",
         f"--workers={GUNICORN_WORKERS}",
         f"--threads={GUNICORN_THREADS}",
-        "--worker-class=gthread",
+        f"--worker-class={GUNICORN_CLASS}",
         "--graceful-timeout=5",
         "--no-control-socket",
         f"--error-logfile={log_path}",
@@ -489,10 +497,10 @@ def _http_figures(
 def _fixed_rate(
     port: int, tokens: list[str], skus: list[str], path: str, rate: float
 ) -> list[float]:
-    # Enough senders that a slow answer seldom holds up the next request due, and that
-    # their kept-alive connections (each stays with the gunicorn worker that accepted it)
-    # spread about evenly over the two workers. One new connection per request instead
-    # measured worse here (p99 414 vs 42 ms at 50 req/s).
+    # Enough senders that a slow answer seldom holds up the next request due. Against
+    # gthread workers their kept-alive connections (each stays with the worker that
+    # accepted it) spread about evenly over the workers; sync workers take a new connection
+    # per request, whichever worker is idle accepting it.
     result = _run_load(
         port=port,
         path=path,
@@ -624,7 +632,7 @@ def run() -> list[Record]:
     try:
         with _gunicorn(queue=queue, database_url=database_url) as port:
             _progress(
-                f"gunicorn on 127.0.0.1:{port} ({GUNICORN_WORKERS} gthread workers x "
+                f"gunicorn on 127.0.0.1:{port} ({GUNICORN_WORKERS} {GUNICORN_CLASS} workers x "
                 f"{GUNICORN_THREADS} threads), clients in up to {CLIENTS} processes"
             )
             figures = _http_figures(port, tokens, skus)
