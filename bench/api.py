@@ -68,11 +68,12 @@ E2E_TIMEOUT = 300.0
 CLIENTS = 2
 PRODUCTS = 500
 STOCK = 10_000_000
-# The Procfile's; API_BENCH_GUNICORN_WORKERS/THREADS try others.
+# The Procfile's web server (tests/test_devtools.py checks they agree);
+# API_BENCH_GUNICORN_CLASS/WORKERS/THREADS try others (gunicorn itself switches a sync
+# worker to gthread when threads > 1).
+GUNICORN_CLASS = os.environ.get("API_BENCH_GUNICORN_CLASS", "sync")
 GUNICORN_WORKERS = int(os.environ.get("API_BENCH_GUNICORN_WORKERS", "4"))
 GUNICORN_THREADS = int(os.environ.get("API_BENCH_GUNICORN_THREADS", "1"))
-# sync, or gthread (which gunicorn also picks by itself when threads > 1).
-GUNICORN_CLASS = os.environ.get("API_BENCH_GUNICORN_CLASS", "sync")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 ORDERS_PATH = "/api/orders/"

@@ -7,6 +7,7 @@ directory on free ports, and the supervisor manages real child processes.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import shutil
@@ -469,6 +470,19 @@ def test_supervisor_restarts_a_restartable_child_and_gives_up_when_it_keeps_dyin
 
 
 # --- configuration files and small pieces -----------------------------------------------------
+
+
+def test_the_api_benchmark_runs_the_procfiles_web_server() -> None:
+    # bench/api.py measures gunicorn as the Procfile runs it; a change to one alone would
+    # publish figures for a server nobody runs.
+    from bench import api
+
+    entries = {entry.name: entry.command for entry in read_procfile(ROOT / "Procfile")}
+    words = entries["web"].split()
+    options = {word: value for word, value in itertools.pairwise(words) if word.startswith("--")}
+    assert options["--worker-class"] == api.GUNICORN_CLASS
+    assert int(options["--workers"]) == api.GUNICORN_WORKERS
+    assert int(options.get("--threads", "1")) == api.GUNICORN_THREADS
 
 
 def test_procfile_lists_web_worker_and_beat() -> None:
