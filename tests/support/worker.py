@@ -10,6 +10,12 @@ Fixtures:
   session's queue. Yields a :class:`WorkerHandle` (pid, child pids, ``kill_child()``,
   ``restart()``, the log file). Tests using it need ``transactional_db``: the worker only
   sees committed rows. The worker's log is attached to the report of a failing test.
+- ``worker_attached_only_to_its_tests`` (autouse): the session's worker consumes its queue
+  only while a test that asked for it runs. Before that test's database flush, it stops
+  consuming, finishes what it holds, drops what it had scheduled for later, and the queue is
+  emptied; every other test runs with no consumer on the queue. Without this, a worker
+  started by an earlier test ran the sagas of later tests that drive steps themselves, and
+  raced their teardown's TRUNCATE into a deadlock.
 - ``run_sweeper``: a function running one pass of the saga sweeper in the test process.
 
 And :func:`wait_for`, bounded polling for a condition (a broken test fails with a clear
@@ -39,6 +45,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 START_TIMEOUT = 60.0
 #: How long a worker may take to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 15.0
+#: How long a detached worker may take to finish its running tasks before it is restarted.
+DRAIN_TIMEOUT = 60.0
 
 T = TypeVar("T")
 
@@ -183,6 +191,61 @@ class WorkerHandle:
         self.stop()
         self.start()
 
+    def _consumed_queues(self) -> set[str] | None:
+        from config.celery import app
+
+        replies = app.control.inspect(destination=[self.nodename], timeout=2.0).active_queues()
+        if not replies or self.nodename not in replies:
+            return None
+        return {queue["name"] for queue in replies[self.nodename]}
+
+    def attach(self) -> None:
+        """Consume the session's queue again (after :meth:`detach`), and wait until it does."""
+        from config.celery import app
+
+        assert self.process is not None, "worker is not running"
+        # Whatever an earlier test left on the queue is not this test's work.
+        delete_queue(self.queue)
+        app.control.add_consumer(self.queue, destination=[self.nodename], reply=True, timeout=5)
+        wait_for(
+            lambda: self.queue in (self._consumed_queues() or set()),
+            timeout=START_TIMEOUT,
+            interval=0.1,
+            message=lambda: f"worker {self.nodename} to consume {self.queue}",
+        )
+
+    def detach(self) -> None:
+        """Stop consuming, let running tasks finish, drop scheduled ones, empty the queue.
+
+        A worker that does not settle within :data:`DRAIN_TIMEOUT` is restarted and left
+        detached: either way nothing of the test's runs on once this returns.
+        """
+        from config.celery import app
+
+        if self.process is None or self.process.poll() is not None:
+            self.process = None
+            return
+        app.control.cancel_consumer(self.queue, destination=[self.nodename], reply=True, timeout=5)
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while time.monotonic() < deadline:
+            inspect = app.control.inspect(destination=[self.nodename], timeout=2.0)
+            active = (inspect.active() or {}).get(self.nodename)
+            reserved = (inspect.reserved() or {}).get(self.nodename)
+            scheduled = (inspect.scheduled() or {}).get(self.nodename)
+            if active is None or reserved is None or scheduled is None:
+                break  # no answer: restart below
+            later = [entry["request"]["id"] for entry in scheduled]
+            if later:
+                # Countdowns held in the worker's memory: revoked, they are dropped unrun.
+                app.control.revoke(later, destination=[self.nodename])
+            if not active and not reserved and self.queue not in (self._consumed_queues() or ()):
+                delete_queue(self.queue)
+                return
+            time.sleep(0.1)
+        self.restart()
+        app.control.cancel_consumer(self.queue, destination=[self.nodename], reply=True, timeout=5)
+        delete_queue(self.queue)
+
     def busy_child(self) -> int | None:
         """Return the pid of a child running a task right now, if any."""
         from config.celery import app
@@ -295,6 +358,25 @@ def live_worker(
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture(autouse=True)
+def worker_attached_only_to_its_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Let the session's worker consume only during the tests that ask for it.
+
+    The database fixture is taken first, so that its teardown (the flush) comes after the
+    worker has detached and settled.
+    """
+    if "live_worker" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    handle: WorkerHandle = request.getfixturevalue("live_worker")
+    handle.attach()
+    try:
+        yield
+    finally:
+        handle.detach()
 
 
 @pytest.fixture
