@@ -21,7 +21,6 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from config.snapshots import read_snapshot
 from eventstore.admin import (
     ReadOnlyAdmin,
     correlation_links,
@@ -30,6 +29,7 @@ from eventstore.admin import (
     render_links,
 )
 from eventstore.errors import VersionNotFound
+from infrastructure.snapshots import read_snapshot
 from orders.domain import CancellationReason, OrderNotCancellable, OrderStatus
 from orders.models import Order
 from orders.selectors import OrderAsOf, order_replay, order_stream_events
@@ -182,7 +182,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         context = dict(extra_context or {})
-        # One snapshot for the order, its events and its sagas (see config.snapshots).
+        # One snapshot for the order, its events and its sagas (see infrastructure.snapshots).
         with read_snapshot():
             order = self.get_object(request, object_id)
             if order is not None and self.has_view_permission(request, order):

@@ -31,7 +31,6 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from config.snapshots import read_snapshot
 from eventstore.admin import (
     AdminLink,
     ReadOnlyAdmin,
@@ -40,6 +39,7 @@ from eventstore.admin import (
     register_event_linker,
 )
 from eventstore.models import StoredEvent
+from infrastructure.snapshots import read_snapshot
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict, UnknownSagaType
 from sagas.models import FaultRule, Saga, SagaStep
 from sagas.registry import definitions, get_definition

@@ -7,7 +7,7 @@ unless a rate above 0 is set; only then does each pool process, as it starts, in
   that rate (as a dropped connection would), through Django's ``execute_wrappers``;
 - ``LAB_INJECT_BROKER_ERROR_RATE``: every step message published fails with kombu's
   ``OperationalError`` at that rate (as an unreachable broker would), by wrapping
-  ``config.broker.send_task``, through which every step message goes.
+  ``infrastructure.broker.send_task``, through which every step message goes.
 
 In each pool process the first statement and the first publish always fail, so that a short
 run at a low rate still injects both kinds (a test asserting "some were injected" cannot be
@@ -66,7 +66,7 @@ def install_faults(**_: Any) -> None:
 
         connections["default"].execute_wrappers.append(_failing_sql(db_rate))
     if broker_rate > 0:
-        from config import broker
+        from infrastructure import broker
 
         publish = broker.send_task
         publishes = itertools.count()
