@@ -1,6 +1,6 @@
 """A Celery app for the fault lab's worker that injects database and broker errors at a rate.
 
-``celery -A tests.faults.chaos worker`` runs the project's app (``config.celery``) unchanged
+``celery -A lab.chaos worker`` runs the project's app (``config.celery``) unchanged
 unless a rate above 0 is set; only then does each pool process, as it starts, install a hook:
 
 - ``LAB_INJECT_DB_ERROR_RATE``: every SQL statement fails first with ``OperationalError`` at
@@ -33,7 +33,7 @@ __all__ = ["BROKER_RATE_ENV", "DB_RATE_ENV", "app"]
 
 DB_RATE_ENV = "LAB_INJECT_DB_ERROR_RATE"
 BROKER_RATE_ENV = "LAB_INJECT_BROKER_ERROR_RATE"
-logger = logging.getLogger("tests.faults.chaos")
+logger = logging.getLogger("lab.chaos")
 
 
 def _rate(name: str) -> float:
