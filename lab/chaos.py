@@ -11,8 +11,8 @@ unless a rate above 0 is set; only then does each pool process, as it starts, in
 
 In each pool process the first statement and the first publish always fail, so that a short
 run at a low rate still injects both kinds (a test asserting "some were injected" cannot be
-unlucky). This module lives in the tests, so no production process can load it; each injected error
-is logged with the word ``injected`` so a run can count them.
+unlucky). This module lives in the lab, which no production process loads (the Procfile runs
+``config``); each injected error is logged with the word ``injected`` so a run can count them.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from redis import Redis
 
 from config.celery import app
 from infrastructure import broker
+from lab.worker import delete_queue
 from sagas.dispatch import RUN_STEP_TASK
 from sagas.tasks import run_saga_step
-from tests.support.worker import delete_queue
 
 # Differ between any two messages: fresh ids, the sender's time and process.
 PER_MESSAGE = {"id", "root_id", "eta", "origin"}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lab.servers import Lab, LabProduct
-from tests.support.worker import delete_queue
+from lab.worker import delete_queue
 
 #: Plenty of stock, so only the scarce product runs out.
 PRODUCTS = [LabProduct(f"FLT-{n}", 100_000, price=f"{n}.50") for n in range(1, 5)] + [
