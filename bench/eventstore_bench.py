@@ -40,8 +40,8 @@ from eventstore.postgres import PostgresEventStore
 from eventstore.projections import Projector, event_store, projection_catch_up
 from eventstore.records import AppendResult, EventMetadata, NewEvent, RecordedEvent, Rider
 from eventstore.repository import Repository
-from eventstore.tests.sample import Account
-from eventstore.tests.sample import registry as account_events
+from eventstore.sample import Account
+from eventstore.sample import registry as account_events
 from infrastructure.db import server_binding_cursor
 
 # Every appended aggregate starts at this many events, and every append goes to an aggregate
