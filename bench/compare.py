@@ -1,0 +1,469 @@
+"""Benchmark two revisions side by side, taking turns: ``make bench-compare REV=<commit>``.
+
+``python -m bench.compare REV [names…]`` checks out the working tree's HEAD and REV as git
+worktrees under ``.local/bench-compare/`` (the same virtualenv runs both, so their pinned
+requirements must agree unless ``--force``), gives each its own bench database, and runs
+every benchmark in slices: each slice is one run of the benchmark at a reduced size
+(``SIZES``) in one revision's checkout (bench/slice.py), and the revisions take turns in
+ABBA order (HEAD, REV, REV, HEAD, HEAD, REV, …), so that the machine's drift during the run
+slows both alike. Each figure is then the median over its slices, per revision.
+
+It prints, and writes as JSON and as a markdown table, every record both revisions
+produced: the two values, HEAD ÷ REV, the change in the record's "better" direction, each
+revision's ratio against its own same-run baseline, and whether each meets the target.
+Nothing here imports Django: the benchmarks run only in the checkouts' processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench.database import bench_database_name
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKOUTS = ROOT / ".local" / "bench-compare"
+SLICE_SOURCE = Path(__file__).resolve().with_name("slice.py")
+BENCHMARKS = ("eventstore", "saga_throughput", "api", "admin_pages")
+REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt")
+DEFAULT_SLICES = 3
+# A change beyond this share, for the worse, is flagged (the issue asks for its cause).
+DROP_FLAG = 0.10
+# Generous, so that a hung benchmark fails the comparison instead of holding it forever.
+SLICE_TIMEOUT = 3600.0
+
+# Per-slice sizes: module constants of each benchmark, set before its run(). With the
+# default 3 slices per revision each revision does about the work of one ``make bench``.
+SIZES: dict[str, dict[str, object]] = {
+    "eventstore": {"SLICES": 4, "LAG_SECONDS": 1.0, "LOAD_REPEATS": {100: 67, 1000: 17, 10_000: 5}},
+    "saga_throughput": {"ROUNDS": 2, "LATENCY_SAMPLES": 50},
+    "api": {"SLICES": 2, "FIXED_RATE_ROUNDS": 1, "E2E_ROUNDS": 1},
+    "admin_pages": {"REPEATS": 3},
+}
+# Tiny sizes that only show the machinery works (``--smoke``); their figures mean little.
+SMOKE_SIZES: dict[str, dict[str, object]] = {
+    "eventstore": {
+        "SLICES": 1,
+        "SLICE_SECONDS": 0.2,
+        "LAG_SECONDS": 0.5,
+        "POOL_BATCH": 2000,
+        "POOL_MINIMUM": 500,
+        "LOAD_REPEATS": {100: 5, 1000: 3, 10_000: 3},
+        "CATCH_UP_BATCHES": 4,
+    },
+    "saga_throughput": {"WARMUP": 5, "BATCH": 20, "ROUNDS": 1, "LATENCY_SAMPLES": 5},
+    "api": {
+        "CONCURRENCY": (1, 4),
+        "SLICE_SECONDS": 1.0,
+        "SLICES": 2,
+        "FIXED_RATE_SECONDS": 2.0,
+        "FIXED_RATE_ROUNDS": 1,
+        "E2E_BATCH": 20,
+        "E2E_ROUNDS": 1,
+    },
+    "admin_pages": {"LARGE_ORDERS": 1000, "LARGE_EVENTS": 10_000, "WARMUP": 1, "REPEATS": 2},
+}
+
+
+class CompareError(Exception):
+    """The comparison cannot run or went wrong; the message says why."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One revision under comparison: its commit, checkout and bench database."""
+
+    role: str  # "head" or "rev"
+    label: str  # as the user named it
+    commit: str
+    subject: str
+    checkout: Path
+    database: str
+
+    @property
+    def short(self) -> str:
+        return self.commit[:10]
+
+
+# --- git ----------------------------------------------------------------------------------
+
+
+def _git(*args: str, cwd: Path = ROOT) -> str:
+    result = subprocess.run(["git", *args], check=False, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CompareError(f"git {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def _commit(rev: str) -> str:
+    return _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+
+
+def _file_at(commit: str, path: str) -> str | None:
+    result = subprocess.run(
+        ["git", "show", f"{commit}:{path}"], check=False, cwd=ROOT, capture_output=True, text=True
+    )
+    return result.stdout if result.returncode == 0 else None
+
+
+def requirement_differences(a: str, b: str) -> list[str]:
+    """Return the requirement files whose content differs between commits ``a`` and ``b``."""
+    return [f for f in REQUIREMENT_FILES if _file_at(a, f) != _file_at(b, f)]
+
+
+def _checkout(commit: str) -> Path:
+    """Return a clean detached worktree of ``commit`` under .local/bench-compare/."""
+    path = CHECKOUTS / commit[:12]
+    if (path / ".git").exists():
+        if _git("rev-parse", "HEAD", cwd=path) == commit and not _git(
+            "status", "--porcelain", "--untracked-files=no", cwd=path
+        ):
+            return path
+        _git("worktree", "remove", "--force", str(path))
+    elif path.exists():
+        shutil.rmtree(path)
+    CHECKOUTS.mkdir(parents=True, exist_ok=True)
+    _git("worktree", "add", "--detach", "--quiet", str(path), commit)
+    return path
+
+
+def _side(role: str, label: str, database: str) -> Side:
+    commit = _commit(label)
+    subject = _git("log", "-1", "--format=%s", commit)
+    return Side(role, label, commit, subject, _checkout(commit), database)
+
+
+# --- running slices -----------------------------------------------------------------------
+
+
+def slice_order(slices: int) -> list[tuple[int, int]]:
+    """Return (slice index, side index) pairs in ABBA order: each pair's first side alternates."""
+    order: list[tuple[int, int]] = []
+    for index in range(slices):
+        pair = (0, 1) if index % 2 == 0 else (1, 0)
+        order.extend((index, side) for side in pair)
+    return order
+
+
+def _run_slice(
+    side: Side, name: str, sizes: dict[str, object], index: int, run_dir: Path
+) -> list[dict[str, Any]]:
+    stem = f"{name}-{index + 1}-{side.role}"
+    out, log = run_dir / f"{stem}.json", run_dir / f"{stem}.log"
+    env = dict(os.environ, BENCH_DATABASE_NAME=side.database)
+    # The checkout's own modules come first (``-c`` puts its working directory on the path).
+    env.pop("PYTHONPATH", None)
+    command = [sys.executable, "-c", SLICE_SOURCE.read_text(), name, str(out), repr(sizes)]
+    with log.open("w") as stream:
+        try:
+            result = subprocess.run(
+                command,
+                check=False,
+                cwd=side.checkout,
+                env=env,
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+                timeout=SLICE_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise CompareError(f"{stem} ran over {SLICE_TIMEOUT:.0f} s; see {log}") from exc
+    if result.returncode != 0 or not out.exists():
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise CompareError(f"{stem} failed (exit {result.returncode}); see {log}:\n{tail}")
+    records: list[dict[str, Any]] = json.loads(out.read_text())
+    return records
+
+
+# --- summarising --------------------------------------------------------------------------
+
+
+def higher_is_better(unit: str) -> bool:
+    """Tell whether more is better for a figure in ``unit``: rates (x/s) yes, times (ms) no."""
+    return "/" in unit
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Reduce one revision's slices of one record to medians, keeping each slice's value."""
+    last = records[-1]
+    ratio = statistics.median(r["ratio"] for r in records)
+    target = last["target"]
+    return {
+        "value": round(statistics.median(r["value"] for r in records), 3),
+        "baseline": last["baseline"],
+        "baseline_value": round(statistics.median(r["baseline_value"] for r in records), 3),
+        "ratio": round(ratio, 3),
+        "target": target,
+        "meets_target": None if target is None else ratio >= target,
+        "slices": [r["value"] for r in records],
+    }
+
+
+def compare_records(
+    head: list[list[dict[str, Any]]], rev: list[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Pair the two revisions' slices record by record, in the order the records came."""
+    by_side: list[dict[str, list[dict[str, Any]]]] = [{}, {}]
+    for side, slices in zip(by_side, (head, rev), strict=True):
+        for records in slices:
+            for record in records:
+                side.setdefault(record["name"], []).append(record)
+    names = list(dict.fromkeys([*by_side[0], *by_side[1]]))
+    figures = []
+    for name in names:
+        h, r = by_side[0].get(name), by_side[1].get(name)
+        unit = (h or r or [{}])[-1].get("unit", "")
+        figure: dict[str, Any] = {
+            "name": name,
+            "unit": unit,
+            "higher_is_better": higher_is_better(unit),
+            "head": summarise(h) if h else None,
+            "rev": summarise(r) if r else None,
+            "head_over_rev": None,
+            "change": None,
+        }
+        if h and r and figure["rev"]["value"] and figure["head"]["value"]:
+            over = figure["head"]["value"] / figure["rev"]["value"]
+            figure["head_over_rev"] = round(over, 3)
+            # Positive: HEAD is better, in the figure's own sense (faster, or more per second).
+            figure["change"] = round(over - 1 if figure["higher_is_better"] else 1 / over - 1, 3)
+        figures.append(figure)
+    return figures
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _change(change: float | None) -> str:
+    if change is None:
+        return "-"
+    text = f"{change:+.1%}"
+    return f"{text} **worse**" if change < -DROP_FLAG else text
+
+
+def _met(summary: dict[str, Any] | None) -> str:
+    if summary is None or summary["meets_target"] is None:
+        return "-"
+    return "met" if summary["meets_target"] else "**missed**"
+
+
+def _cut(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Render the comparison as a markdown table with a line saying what ran, and how."""
+    head, rev = result["head"], result["rev"]
+    lines = [
+        f"`make bench-compare REV={rev['label']}` at {result['started_at']}, "
+        f"{max(1, round(result['minutes']))} min, {result['slices']} slices per revision and "
+        f"benchmark taking turns "
+        f"(ABBA), load average {result['load_average'][0]:.1f}-{result['load_average'][1]:.1f}. "
+        f"HEAD is `{head['commit'][:10]}` ({_cut(head['subject'])}); REV is "
+        f"`{rev['commit'][:10]}` ({_cut(rev['subject'])}). Each value is the median of the "
+        "slices; the ratio is against the baseline measured in the same slice; change is HEAD "
+        "against REV, positive when HEAD is better.",
+        "",
+        "| record | HEAD | REV | HEAD ÷ REV | change | ratio HEAD | ratio REV | target "
+        "| HEAD | REV |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for f in result["figures"]:
+        h, r = f["head"], f["rev"]
+        target = (h or r)["target"]
+        lines.append(
+            f"| {f['name']} | {_number(h and h['value'])} {f['unit']} "
+            f"| {_number(r and r['value'])} {f['unit']} | {_number(f['head_over_rev'])} "
+            f"| {_change(f['change'])} | {_number(h and h['ratio'])} "
+            f"| {_number(r and r['ratio'])} | {'-' if target is None else f'{target:.2f}'} "
+            f"| {_met(h)} | {_met(r)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def print_table(figures: list[dict[str, Any]]) -> None:
+    """Print the comparison as a fixed-width table."""
+    header = (
+        f"{'record':<58} {'HEAD':>10} {'REV':>10} {'H÷R':>6} {'change':>8} "
+        f"{'ratio H':>7} {'ratio R':>7} {'target':>6}  met H/R"
+    )
+    print(header)
+    print("-" * len(header))
+    for f in figures:
+        h, r = f["head"], f["rev"]
+        target = (h or r)["target"]
+        change = "-" if f["change"] is None else f"{f['change']:+.1%}"
+        flag = " <" if f["change"] is not None and f["change"] < -DROP_FLAG else ""
+        met = "/".join(
+            {None: "-", True: "yes", False: "NO"}[s["meets_target"] if s else None] for s in (h, r)
+        )
+        print(
+            f"{f['name'][:58]:<58} {_number(h and h['value']):>10} {_number(r and r['value']):>10} "
+            f"{_number(f['head_over_rev']):>6} {change:>8} {_number(h and h['ratio']):>7} "
+            f"{_number(r and r['ratio']):>7} {'-' if target is None else f'{target:.2f}':>6}  "
+            f"{met}{flag}"
+        )
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def _sizes(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    sizes = {name: dict(values) for name, values in (SMOKE_SIZES if args.smoke else SIZES).items()}
+    for setting in args.set:
+        target, _, literal = setting.partition("=")
+        name, _, attr = target.partition(".")
+        if not attr or not literal or name not in BENCHMARKS:
+            raise CompareError(f"--set {setting!r}: expected NAME.ATTR=VALUE, NAME in {BENCHMARKS}")
+        try:
+            sizes.setdefault(name, {})[attr] = ast.literal_eval(literal)
+        except (ValueError, SyntaxError) as exc:
+            raise CompareError(f"--set {setting!r}: {literal!r} is not a Python literal") from exc
+    return sizes
+
+
+def _drop_databases(names: list[str]) -> None:
+    url = os.environ.get("DATABASE_URL", "")
+    with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
+        for name in names:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the comparison the arguments describe; return its result (what compare.json holds)."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url:
+        raise CompareError("No database: set DATABASE_URL (make bench-compare does)")
+    base = bench_database_name(url)
+    head_commit, rev_commit = _commit(args.head), _commit(args.rev)
+    differences = requirement_differences(head_commit, rev_commit)
+    if differences and not args.force:
+        raise CompareError(
+            f"{', '.join(differences)} differ between {args.head} and {args.rev}: one virtualenv "
+            "cannot run both as pinned. --force (COMPARE_ARGS=--force) compares them anyway."
+        )
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        print(f"note: uncommitted changes are not measured; HEAD is {head_commit[:10]}.")
+    sides = (
+        _side("head", args.head, f"{base}_head"),
+        _side("rev", args.rev, f"{base}_rev"),
+    )
+    # Compile both checkouts up front, so that no slice pays for its revision's first imports.
+    for side in sides:
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", "-x", r"/\.venv/", str(side.checkout)],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+    names = [n for n in BENCHMARKS if n in args.names] if args.names else list(BENCHMARKS)
+    sizes = _sizes(args)
+    started_at = datetime.now(UTC)
+    run_dir = CHECKOUTS / "runs" / started_at.strftime("%Y%m%dT%H%M%SZ")
+    run_dir.mkdir(parents=True)
+    for side in sides:
+        print(f"{side.role.upper():<4} {side.short} {side.subject[:70]}  ({side.checkout})")
+    print(f"slices: {args.slices} per revision and benchmark; logs in {run_dir}", flush=True)
+
+    started = time.monotonic()
+    loads = [os.getloadavg()[0]]
+    slices: dict[str, list[list[list[dict[str, Any]]]]] = {}
+    try:
+        for name in names:
+            per_side: list[list[list[dict[str, Any]]]] = [[], []]
+            for index, side_index in slice_order(args.slices):
+                side = sides[side_index]
+                began = time.monotonic()
+                records = _run_slice(side, name, sizes.get(name, {}), index, run_dir)
+                per_side[side_index].append(records)
+                loads.append(os.getloadavg()[0])
+                print(
+                    f"  {name} {index + 1}/{args.slices} {side.role.upper():<4} "
+                    f"{time.monotonic() - began:5.0f} s  {len(records)} records  "
+                    f"load {loads[-1]:.1f}",
+                    flush=True,
+                )
+            slices[name] = per_side
+    finally:
+        if not args.keep_databases:
+            _drop_databases([side.database for side in sides])
+
+    figures = compare_records(
+        [s for name in names for s in slices[name][0]],
+        [s for name in names for s in slices[name][1]],
+    )
+    return {
+        "started_at": started_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "minutes": round((time.monotonic() - started) / 60, 1),
+        "load_average": [round(min(loads), 2), round(max(loads), 2)],
+        "slices": args.slices,
+        "benchmarks": names,
+        "sizes": {name: {k: repr(v) for k, v in sizes.get(name, {}).items()} for name in names},
+        "head": {"label": args.head, "commit": sides[0].commit, "subject": sides[0].subject},
+        "rev": {"label": args.rev, "commit": sides[1].commit, "subject": sides[1].subject},
+        "figures": figures,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, compare, print the table and write the JSON and markdown files."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.compare", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("rev", help="the revision to compare HEAD with (any git revision)")
+    parser.add_argument("names", nargs="*", metavar="name", help=", ".join(BENCHMARKS))
+    parser.add_argument("--head", default="HEAD", help="the other revision (default: HEAD)")
+    parser.add_argument("--slices", type=int, default=DEFAULT_SLICES, help="per revision")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the machinery")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME.ATTR=VALUE",
+        help="a per-slice size, e.g. api.SLICES=4 (repeatable)",
+    )
+    parser.add_argument("--force", action="store_true", help="even if requirements differ")
+    parser.add_argument("--keep-databases", action="store_true")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "compare.json")
+    parser.add_argument("--markdown", type=Path, default=ROOT / "bench" / "compare.md")
+    # Intermixed: make passes ``REV $(COMPARE_ARGS)``, whose options may come before names.
+    args = parser.parse_intermixed_args(argv)
+    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})")
+    if args.slices < 1:
+        parser.error("--slices must be at least 1")
+    try:
+        result = compare(args)
+    except CompareError as exc:
+        print(f"bench-compare: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print_table(result["figures"])
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    args.markdown.write_text(markdown(result))
+    print(f"\nwritten: {args.json}, {args.markdown} (the table for docs/performance.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
