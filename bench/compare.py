@@ -301,8 +301,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 def print_table(figures: list[dict[str, Any]]) -> None:
     """Print the comparison as a fixed-width table."""
+    width = max([len("record"), *(len(f["name"]) for f in figures)])
     header = (
-        f"{'record':<58} {'HEAD':>10} {'REV':>10} {'H÷R':>6} {'change':>8} "
+        f"{'record':<{width}} {'HEAD':>10} {'REV':>10} {'H÷R':>6} {'change':>8} "
         f"{'ratio H':>7} {'ratio R':>7} {'target':>6}  met H/R"
     )
     print(header)
@@ -316,7 +317,7 @@ def print_table(figures: list[dict[str, Any]]) -> None:
             {None: "-", True: "yes", False: "NO"}[s["meets_target"] if s else None] for s in (h, r)
         )
         print(
-            f"{f['name'][:58]:<58} {_number(h and h['value']):>10} {_number(r and r['value']):>10} "
+            f"{f['name']:<{width}} {_number(h and h['value']):>10} {_number(r and r['value']):>10} "
             f"{_number(f['head_over_rev']):>6} {change:>8} {_number(h and h['ratio']):>7} "
             f"{_number(r and r['ratio']):>7} {'-' if target is None else f'{target:.2f}':>6}  "
             f"{met}{flag}"
@@ -459,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print()
     print_table(result["figures"])
+    print(f"\n<: HEAD more than {DROP_FLAG:.0%} worse than REV on that figure.")
+    missed = [
+        f["name"] for f in result["figures"] if (f["head"] or {}).get("meets_target") is False
+    ]
+    if missed:
+        print(f"HEAD MISSES {len(missed)} TARGETS: {'; '.join(missed)}")
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     args.markdown.write_text(markdown(result))
     print(f"\nwritten: {args.json}, {args.markdown} (the table for docs/performance.md)")
