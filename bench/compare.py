@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fcntl
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import psycopg
@@ -45,6 +50,7 @@ DEFAULT_SLICES = 3
 DROP_FLAG = 0.10
 # Generous, so that a hung benchmark fails the comparison instead of holding it forever.
 SLICE_TIMEOUT = 3600.0
+STOP_GRACE_SECONDS = 30.0
 
 # Per-slice sizes: module constants of each benchmark, set before its run(). With the
 # default 3 slices per revision each revision does about the work of one ``make bench``.
@@ -141,6 +147,15 @@ def _checkout(commit: str) -> Path:
     return path
 
 
+def _remove_other_checkouts(keep: set[str]) -> None:
+    """Remove the checkouts of earlier comparisons, except those of commits in ``keep``."""
+    if not CHECKOUTS.exists():
+        return
+    for path in CHECKOUTS.iterdir():
+        if (path / ".git").exists() and not any(c.startswith(path.name) for c in keep):
+            _git("worktree", "remove", "--force", str(path))
+
+
 def _side(role: str, label: str, database: str) -> Side:
     commit = _commit(label)
     subject = _git("log", "-1", "--format=%s", commit)
@@ -159,6 +174,20 @@ def slice_order(slices: int) -> list[tuple[int, int]]:
     return order
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Interrupt a slice and give its benchmark time to stop the servers and workers it began.
+
+    Those run in sessions of their own: killing the slice outright would leave them running.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _run_slice(
     side: Side, name: str, sizes: dict[str, object], index: int, run_dir: Path
 ) -> list[dict[str, Any]]:
@@ -169,21 +198,26 @@ def _run_slice(
     env.pop("PYTHONPATH", None)
     command = [sys.executable, "-c", SLICE_SOURCE.read_text(), name, str(out), repr(sizes)]
     with log.open("w") as stream:
+        # A session of its own: a Ctrl-C reaches the slice once, through _stop, not twice.
+        process = subprocess.Popen(
+            command,
+            cwd=side.checkout,
+            env=env,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            result = subprocess.run(
-                command,
-                check=False,
-                cwd=side.checkout,
-                env=env,
-                stdout=stream,
-                stderr=subprocess.STDOUT,
-                timeout=SLICE_TIMEOUT,
-            )
+            returncode = process.wait(timeout=SLICE_TIMEOUT)
         except subprocess.TimeoutExpired as exc:
+            _stop(process)
             raise CompareError(f"{stem} ran over {SLICE_TIMEOUT:.0f} s; see {log}") from exc
-    if result.returncode != 0 or not out.exists():
+        except KeyboardInterrupt:
+            _stop(process)
+            raise
+    if returncode != 0 or not out.exists():
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
-        raise CompareError(f"{stem} failed (exit {result.returncode}); see {log}:\n{tail}")
+        raise CompareError(f"{stem} failed (exit {returncode}); see {log}:\n{tail}")
     records: list[dict[str, Any]] = json.loads(out.read_text())
     return records
 
@@ -365,6 +399,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         )
     if _git("status", "--porcelain", "--untracked-files=no"):
         print(f"note: uncommitted changes are not measured; HEAD is {head_commit[:10]}.")
+    _remove_other_checkouts({head_commit, rev_commit})
     sides = (
         _side("head", args.head, f"{base}_head"),
         _side("rev", args.rev, f"{base}_rev"),
@@ -425,6 +460,22 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _exclusive() -> Iterator[None]:
+    """Hold the comparisons' lock: two at once would slow each other and share checkouts."""
+    CHECKOUTS.mkdir(parents=True, exist_ok=True)
+    with (CHECKOUTS / "lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise CompareError(f"another bench-compare is running in {ROOT}") from exc
+        yield
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments, compare, print the table and write the JSON and markdown files."""
     parser = argparse.ArgumentParser(
@@ -453,11 +504,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})")
     if args.slices < 1:
         parser.error("--slices must be at least 1")
+    # SIGTERM (make's, with_servers') stops a slice as Ctrl-C does: gently.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        result = compare(args)
+        with _exclusive():
+            result = compare(args)
     except CompareError as exc:
         print(f"bench-compare: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("bench-compare: interrupted", file=sys.stderr)
+        return 130
     print()
     print_table(result["figures"])
     print(f"\n<: HEAD more than {DROP_FLAG:.0%} worse than REV on that figure.")

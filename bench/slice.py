@@ -16,6 +16,7 @@ import ast
 import dataclasses
 import importlib
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def run_slice(name: str, out: Path, sizes: dict[str, object]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse ``NAME OUT [SIZES]`` and run the slice."""
+    # bench.compare stops a slice with SIGINT, so that the benchmark stops what it started;
+    # a shell starts background commands with SIGINT ignored, which Python would keep.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (2, 3):
         raise SystemExit("usage: python -m bench.slice NAME OUT [SIZES]")
