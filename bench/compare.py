@@ -38,12 +38,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench.__main__ import BENCHMARKS, MODULES
 from bench.database import bench_database_name
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKOUTS = ROOT / ".local" / "bench-compare"
 SLICE_SOURCE = Path(__file__).resolve().with_name("slice.py")
-BENCHMARKS = ("eventstore", "saga_throughput", "api", "admin_pages")
 REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt")
 DEFAULT_SLICES = 3
 # A change beyond this share, for the worse, is flagged (the issue asks for its cause).
@@ -116,7 +116,10 @@ def _git(*args: str, cwd: Path = ROOT) -> str:
 
 
 def _commit(rev: str) -> str:
-    return _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    try:
+        return _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except CompareError as exc:
+        raise CompareError(f"{rev!r} names no commit here") from exc
 
 
 def _file_at(commit: str, path: str) -> str | None:
@@ -126,9 +129,35 @@ def _file_at(commit: str, path: str) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def requirement_differences(a: str, b: str) -> list[str]:
-    """Return the requirement files whose content differs between commits ``a`` and ``b``."""
-    return [f for f in REQUIREMENT_FILES if _file_at(a, f) != _file_at(b, f)]
+def pins(text: str) -> dict[str, str]:
+    """Return ``{package: version}`` for every ``name==version`` line of a requirements file."""
+    found: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, _, version = line.partition("==")
+            package = name.split("[", 1)[0].strip().lower().replace("_", "-")
+            found[package] = version.split(";", 1)[0].strip()
+    return found
+
+
+def requirement_differences(a: str, b: str) -> tuple[list[str], list[str]]:
+    """Compare the pins of commits ``a`` and ``b``: (packages pinned differently, pinned by one).
+
+    One virtualenv runs both revisions: a package at two versions cannot be, while a package
+    only one revision pins is harmless when the virtualenv has it (its slices fail if not).
+    """
+    pinned: list[dict[str, str]] = [{}, {}]
+    for side, commit in zip(pinned, (a, b), strict=True):
+        for path in REQUIREMENT_FILES:
+            side.update(pins(_file_at(commit, path) or ""))
+    differ = sorted(
+        f"{p} {pinned[0][p]} / {pinned[1][p]}"
+        for p in pinned[0].keys() & pinned[1].keys()
+        if pinned[0][p] != pinned[1][p]
+    )
+    one_side = sorted(pinned[0].keys() ^ pinned[1].keys())
+    return differ, one_side
 
 
 def _checkout(commit: str) -> Path:
@@ -145,6 +174,11 @@ def _checkout(commit: str) -> Path:
     CHECKOUTS.mkdir(parents=True, exist_ok=True)
     _git("worktree", "add", "--detach", "--quiet", str(path), commit)
     return path
+
+
+def _has_benchmark(side: Side, name: str) -> bool:
+    module = MODULES.get(name, f"bench.{name}")
+    return (side.checkout / f"{module.replace('.', '/')}.py").exists()
 
 
 def _remove_other_checkouts(keep: set[str]) -> None:
@@ -384,35 +418,55 @@ def _drop_databases(names: list[str]) -> None:
             )
 
 
+def _check_requirements(args: argparse.Namespace, head: str, rev: str) -> None:
+    differ, one_side = requirement_differences(head, rev)
+    if differ and not args.force:
+        raise CompareError(
+            f"{args.head} and {args.rev} pin different versions ({'; '.join(differ)}): one "
+            "virtualenv cannot run both as pinned. --force (COMPARE_ARGS=--force) compares "
+            "them anyway."
+        )
+    if differ:
+        print(f"note (--force): pinned differently: {'; '.join(differ)}; both run this virtualenv")
+    if one_side:
+        print(f"note: pinned by one revision only: {', '.join(one_side)}")
+
+
+def _sides(args: argparse.Namespace, head: str, rev: str, base: str) -> tuple[Side, Side]:
+    """Check both revisions out (compiled, so no slice pays for its first imports)."""
+    _remove_other_checkouts({head, rev})
+    sides = (_side("head", args.head, f"{base}_head"), _side("rev", args.rev, f"{base}_rev"))
+    for side in sides:
+        if not (side.checkout / "bench" / "database.py").exists():
+            raise CompareError(f"{side.label} has no bench/database.py: too old to benchmark")
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(side.checkout)],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+    return sides
+
+
+def _benchmarks(args: argparse.Namespace, sides: tuple[Side, Side]) -> list[str]:
+    names = [n for n in BENCHMARKS if n in args.names] if args.names else list(BENCHMARKS)
+    absent = [n for n in names if not all(_has_benchmark(side, n) for side in sides)]
+    if absent:
+        print(f"note: not in both revisions, not compared: {', '.join(absent)}")
+    return [n for n in names if n not in absent]
+
+
 def compare(args: argparse.Namespace) -> dict[str, Any]:
     """Run the comparison the arguments describe; return its result (what compare.json holds)."""
     url = os.environ.get("DATABASE_URL", "")
     if not url:
         raise CompareError("No database: set DATABASE_URL (make bench-compare does)")
-    base = bench_database_name(url)
+    sizes = _sizes(args)
     head_commit, rev_commit = _commit(args.head), _commit(args.rev)
-    differences = requirement_differences(head_commit, rev_commit)
-    if differences and not args.force:
-        raise CompareError(
-            f"{', '.join(differences)} differ between {args.head} and {args.rev}: one virtualenv "
-            "cannot run both as pinned. --force (COMPARE_ARGS=--force) compares them anyway."
-        )
+    _check_requirements(args, head_commit, rev_commit)
     if _git("status", "--porcelain", "--untracked-files=no"):
         print(f"note: uncommitted changes are not measured; HEAD is {head_commit[:10]}.")
-    _remove_other_checkouts({head_commit, rev_commit})
-    sides = (
-        _side("head", args.head, f"{base}_head"),
-        _side("rev", args.rev, f"{base}_rev"),
-    )
-    # Compile both checkouts up front, so that no slice pays for its revision's first imports.
-    for side in sides:
-        subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", "-x", r"/\.venv/", str(side.checkout)],
-            check=False,
-            stdout=subprocess.DEVNULL,
-        )
-    names = [n for n in BENCHMARKS if n in args.names] if args.names else list(BENCHMARKS)
-    sizes = _sizes(args)
+    sides = _sides(args, head_commit, rev_commit, bench_database_name(url))
+    names = _benchmarks(args, sides)
     started_at = datetime.now(UTC)
     run_dir = CHECKOUTS / "runs" / started_at.strftime("%Y%m%dT%H%M%SZ")
     run_dir.mkdir(parents=True)

@@ -104,4 +104,12 @@ def test_every_size_names_a_constant_its_benchmark_module_has() -> None:
 
 def test_requirements_of_one_commit_do_not_differ_from_themselves() -> None:
     head = compare._commit("HEAD")
-    assert compare.requirement_differences(head, head) == []
+    assert compare.requirement_differences(head, head) == ([], [])
+
+
+def test_pins_reads_name_and_version_whatever_the_extras_markers_and_comments() -> None:
+    text = (
+        "# runtime\n-r requirements.txt\ncelery[redis]==5.7.0  # why\n"
+        "Django_Stubs==5.2.9 ; python_version >= '3.11'\nunpinned>=1\n"
+    )
+    assert compare.pins(text) == {"celery": "5.7.0", "django-stubs": "5.2.9"}
