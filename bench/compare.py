@@ -227,7 +227,10 @@ def _run_slice(
 ) -> list[dict[str, Any]]:
     stem = f"{name}-{index + 1}-{side.role}"
     out, log = run_dir / f"{stem}.json", run_dir / f"{stem}.log"
-    env = dict(os.environ, BENCH_DATABASE_NAME=side.database)
+    # Each revision its own database and cache keys (on the one Redis): nothing one writes
+    # is read by the other.
+    prefix = f"{os.environ.get('CACHE_KEY_PREFIX', 'backoffice')}-compare-{side.role}"
+    env = dict(os.environ, BENCH_DATABASE_NAME=side.database, CACHE_KEY_PREFIX=prefix)
     # The checkout's own modules come first (``-c`` puts its working directory on the path).
     env.pop("PYTHONPATH", None)
     command = [sys.executable, "-c", SLICE_SOURCE.read_text(), name, str(out), repr(sizes)]
@@ -277,6 +280,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         "target": target,
         "meets_target": None if target is None else ratio >= target,
         "slices": [r["value"] for r in records],
+        "slice_ratios": [r["ratio"] for r in records],
     }
 
 
