@@ -1,8 +1,8 @@
 """Benchmark two revisions side by side, taking turns: ``make bench-compare REV=<commit>``.
 
 ``python -m bench.compare REV [names…]`` checks out the working tree's HEAD and REV as git
-worktrees under ``.local/bench-compare/`` (the same virtualenv runs both, so their pinned
-requirements must agree unless ``--force``), gives each its own bench database, and runs
+worktrees under ``.local/bench-compare/`` (the same virtualenv runs both, so no package may
+be pinned at two versions unless ``--force``), gives each its own bench database, and runs
 every benchmark in slices: each slice is one run of the benchmark at a reduced size
 (``SIZES``) in one revision's checkout (bench/slice.py), and the revisions take turns in
 ABBA order (HEAD, REV, REV, HEAD, HEAD, REV, …), so that the machine's drift during the run
@@ -306,12 +306,19 @@ def compare_records(
             "rev": summarise(r) if r else None,
             "head_over_rev": None,
             "change": None,
+            "head_better_pairs": None,
         }
         if h and r and figure["rev"]["value"] and figure["head"]["value"]:
             over = figure["head"]["value"] / figure["rev"]["value"]
             figure["head_over_rev"] = round(over, 3)
             # Positive: HEAD is better, in the figure's own sense (faster, or more per second).
             figure["change"] = round(over - 1 if figure["higher_is_better"] else 1 / over - 1, 3)
+        if h and r and len(h) == len(r):
+            # Slice i of each ran back to back: how often HEAD won says more than one median
+            # when the machine is noisy.
+            sign = 1 if figure["higher_is_better"] else -1
+            wins = sum(sign * (a["value"] - b["value"]) > 0 for a, b in zip(h, r, strict=True))
+            figure["head_better_pairs"] = [wins, len(h)]
         figures.append(figure)
     return figures
 
@@ -329,6 +336,11 @@ def _change(change: float | None) -> str:
         return "-"
     text = f"{change:+.1%}"
     return f"{text} **worse**" if change < -DROP_FLAG else text
+
+
+def _pairs(figure: dict[str, Any]) -> str:
+    pairs = figure["head_better_pairs"]
+    return "-" if pairs is None else f"{pairs[0]}/{pairs[1]}"
 
 
 def _met(summary: dict[str, Any] | None) -> str:
@@ -351,12 +363,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"(ABBA), load average {result['load_average'][0]:.1f}-{result['load_average'][1]:.1f}. "
         f"HEAD is `{head['commit'][:10]}` ({_cut(head['subject'])}); REV is "
         f"`{rev['commit'][:10]}` ({_cut(rev['subject'])}). Each value is the median of the "
-        "slices; the ratio is against the baseline measured in the same slice; change is HEAD "
-        "against REV, positive when HEAD is better.",
+        "slices; change is HEAD against REV, positive when HEAD is better; HEAD won: in how "
+        "many pairs of slices run back to back HEAD's value was the better; ratio: against the "
+        "baseline measured in the same slice.",
         "",
-        "| record | HEAD | REV | HEAD ÷ REV | change | ratio HEAD | ratio REV | target "
-        "| HEAD | REV |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| record | HEAD | REV | HEAD ÷ REV | change | HEAD won | ratio HEAD | ratio REV "
+        "| target | HEAD | REV |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for f in result["figures"]:
         h, r = f["head"], f["rev"]
@@ -364,7 +377,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {f['name']} | {_number(h and h['value'])} {f['unit']} "
             f"| {_number(r and r['value'])} {f['unit']} | {_number(f['head_over_rev'])} "
-            f"| {_change(f['change'])} | {_number(h and h['ratio'])} "
+            f"| {_change(f['change'])} | {_pairs(f)} | {_number(h and h['ratio'])} "
             f"| {_number(r and r['ratio'])} | {'-' if target is None else f'{target:.2f}'} "
             f"| {_met(h)} | {_met(r)} |"
         )
@@ -375,7 +388,7 @@ def print_table(figures: list[dict[str, Any]]) -> None:
     """Print the comparison as a fixed-width table."""
     width = max([len("record"), *(len(f["name"]) for f in figures)])
     header = (
-        f"{'record':<{width}} {'HEAD':>10} {'REV':>10} {'H÷R':>6} {'change':>8} "
+        f"{'record':<{width}} {'HEAD':>10} {'REV':>10} {'H÷R':>6} {'change':>8} {'H won':>5} "
         f"{'ratio H':>7} {'ratio R':>7} {'target':>6}  met H/R"
     )
     print(header)
@@ -390,7 +403,8 @@ def print_table(figures: list[dict[str, Any]]) -> None:
         )
         print(
             f"{f['name']:<{width}} {_number(h and h['value']):>10} {_number(r and r['value']):>10} "
-            f"{_number(f['head_over_rev']):>6} {change:>8} {_number(h and h['ratio']):>7} "
+            f"{_number(f['head_over_rev']):>6} {change:>8} {_pairs(f):>5} "
+            f"{_number(h and h['ratio']):>7} "
             f"{_number(r and r['ratio']):>7} {'-' if target is None else f'{target:.2f}':>6}  "
             f"{met}{flag}"
         )

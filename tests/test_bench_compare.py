@@ -51,6 +51,16 @@ def test_the_change_reads_positive_when_head_is_better_for_rates_and_for_times()
     assert (time["head_over_rev"], time["change"]) == (0.8, 0.25)
 
 
+def test_head_won_counts_the_pairs_of_slices_where_its_value_was_the_better() -> None:
+    def slices(unit: str, values: tuple[float, ...]) -> list[list[dict[str, Any]]]:
+        return [[_record("x", v, unit=unit, ratio=1, target=None)] for v in values]
+
+    (rate,) = compare.compare_records(slices("/s", (5, 9, 7)), slices("/s", (6, 8, 6)))
+    (time,) = compare.compare_records(slices("ms", (5, 9, 7)), slices("ms", (6, 8, 6)))
+    assert rate["head_better_pairs"] == [2, 3]
+    assert time["head_better_pairs"] == [1, 3]
+
+
 def test_a_record_only_one_revision_produces_is_listed_without_a_comparison() -> None:
     head = [[_record("new", 1.0, unit="ms", ratio=1, target=None)]]
     rev = [[_record("old", 1.0, unit="ms", ratio=1, target=None)]]
@@ -77,8 +87,8 @@ def test_the_markdown_flags_a_drop_beyond_ten_percent_and_a_missed_target() -> N
     table = compare.markdown(result)
     assert "`make bench-compare REV=main`" in table
     assert (
-        "| saga: throughput | 80.0 /s | 100.0 /s | 0.8 | -20.0% **worse** | 0.45 | 0.6 | 0.50 "
-        "| **missed** | met |"
+        "| saga: throughput | 80.0 /s | 100.0 /s | 0.8 | -20.0% **worse** | 0/1 | 0.45 | 0.6 "
+        "| 0.50 | **missed** | met |"
     ) in table
 
 
