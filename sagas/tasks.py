@@ -103,7 +103,6 @@ def run_saga_step(
             phase=Phase(phase),
             worker=current_worker(self.request.hostname or ""),
             clock=timezone.now,
-            saga_type=saga_type,
             abandoned=UUID(abandoned) if abandoned else None,
         )
     except AttemptAbandoned as exc:
