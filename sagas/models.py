@@ -149,6 +149,30 @@ class Saga(models.Model):
         return Failure(step=self.failure_step, code=self.failure_code, message=self.failure_message)
 
 
+class FailedCompensationManager(models.Manager["FailedCompensation"]):
+    """Keep only the sagas waiting in COMPENSATION_FAILED."""
+
+    def get_queryset(self) -> models.QuerySet[FailedCompensation]:
+        """Return the sagas whose compensation failed for good, waiting for an operator."""
+        return super().get_queryset().filter(status=SagaStatus.COMPENSATION_FAILED.value)
+
+
+class FailedCompensation(Saga):
+    """Show a saga waiting in COMPENSATION_FAILED for an operator's retry or skip.
+
+    The failed-compensation queue of the admin. A view of sagas, so it has no permissions of
+    its own: whoever may view sagas sees it, and retry and skip need the saga's.
+    """
+
+    objects = FailedCompensationManager()
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "failed compensation"
+        verbose_name_plural = "failed compensations"
+
+
 class SagaStep(models.Model):
     """Show where one step of a saga stands (its compensation's status once compensating)."""
 
