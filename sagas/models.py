@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from django.db import models
 from django.db.models import Q
@@ -164,7 +165,7 @@ class FailedCompensation(Saga):
     its own: whoever may view sagas sees it, and retry and skip need the saga's.
     """
 
-    objects = FailedCompensationManager()
+    objects: ClassVar[FailedCompensationManager] = FailedCompensationManager()
 
     class Meta:
         proxy = True

@@ -40,7 +40,7 @@ def _kwargs() -> dict[str, str]:
 
 def _sent_by_celery(queue: str, kwargs: dict[str, str], countdown: float) -> None:
     # How sagas.dispatch called Celery before config.broker existed.
-    run_saga_step.apply_async(  # type: ignore[call-arg]
+    run_saga_step.apply_async(
         kwargs=kwargs,
         argsrepr="()",
         kwargsrepr=repr(kwargs),
