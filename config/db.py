@@ -13,11 +13,12 @@ client-bound and never prepare, so the ORM is unaffected.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, Model
 from django.db.models.fields import AutoFieldMixin
@@ -51,6 +52,34 @@ def server_binding_cursor() -> CursorWrapper:
     if conn.queries_logged:
         return CursorDebugWrapper(raw, conn)
     return CursorWrapper(raw, conn)
+
+
+@contextmanager
+def pipelined_transaction() -> Iterator[None]:
+    """Run a durable transaction whose statements travel in psycopg's pipeline mode.
+
+    A write service's transaction is several statements (BEGIN, the writes, COMMIT). In
+    pipeline mode psycopg sends a statement without waiting for the one before to answer; it
+    waits only when a result is read (a ``fetch*``) and at COMMIT. Statements whose results
+    nobody reads therefore share a round trip with the next one that is read, or with the
+    COMMIT, and the service keeps the plain shape "one transaction, one statement per write".
+
+    What code inside must respect: ``cursor.rowcount`` and errors are only known once the
+    pipeline has synchronised (a fetch, or the COMMIT), so a statement whose outcome decides
+    what happens next must fetch (``RETURNING``) rather than read ``rowcount``; an error of a
+    statement nobody fetched surfaces at the COMMIT, from this block, and rolls it all back.
+    """
+    conn = connections[DEFAULT_DB_ALIAS]
+    conn.ensure_connection()
+    # The pipeline around the transaction, so that BEGIN rides with the first statement
+    # and COMMIT with the last unread ones.
+    with conn.connection.pipeline() as pipeline, transaction.atomic(durable=True):
+        yield
+        if len(conn.atomic_blocks) > 1:
+            # Nested in a test case's transaction, this block is a savepoint, whose release
+            # does not wait for an answer: wait here, so that an error of an unread
+            # statement rolls this block back as it would the real transaction.
+            pipeline.sync()
 
 
 #: Statement texts by model (and WHERE clause): built once, so that each prepares.
@@ -93,24 +122,66 @@ def prepared_insert(obj: Model) -> None:
     obj._state.db = connection.alias
 
 
+_MANY_INSERTS: dict[tuple[type[Model], int, bool], str] = {}
+
+
+def insert_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
+    """Return the fields an INSERT of ``model`` writes: every concrete one but an auto key."""
+    meta = model._meta
+    auto_pk = isinstance(meta.pk, AutoFieldMixin)
+    return tuple(f for f in meta.concrete_fields if not (auto_pk and f is meta.pk))
+
+
+def prepared_insert_rows(objs: Sequence[Model], *, ignore_conflicts: bool = False) -> None:
+    """INSERT model instances of one model in one prepared statement, reading nothing back.
+
+    Every concrete field is written (an auto-increment key is left to the database and not
+    read back), each value from ``pre_save`` and ``get_db_prep_save`` as the ORM does, so a
+    field added to the model with a default is written without touching any SQL. Nothing is
+    fetched: in pipeline mode (``pipelined_transaction``) the statement costs no round trip
+    of its own. ``ignore_conflicts`` adds ``ON CONFLICT DO NOTHING``. No signals are sent.
+    """
+    if not objs:
+        return
+    model = type(objs[0])
+    fields = insert_fields(model)
+    key = (model, len(objs), ignore_conflicts)
+    if key not in _MANY_INSERTS:
+        meta = model._meta
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        row = f"({', '.join(['%s'] * len(fields))})"
+        _MANY_INSERTS[key] = (
+            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
+            f"VALUES {', '.join([row] * len(objs))}"
+            + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+        )
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+    with server_binding_cursor() as cursor:
+        cursor.execute(_MANY_INSERTS[key], values)
+
+
 def prepared_select(model: type[M], where: str, params: Sequence[Any]) -> list[M]:
     """Return the model's rows matching ``where`` (SQL with ``%s`` placeholders), prepared.
 
-    Only for models whose fields need no conversion from what psycopg returns (text, numbers,
-    uuid, timestamps: no JSON), which is checked.
+    Every concrete field is read; a field that converts what the database returns (a
+    ``JSONField``) converts it as the ORM would (Django's connection hands ``jsonb`` over as
+    text for that).
     """
     key = (model, where)
+    meta = model._meta
     if key not in _SELECTS:
-        meta = model._meta
-        needs_conversion = [f.name for f in meta.concrete_fields if hasattr(f, "from_db_value")]
-        if needs_conversion:
-            raise TypeError(f"{model.__name__}: fields {needs_conversion} need conversion")
         columns = ", ".join(connection.ops.quote_name(f.column) for f in meta.concrete_fields)
         _SELECTS[key] = (
             f"SELECT {columns} FROM {connection.ops.quote_name(meta.db_table)} WHERE {where}"  # noqa: S608
         )
-    attnames = [f.attname for f in model._meta.concrete_fields]
+    attnames = [f.attname for f in meta.concrete_fields]
+    converters = [(i, f) for i, f in enumerate(meta.concrete_fields) if hasattr(f, "from_db_value")]
     with server_binding_cursor() as cursor:
         cursor.execute(_SELECTS[key], list(params))
         rows = cursor.fetchall()
+    if converters:
+        rows = [list(row) for row in rows]
+        for row in rows:
+            for i, field in converters:
+                row[i] = field.from_db_value(row[i], None, connection)
     return [model.from_db(connection.alias, attnames, row) for row in rows]

@@ -16,6 +16,7 @@ written and the late outcome is dropped.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,12 +24,13 @@ from uuid import UUID
 
 from django.db import connection
 
-from config.db import server_binding_cursor
+from config.db import prepared_insert_rows, server_binding_cursor
 from sagas.definitions import Failure, SagaDefinition
 from sagas.dispatch import StepMessage, countdown_allowed, publish_on_commit
-from sagas.engine import Cursor, SagaState, Transition
+from sagas.engine import Cursor, SagaState, Transition, first_cursor
 from sagas.models import Saga, SagaStep, SagaStepExecution
 from sagas.statuses import AttemptStatus, Phase, SagaStatus, StepStatus
+from sagas.workers import current_worker
 
 #: Step statuses that close a phase of the step (its ``*_finished_at`` is set).
 _PHASE_DONE = {
@@ -246,3 +248,81 @@ def lost_attempt_log(*, saga: Saga, definition: SagaDefinition, error: str, now:
         worker=saga.claim_worker,
         at=now,
     )
+
+
+# --- a saga's start ----------------------------------------------------------------------------
+
+
+def saga_record_start(
+    *,
+    saga_id: UUID,
+    saga_type: str,
+    definition: SagaDefinition,
+    context: Mapping[str, Any],
+    correlation_id: str,
+    actor: str,
+    subject: str,
+    exclusive: bool,
+    now: datetime,
+) -> None:
+    """Write a new saga: its row, a row per step, and a log row per local step it ran.
+
+    Its leading local steps have run (``sagas.services.saga_begin``); the first remote step
+    is due now, its message sent after commit. Three prepared statements (``config.db``)
+    that write every concrete field of each model (a field a start does not set gets its
+    model default) and read nothing back, so in a pipelined transaction they travel with
+    the COMMIT.
+    """
+    cursor = first_cursor(definition)
+    # Nothing remote: the local steps were the whole saga.
+    finished = cursor is None
+    saga = Saga(
+        id=saga_id,
+        saga_type=saga_type,
+        status=(SagaStatus.COMPLETED if finished else SagaStatus.RUNNING).value,
+        subject=subject,
+        exclusive=exclusive,
+        correlation_id=correlation_id,
+        actor=actor,
+        context=dict(context),
+        current_step=definition.steps[-1 if cursor is None else cursor.index].name,
+        current_phase=Phase.ACTION.value,
+        due_at=None if finished else now,
+        dispatched_at=None if finished else now,
+        created_at=now,
+        updated_at=now,
+        finished_at=now if finished else None,
+    )
+    steps = [
+        SagaStep(
+            saga_id=saga_id,
+            position=position,
+            name=step.name,
+            status=(StepStatus.SUCCEEDED if step.local else StepStatus.PENDING).value,
+            compensable=step.compensation is not None,
+            action_attempts=1 if step.local else 0,
+            action_started_at=now if step.local else None,
+            action_finished_at=now if step.local else None,
+        )
+        for position, step in enumerate(definition.steps)
+    ]
+    worker = f"local {current_worker().name}"
+    log = [
+        SagaStepExecution(
+            saga_id=saga_id,
+            step=step.name,
+            position=position,
+            phase=Phase.ACTION.value,
+            attempt=1,
+            status=AttemptStatus.SUCCEEDED.value,
+            started_at=now,
+            finished_at=now,
+            worker=worker,
+            at=now,
+        )
+        for position, step in enumerate(definition.steps)
+        if step.local
+    ]
+    prepared_insert_rows([saga])
+    prepared_insert_rows(steps)
+    prepared_insert_rows(log)
