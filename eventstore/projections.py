@@ -142,7 +142,7 @@ def _write_checkpoint(name: str, position: LogPosition, processed: int, *, reset
 
 def _run_batch(projector: Projector, store: PostgresEventStore, batch_size: int) -> int | None:
     """Process one batch in one transaction; None when another runner holds the projection."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if not _try_lock(projector.name):
             return None
         checkpoint = _read_checkpoint(projector.name)
