@@ -15,14 +15,14 @@ stream, which holds every committed version.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db import connection
 
-from config.db import prepared_insert_rows, prepared_select, server_binding_cursor
+from config.db import prepared_insert_rows, prepared_select_sent, server_binding_cursor
 from eventstore.postgres import PostgresEventStore
 from eventstore.projections import Projector
 from eventstore.records import NewEvent, RecordedEvent
@@ -58,10 +58,14 @@ WHERE id = %(id)s AND version = %(before)s
 """  # noqa: S608
 
 
-def order_row(order_id: UUID) -> Order | None:
-    """Return the read-model row of an order as stored now, or None (one prepared statement)."""
-    found = prepared_select(Order, "id = %s", [order_id])
-    return found[0] if found else None
+def order_row_sent(order_id: UUID) -> Callable[[], Order | None]:
+    """Send the read of an order's read-model row; return the function that reads the answer.
+
+    One prepared statement (config.db). In a pipelined transaction its answer comes with
+    the transaction's other statements; the row is as this transaction sees it.
+    """
+    rows = prepared_select_sent(Order, "id = %s", [order_id])
+    return lambda: next(iter(rows()), None)
 
 
 def _user_id(placed_by: str) -> int | None:

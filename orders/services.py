@@ -28,7 +28,7 @@ from orders.domain import (
     PricedItem,
 )
 from orders.models import Order as OrderRow
-from orders.projections import order_row
+from orders.projections import order_row_sent
 from sagas.services import saga_begin, saga_start
 
 PLACE_ORDER = "place_order"
@@ -135,8 +135,10 @@ def order_place(
                 actor=actor,
                 subject=order_subject(order_id),
             )
-            # Read in the transaction: once it commits, a worker may move the order on.
-            row = order_row(order_id)
+            # Read in the transaction (once it commits, a worker may move the order on);
+            # the answer comes with the saga's writes.
+            row_written = order_row_sent(order_id)
+        row = row_written()
     except ConcurrencyError as exc:
         # The saga's first step found the order's stream already begun.
         if exc.stream_id == str(order_id):

@@ -268,10 +268,10 @@ def saga_record_start(
     """Write a new saga: its row, a row per step, and a log row per local step it ran.
 
     Its leading local steps have run (``sagas.services.saga_begin``); the first remote step
-    is due now, its message sent after commit. Three prepared statements (``config.db``)
-    that write every concrete field of each model (a field a start does not set gets its
-    model default) and read nothing back, so in a pipelined transaction they travel with
-    the COMMIT.
+    is due now, its message sent after commit. A prepared statement per table
+    (``config.db``), each writing every concrete field of its model (a field a start does
+    not set gets its model default) and reading nothing back, so in a pipelined transaction
+    they travel with the statements after them.
     """
     cursor = first_cursor(definition)
     # Nothing remote: the local steps were the whole saga.

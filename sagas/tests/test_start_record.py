@@ -24,9 +24,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _columns_inserted_into(model: type[Model], statements: list[str]) -> set[str]:
-    table = model._meta.db_table
-    [insert] = [s for s in statements if s.startswith(f'INSERT INTO "{table}" ')]
-    column_list = insert.split("(", 1)[1].split(")", 1)[0]
+    marker = f'INSERT INTO "{model._meta.db_table}" ('
+    [insert] = [s.split(marker, 1)[1] for s in statements if marker in s]
+    column_list = insert.split(")", 1)[0]
     return {c.strip().strip('"') for c in column_list.split(",")}
 
 
