@@ -178,11 +178,17 @@ class PostgresEventStore:
             raise ValueError("expected_version cannot be negative")
         following = self._following(events)
         params = _append_params(stream_type, stream_id, expected_version, events)
-        # One statement is atomic by itself; a batch (which may be refused half-way) or an
-        # append with read-model writes after it needs a transaction around them, which
-        # joins the caller's when there is one.
-        alone = len(events) == 1 and not following
-        with nullcontext() if alone else self.transaction():
+        # One statement is atomic by itself. A batch may be refused half-way, and its rows
+        # that went in must then roll back: a savepoint when in a caller's transaction, so
+        # the caller may reload and try again. An append with read-model writes after it
+        # joins the caller's transaction (or makes one).
+        if len(events) > 1:
+            atomic: AbstractContextManager[object] = transaction.atomic()
+        elif following:
+            atomic = self.transaction()
+        else:
+            atomic = nullcontext()
+        with atomic:
             # Prepared after a few runs (config.db): its text is fixed per batch size.
             with server_binding_cursor() as cursor:
                 cursor.execute(append_sql(len(events)), params)
@@ -200,10 +206,13 @@ class PostgresEventStore:
                 # Part of the batch collided (a race or a partly re-sent batch). Raising rolls
                 # back the rows that did go in: a batch is all or nothing.
                 raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
-            duplicate = self._stored_duplicate(stream_type, stream_id, events)
-            if duplicate is not None:
-                return duplicate
-            raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
+        # Nothing was stored, so nothing needs rolling back: the refusal is raised outside
+        # the atomic block and leaves a caller's transaction usable (Repository.execute
+        # reloads and decides again in it).
+        duplicate = self._stored_duplicate(stream_type, stream_id, events)
+        if duplicate is not None:
+            return duplicate
+        raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
 
     def _following(self, events: Sequence[NewEvent]) -> list[InlineProjector]:
         """Return the inline projectors that follow any of the events."""
