@@ -115,7 +115,7 @@ def _append_params(
 
 
 class InlineProjector(Protocol):
-    """A projector the store updates in the transaction of every append it follows."""
+    """Update a read model in the transaction of every append of the events it follows."""
 
     @property
     def event_types(self) -> frozenset[str]: ...

@@ -68,7 +68,7 @@ class OrderLineRequest:
 
 @dataclass(frozen=True)
 class PlacedOrder:
-    """What placing an order wrote: its id, its saga's, and its read-model row as written."""
+    """Carry what placing an order wrote: its id, its saga's, and its read-model row."""
 
     order_id: UUID
     saga_id: UUID

@@ -222,7 +222,7 @@ def test_event_ids_are_unique_across_streams(pg_store: PostgresEventStore) -> No
 
 
 class FailingProjector:
-    """An inline projector whose read-model write fails."""
+    """Fail every read-model write, as a projector whose row the database refuses."""
 
     event_types = frozenset({"Happened"})
 
