@@ -36,9 +36,10 @@ from django.test.utils import override_settings
 
 from bench.records import Record, latency_record, throughput_record
 from eventstore import projections
+from eventstore.factory import event_store
 from eventstore.postgres import PostgresEventStore
-from eventstore.projections import Projector, event_store, projection_catch_up
-from eventstore.records import AppendResult, EventMetadata, NewEvent, RecordedEvent, Rider
+from eventstore.projections import Projector, projection_catch_up
+from eventstore.records import AppendResult, EventMetadata, NewEvent, RecordedEvent
 from eventstore.repository import Repository
 from eventstore.sample import Account
 from eventstore.sample import registry as account_events
@@ -109,7 +110,6 @@ class TableLockingEventStore(PostgresEventStore):
         stream_id: str,
         expected_version: int,
         events: Sequence[NewEvent],
-        riders: Sequence[Rider] = (),
     ) -> AppendResult:
         with self.transaction():
             with connection.cursor() as cursor:
@@ -119,7 +119,6 @@ class TableLockingEventStore(PostgresEventStore):
                 stream_id=stream_id,
                 expected_version=expected_version,
                 events=events,
-                riders=riders,
             )
 
 

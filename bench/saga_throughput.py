@@ -3,7 +3,7 @@
 Both run four no-op steps on the same Redis, through one worker process started here
 (prefork, concurrency 2) on a queue of its own:
 
-- **engine**: sagas of type ``test.noop4``, started with ``saga_start`` in a transaction and
+- **engine**: sagas of type ``test.noop4``, started with ``saga_start`` (its own transaction) and
   driven step by step by ``run_saga_step`` (claim, run, record, dispatch after commit);
 - **baseline**: ``chain(link, link, link, end)`` of trivial tasks with no database at all.
 
@@ -87,14 +87,9 @@ def _bench_worker(queue: str) -> Iterator[object]:
 
 
 def _start_saga(now: datetime, batch: str) -> uuid.UUID:
-    from django.db import transaction
-
     from sagas.services import saga_start
 
-    with transaction.atomic(durable=True):
-        return saga_start(
-            saga_type=SAGA_TYPE, context={}, correlation_id=batch, actor="bench", now=now
-        )
+    return saga_start(saga_type=SAGA_TYPE, context={}, correlation_id=batch, actor="bench", now=now)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str, interval: float) -> None:

@@ -344,7 +344,6 @@ if SAGA_TESTING:
         "sagas.testing.sagas.EFFECTS",
         "sagas.testing.sagas.DUPLICATED",
         "sagas.testing.sagas.LOCAL",
-        "sagas.testing.sagas.CARRIED",
         "sagas.testing.sagas.TIMEOUT",
         "sagas.testing.sagas.LONG_BACKOFF",
         "sagas.testing.sagas.FORWARD",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,9 +20,9 @@ from eventstore.records import (
     LogPosition,
     NewEvent,
     RecordedEvent,
-    Rider,
     StoredSnapshot,
 )
+from eventstore.serialization import json_round_trip
 
 
 class InMemoryEventStore:
@@ -75,12 +74,9 @@ class InMemoryEventStore:
         stream_id: str,
         expected_version: int,
         events: Sequence[NewEvent],
-        riders: Sequence[Rider] = (),
     ) -> AppendResult:
         if not events:
             raise ValueError("append needs at least one event")
-        if riders:
-            raise NotImplementedError("riders are SQL: only the PostgreSQL store runs them")
         with self._lock:
             stream = self._streams.setdefault((stream_type, stream_id), [])
             known = [self._by_id.get(e.event_id) for e in events]
@@ -115,8 +111,8 @@ class InMemoryEventStore:
                     event_id=new.event_id,
                     event_type=new.event_type,
                     schema_version=new.schema_version,
-                    data=json.loads(json.dumps(dict(new.data))),
-                    metadata=json.loads(json.dumps(dict(new.metadata))),
+                    data=json_round_trip(dict(new.data)),
+                    metadata=json_round_trip(dict(new.metadata)),
                     recorded_at=now,
                 )
                 recorded.append(record)

@@ -18,10 +18,10 @@ by the longest-running writing transaction, measured in docs/benchmarks.md.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 from uuid import UUID
@@ -29,84 +29,102 @@ from uuid import UUID
 from django.db import connection, transaction
 
 from eventstore.errors import ConcurrencyError, DuplicateEventError
+from eventstore.models import StoredEvent
 from eventstore.records import (
     LOG_START,
     AppendResult,
     LogPosition,
     NewEvent,
     RecordedEvent,
-    Rider,
     StoredSnapshot,
 )
+from eventstore.serialization import json_text, json_value
 from infrastructure.db import server_binding_cursor
 
-EVENT_COLUMNS = (
-    "position, transaction_id, stream_type, stream_id, version, event_id, event_type, "
-    "schema_version, data, metadata, recorded_at"
+# The columns of eventstore_event, from its model: this module is the only one that writes
+# or reads that table in SQL.
+_FIELDS = {f.name: f for f in StoredEvent._meta.concrete_fields}
+_TABLE = connection.ops.quote_name(StoredEvent._meta.db_table)
+#: Filled in by the database: the log position (a sequence), the writing transaction's id
+#: and the time (column defaults, migration 0002).
+DATABASE_FILLED = ("position", "transaction_id", "recorded_at")
+#: Shared by every event of a batch.
+PER_STREAM = ("stream_type", "stream_id")
+#: Brought by each appended event. Any other column of the model is written with its
+#: model default, so a column added with a default needs no change here.
+PER_EVENT = ("event_id", "version", "event_type", "schema_version", "data", "metadata")
+DEFAULTED = tuple(
+    name for name in _FIELDS if name not in {*DATABASE_FILLED, *PER_STREAM, *PER_EVENT}
 )
-_EVENT_COLUMN_COUNT = len(EVENT_COLUMNS.split(", "))
-_RIDER_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+def _column(name: str) -> str:
+    return connection.ops.quote_name(_FIELDS[name].column)
+
+
+#: The columns a ``RecordedEvent`` is read from, in the order of its fields.
+EVENT_COLUMNS = ", ".join(_column(f.name) for f in dataclasses.fields(RecordedEvent))
 
 
 @functools.lru_cache(maxsize=64)
-def _append_sql(batch: int, riders: tuple[tuple[str, str], ...]) -> str:
-    """Return the append statement for a batch size and riders (``(sql, counted)`` pairs).
+def append_sql(batch: int) -> str:
+    """Return the append statement for a batch of ``batch`` events.
 
-    Built once per shape, so that each shape is one text that psycopg prepares; riders'
-    parameters are renamed ``r<index>_<name>`` so that two riders cannot collide.
+    Built once per batch size, so that each size is one text that psycopg prepares. It
+    inserts the batch only when the stream is at the expected version, and returns the
+    stored rows; a lost race (the unique constraint) stores none of them.
     """
+    written = (*PER_EVENT, *DEFAULTED)
+    casts = {name: _FIELDS[name].db_type(connection) for name in written}
     values = ", ".join(
-        f"(%(e{n}_id)s::uuid, %(e{n}_version)s::int, %(e{n}_type)s, %(e{n}_schema)s::int, "
-        f"%(e{n}_data)s::jsonb, %(e{n}_meta)s::jsonb)"
+        "(" + ", ".join(f"%(e{n}_{name})s::{casts[name]}" for name in written) + ")"
         for n in range(batch)
     )
-    insert = (
-        "INSERT INTO eventstore_event "
-        "(event_id, stream_type, stream_id, version, event_type, schema_version, "
-        "data, metadata) "
-        "SELECT n.event_id, %(stream_type)s, %(stream_id)s, n.version, n.event_type, "
-        "n.schema_version, n.data, n.metadata "
-        f"FROM cur, (VALUES {values}) "
-        "AS n(event_id, version, event_type, schema_version, data, metadata) "
+    columns = ", ".join(_column(name) for name in (*PER_STREAM, *written))
+    return (
+        f"WITH cur AS (SELECT coalesce(max(version), 0) AS v FROM {_TABLE} "
+        "WHERE stream_type = %(stream_type)s AND stream_id = %(stream_id)s) "
+        f"INSERT INTO {_TABLE} ({columns}) "
+        f"SELECT %(stream_type)s, %(stream_id)s, {', '.join(f'n.{name}' for name in written)} "
+        f"FROM cur, (VALUES {values}) AS n({', '.join(written)}) "
         "WHERE cur.v = %(expected)s "
         "ON CONFLICT DO NOTHING "
         f"RETURNING {EVENT_COLUMNS}"
     )
-    current = (
-        "WITH cur AS (SELECT coalesce(max(version), 0) AS v FROM eventstore_event "
-        "WHERE stream_type = %(stream_type)s AND stream_id = %(stream_id)s) "
-    )
-    if not riders:
-        return current + insert
-    ctes = [_RIDER_PARAM.sub(rf"%(r{index}_\1)s", sql) for index, (sql, _) in enumerate(riders)]
-    counts = "".join(f", (SELECT count(*) FROM {counted})" for _, counted in riders)
-    return (
-        f"{current}, appended AS ({insert}), {', '.join(ctes)} "
-        f"SELECT {EVENT_COLUMNS}{counts} FROM appended"
-    )
+
+
+def _append_params(
+    stream_type: str, stream_id: str, expected_version: int, events: Sequence[NewEvent]
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "stream_type": stream_type,
+        "stream_id": stream_id,
+        "expected": expected_version,
+    }
+    for offset, event in enumerate(events):
+        params[f"e{offset}_event_id"] = str(event.event_id)
+        params[f"e{offset}_version"] = expected_version + offset + 1
+        params[f"e{offset}_event_type"] = event.event_type
+        params[f"e{offset}_schema_version"] = event.schema_version
+        params[f"e{offset}_data"] = json_text(dict(event.data))
+        params[f"e{offset}_metadata"] = json_text(dict(event.metadata))
+        for name in DEFAULTED:
+            field = _FIELDS[name]
+            params[f"e{offset}_{name}"] = field.get_db_prep_save(field.get_default(), connection)
+    return params
 
 
 class InlineProjector(Protocol):
+    """Update a read model in the transaction of every append of the events it follows."""
+
     @property
     def event_types(self) -> frozenset[str]: ...
 
     def handle(self, event: RecordedEvent) -> None: ...
 
-    def rider(self, stream_type: str, stream_id: str, event: NewEvent) -> Rider | None:
-        """Return the projection of ``event`` as a rider on its append, or None to handle it."""
-        ...
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _loads(value: Any) -> Any:
-    # Django's psycopg backend hands jsonb over as text so JSONField can decode it itself.
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
 
 def record_from_row(row: Sequence[Any]) -> RecordedEvent:
+    """Return the event in a row of ``EVENT_COLUMNS``."""
     return RecordedEvent(
         position=row[0],
         transaction_id=row[1],
@@ -116,8 +134,8 @@ def record_from_row(row: Sequence[Any]) -> RecordedEvent:
         event_id=row[5] if isinstance(row[5], UUID) else UUID(str(row[5])),
         event_type=row[6],
         schema_version=row[7],
-        data=_loads(row[8]),
-        metadata=_loads(row[9]),
+        data=json_value(row[8]),
+        metadata=json_value(row[9]),
         recorded_at=row[10],
     )
 
@@ -148,54 +166,39 @@ class PostgresEventStore:
         stream_id: str,
         expected_version: int,
         events: Sequence[NewEvent],
-        riders: Sequence[Rider] = (),
     ) -> AppendResult:
         """Store ``events`` at the end of the stream, if it is at ``expected_version``.
 
-        ``riders`` are writes that run in the same statement, only when the events are stored
-        (see :class:`Rider`). Inline projectors that can write their rows as riders do so.
+        The inline projectors that follow any of the events update their read models in the
+        same transaction.
         """
         if not events:
             raise ValueError("append needs at least one event")
         if expected_version < 0:
             raise ValueError("expected_version cannot be negative")
-        projection = self._inline_riders(stream_type, stream_id, events)
-        all_riders = [*(projection or ()), *riders]
-        params: dict[str, Any] = {
-            "stream_type": stream_type,
-            "stream_id": stream_id,
-            "expected": expected_version,
-        }
-        for offset, event in enumerate(events):
-            params[f"e{offset}_id"] = str(event.event_id)
-            params[f"e{offset}_version"] = expected_version + offset + 1
-            params[f"e{offset}_type"] = event.event_type
-            params[f"e{offset}_schema"] = event.schema_version
-            params[f"e{offset}_data"] = _json(dict(event.data))
-            params[f"e{offset}_meta"] = _json(dict(event.metadata))
-        for index, rider in enumerate(all_riders):
-            params.update((f"r{index}_{name}", value) for name, value in rider.params.items())
-        sql = _append_sql(len(events), tuple((r.sql, r.counted) for r in all_riders))
-        # A batch, or an event that inline projectors follow outside the statement, needs a
-        # transaction around its statements. One event whose followers all ride in the
-        # statement is atomic by itself: outside a caller's transaction it commits on its own
-        # (as durably), which saves the BEGIN and COMMIT round trips.
-        alone = len(events) == 1 and projection is not None
-        with nullcontext() if alone else self.transaction():
-            # Prepared after a few runs (infrastructure.db): its text is fixed per batch size and
-            # riders. It took the 1-writer append from 0.30 to 0.47 of the raw ceiling
-            # (docs/benchmarks.md).
+        following = self._following(events)
+        params = _append_params(stream_type, stream_id, expected_version, events)
+        # One statement is atomic by itself. A batch may be refused half-way, and its rows
+        # that went in must then roll back: a savepoint when in a caller's transaction, so
+        # the caller may reload and try again. An append with read-model writes after it
+        # joins the caller's transaction (or makes one).
+        if len(events) > 1:
+            atomic: AbstractContextManager[object] = transaction.atomic()
+        elif following:
+            atomic = self.transaction()
+        else:
+            atomic = nullcontext()
+        with atomic:
+            # Prepared after a few runs (infrastructure.db): its text is fixed per batch size.
             with server_binding_cursor() as cursor:
-                cursor.execute(sql, params)
+                cursor.execute(append_sql(len(events)), params)
                 rows = cursor.fetchall()
             if len(rows) == len(events):
-                ordered = sorted(rows, key=lambda r: r[4])
-                recorded = tuple(record_from_row(r) for r in ordered)
-                for index, rider in enumerate(all_riders):
-                    if rider.written is not None:
-                        rider.written(recorded, ordered[0][_EVENT_COLUMN_COUNT + index])
-                if projection is None:
-                    self._project_inline(recorded)
+                recorded = tuple(record_from_row(r) for r in sorted(rows, key=lambda r: r[4]))
+                for projector in following:
+                    for event in recorded:
+                        if event.event_type in projector.event_types:
+                            projector.handle(event)
                 return AppendResult(
                     stream_type, stream_id, recorded[0].version, recorded[-1].version, recorded
                 )
@@ -203,32 +206,23 @@ class PostgresEventStore:
                 # Part of the batch collided (a race or a partly re-sent batch). Raising rolls
                 # back the rows that did go in: a batch is all or nothing.
                 raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
-            duplicate = self._stored_duplicate(stream_type, stream_id, events)
-            if duplicate is not None:
-                return duplicate
-            raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
+        # Nothing was stored, so nothing needs rolling back: the refusal is raised outside
+        # the atomic block and leaves a caller's transaction usable (Repository.execute
+        # reloads and decides again in it).
+        duplicate = self._stored_duplicate(stream_type, stream_id, events)
+        if duplicate is not None:
+            return duplicate
+        raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
 
-    def _inline_riders(
-        self, stream_type: str, stream_id: str, events: Sequence[NewEvent]
-    ) -> list[Rider] | None:
-        """Return the inline projectors' riders for the events (none when none follow them).
-
-        None when any of them must handle the recorded events after the append instead: a
-        batch (it runs in a transaction anyway), or a projector with no rider for the event.
-        """
+    def _following(self, events: Sequence[NewEvent]) -> list[InlineProjector]:
+        """Return the inline projectors that follow any of the events."""
         if self._inline_projectors is None:
             return []
-        following = [
+        return [
             p
             for p in self._inline_projectors()
             if any(e.event_type in p.event_types for e in events)
         ]
-        if not following:
-            return []
-        if len(events) != 1:
-            return None
-        riders = [p.rider(stream_type, stream_id, events[0]) for p in following]
-        return None if None in riders else [r for r in riders if r is not None]
 
     def _stored_duplicate(
         self, stream_type: str, stream_id: str, events: Sequence[NewEvent]
@@ -237,7 +231,7 @@ class PostgresEventStore:
         ids = [str(e.event_id) for e in events]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {EVENT_COLUMNS} FROM eventstore_event WHERE event_id = ANY(%s::uuid[]) "
+                f"SELECT {EVENT_COLUMNS} FROM {_TABLE} WHERE event_id = ANY(%s::uuid[]) "
                 "ORDER BY version",
                 [ids],
             )
@@ -263,14 +257,6 @@ class PostgresEventStore:
             stream_type=stream_type, stream_id=stream_id, expected=expected_version, actual=actual
         )
 
-    def _project_inline(self, recorded: Sequence[RecordedEvent]) -> None:
-        if self._inline_projectors is None:
-            return
-        for projector in self._inline_projectors():
-            for event in recorded:
-                if event.event_type in projector.event_types:
-                    projector.handle(event)
-
     # --- reading ---------------------------------------------------------------------------
 
     def read_stream(
@@ -282,7 +268,7 @@ class PostgresEventStore:
         to_version: int | None = None,
     ) -> list[RecordedEvent]:
         sql = (
-            f"SELECT {EVENT_COLUMNS} FROM eventstore_event "
+            f"SELECT {EVENT_COLUMNS} FROM {_TABLE} "
             "WHERE stream_type = %s AND stream_id = %s AND version > %s"
         )
         params: list[Any] = [stream_type, stream_id, after_version]
@@ -308,7 +294,7 @@ class PostgresEventStore:
         no record objects keeps a 10,000-event load close to a plain fetch of its rows.
         """
         sql = (
-            "SELECT version, event_type, schema_version, data FROM eventstore_event "
+            f"SELECT version, event_type, schema_version, data FROM {_TABLE} "
             "WHERE stream_type = %s AND stream_id = %s AND version > %s"
         )
         params: list[Any] = [stream_type, stream_id, after_version]
@@ -325,10 +311,35 @@ class PostgresEventStore:
                 (v, t, s, loads(d) if isinstance(d, str) else d) for v, t, s, d in cursor.fetchall()
             ]
 
+    def read_streams(
+        self, *, stream_type: str, chunk: int = 2000
+    ) -> Iterator[tuple[str, list[RecordedEvent]]]:
+        """Yield every stream of a type with its events, in stream order, reading the table once.
+
+        For whole-read-model checks (a projection's ``verify``): one server-side cursor in
+        one transaction, fetched ``chunk`` rows at a time.
+        """
+        with transaction.atomic(), connection.chunked_cursor() as cursor:
+            cursor.execute(
+                f"SELECT {EVENT_COLUMNS} FROM {_TABLE} "
+                "WHERE stream_type = %s ORDER BY stream_id, version",
+                [stream_type],
+            )
+            current: list[RecordedEvent] = []
+            while rows := cursor.fetchmany(chunk):
+                for row in rows:
+                    event = record_from_row(row)
+                    if current and current[-1].stream_id != event.stream_id:
+                        yield current[-1].stream_id, current
+                        current = []
+                    current.append(event)
+            if current:
+                yield current[-1].stream_id, current
+
     def stream_version(self, *, stream_type: str, stream_id: str) -> int:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT coalesce(max(version), 0) FROM eventstore_event "
+                f"SELECT coalesce(max(version), 0) FROM {_TABLE} "
                 "WHERE stream_type = %s AND stream_id = %s",
                 [stream_type, stream_id],
             )
@@ -343,7 +354,7 @@ class PostgresEventStore:
         event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
         sql = (
-            f"SELECT {EVENT_COLUMNS} FROM eventstore_event "
+            f"SELECT {EVENT_COLUMNS} FROM {_TABLE} "
             "WHERE (transaction_id, position) > (%s, %s) "
             # Only transactions older than every running one: nothing can commit behind us.
             "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
@@ -360,7 +371,7 @@ class PostgresEventStore:
 
     def count_after(self, *, after: LogPosition, event_types: Collection[str] | None = None) -> int:
         """Count stored events after ``after`` (committed or not yet readable): a lag figure."""
-        sql = "SELECT count(*) FROM eventstore_event WHERE (transaction_id, position) > (%s, %s)"
+        sql = f"SELECT count(*) FROM {_TABLE} WHERE (transaction_id, position) > (%s, %s)"
         params: list[Any] = [after.transaction_id, after.position]
         if event_types is not None:
             sql += " AND event_type = ANY(%s)"
@@ -394,7 +405,9 @@ class PostgresEventStore:
             row = cursor.fetchone()
         if row is None:
             return None
-        return StoredSnapshot(stream_type, stream_id, int(row[0]), schema_version, _loads(row[1]))
+        return StoredSnapshot(
+            stream_type, stream_id, int(row[0]), schema_version, json_value(row[1])
+        )
 
     def save_snapshot(self, snapshot: StoredSnapshot) -> None:
         with connection.cursor() as cursor:
@@ -407,6 +420,6 @@ class PostgresEventStore:
                     snapshot.stream_id,
                     snapshot.version,
                     snapshot.schema_version,
-                    _json(snapshot.state),
+                    json_text(snapshot.state),
                 ],
             )

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils.module_loading import import_string
 
 from eventstore.postgres import InlineProjector, PostgresEventStore
-from eventstore.records import LOG_START, LogPosition, NewEvent, RecordedEvent, Rider
+from eventstore.records import LOG_START, LogPosition, RecordedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +41,6 @@ class Projector:
 
     def handle(self, event: RecordedEvent) -> None:
         raise NotImplementedError
-
-    def rider(self, stream_type: str, stream_id: str, event: NewEvent) -> Rider | None:
-        """Return this event's projection as writes in its append's statement, or None.
-
-        Inline projectors only. None (the default) has ``handle`` apply the recorded event
-        after the append, in a transaction around both; a rider makes the append one
-        statement, atomic by itself, and ``handle`` stays for catch-up and rebuilds.
-        """
-        return None
 
     def handle_batch(self, events: Sequence[RecordedEvent]) -> None:
         """Apply a batch read from the log, in log order (catch-up and rebuild call this).
@@ -92,11 +83,6 @@ def get_projector(name: str) -> Projector:
             return projector
     known = ", ".join(p.name for p in projectors()) or "none"
     raise KeyError(f"no projection named {name!r} (configured: {known})")
-
-
-def event_store() -> PostgresEventStore:
-    """Return the store the application writes through, with inline projections wired in."""
-    return PostgresEventStore(inline_projectors=inline_projectors)
 
 
 @dataclass(frozen=True)
@@ -156,7 +142,7 @@ def _write_checkpoint(name: str, position: LogPosition, processed: int, *, reset
 
 def _run_batch(projector: Projector, store: PostgresEventStore, batch_size: int) -> int | None:
     """Process one batch in one transaction; None when another runner holds the projection."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if not _try_lock(projector.name):
             return None
         checkpoint = _read_checkpoint(projector.name)

@@ -5,7 +5,7 @@ Plain Python with no Django import, so domain code and the in-memory store use t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -107,29 +107,3 @@ class StoredSnapshot:
     version: int
     schema_version: int
     state: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Rider:
-    """Writes that ride on an append: run in the append's own statement, when it stores events.
-
-    One statement is atomic by itself, so an append that carries the writes which must commit
-    with it (its inline read-model row, the saga that the event starts) needs no transaction
-    around it: one round trip instead of BEGIN, a statement each and COMMIT (five, for a
-    placed order; docs/benchmarks.md).
-
-    ``sql`` is one or more ``name AS (data-modifying statement ... RETURNING ...)``
-    definitions, comma-separated, for the append's WITH clause, with ``%(name)s`` parameters
-    from ``params``. They read the rows the append stored as ``appended`` (its columns are
-    ``eventstore.postgres.EVENT_COLUMNS``) and must write nothing when it holds none, which is
-    the case when the append is refused (a concurrent writer) or repeated (a duplicate).
-    Their names must differ from other riders' and from ``cur`` and ``appended``.
-
-    After the statement, ``written`` gets the stored events and how many rows ``counted``
-    (one of the rider's names) returned; it is not called when the append stored nothing.
-    """
-
-    sql: str
-    params: Mapping[str, Any]
-    counted: str
-    written: Callable[[Sequence[RecordedEvent], int], None] | None = None

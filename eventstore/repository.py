@@ -6,13 +6,13 @@ store without a database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any, Generic, TypeVar
 
 from eventstore.aggregates import Aggregate
 from eventstore.errors import ConcurrencyError, StreamNotFound, VersionNotFound
-from eventstore.records import EventMetadata, NewEvent, RecordedEvent, Rider, StoredSnapshot
+from eventstore.records import EventMetadata, NewEvent, RecordedEvent, StoredSnapshot
 from eventstore.registry import EventRegistry
 from eventstore.registry import events as default_registry
 from eventstore.store import EventStore
@@ -104,14 +104,11 @@ class Repository(Generic[A]):
             )
         ]
 
-    def save(
-        self, aggregate: A, *, metadata: EventMetadata, riders: Sequence[Rider] = ()
-    ) -> list[RecordedEvent]:
+    def save(self, aggregate: A, *, metadata: EventMetadata) -> list[RecordedEvent]:
         """Append the aggregate's pending events, expecting the version it was loaded at.
 
         Raises ``ConcurrencyError`` when someone else saved first; the caller reloads and
-        decides again (see ``execute``). ``riders`` go to the store's append: writes that
-        commit with the events, in their statement (``eventstore.records.Rider``).
+        decides again (see ``execute``).
         """
         pending = aggregate.pending_events
         if not pending:
@@ -129,14 +126,13 @@ class Repository(Generic[A]):
             every is not None and every > 0 and (expected // every != aggregate.version // every)
         )
         # The append and its snapshot commit together; an append alone is the store's to make
-        # atomic (it may then skip the transaction's round trips).
+        # atomic.
         with self.store.transaction() if snapshot_due else nullcontext():
             result = self.store.append(
                 stream_type=self.stream_type,
                 stream_id=aggregate.id,
                 expected_version=expected,
                 events=new_events,
-                riders=riders,
             )
             if snapshot_due:
                 self.store.save_snapshot(
@@ -165,8 +161,7 @@ class Repository(Generic[A]):
         a concurrent write is never lost or overwritten. Either the command still holds and
         appends after it, or it raises the domain error the new state calls for. The load
         needs no transaction around it (the save's expected version is the concurrency
-        check, not a lock), so outside a caller's transaction an attempt is the load's
-        round trip plus the save's own (one, for a lone event without inline projection).
+        check, not a lock).
         """
         for attempt in range(1, attempts + 1):
             try:

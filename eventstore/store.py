@@ -16,7 +16,6 @@ from eventstore.records import (
     LogPosition,
     NewEvent,
     RecordedEvent,
-    Rider,
     StoredSnapshot,
 )
 
@@ -29,13 +28,11 @@ class EventStore(Protocol):
         stream_id: str,
         expected_version: int,
         events: Sequence[NewEvent],
-        riders: Sequence[Rider] = (),
     ) -> AppendResult:
         """Append a batch atomically if the stream is at ``expected_version``.
 
         Raise ``ConcurrencyError`` otherwise. A batch whose events are all already stored
         (same ids, same stream) is a no-op returning them with ``duplicate=True``.
-        ``riders`` are SQL writes to run with the events (a store without SQL refuses any).
         """
         ...
 

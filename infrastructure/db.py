@@ -13,11 +13,12 @@ client-bound and never prepare, so the ORM is unaffected.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, Model
 from django.db.models.fields import AutoFieldMixin
@@ -51,6 +52,33 @@ def server_binding_cursor() -> CursorWrapper:
     if conn.queries_logged:
         return CursorDebugWrapper(raw, conn)
     return CursorWrapper(raw, conn)
+
+
+@contextmanager
+def pipelined_transaction() -> Iterator[None]:
+    """Run a durable transaction whose statements travel in psycopg's pipeline mode.
+
+    A write service's transaction is several statements. In pipeline mode psycopg sends a
+    statement without waiting for the one before to answer; it waits only when a result is
+    read (a ``fetch*``) and when the pipeline ends. Statements whose results nobody reads
+    therefore share a round trip with the next one that is read, or with the pipeline's end,
+    and the service keeps the plain shape "one transaction, one statement per write".
+
+    What code inside must respect: ``cursor.rowcount`` and errors are only known once the
+    pipeline has answered (a fetch, or its end), so a statement whose outcome decides what
+    happens next must fetch (``RETURNING``) rather than read ``rowcount``; an error of a
+    statement nobody fetched surfaces at the end of this block and rolls it all back.
+    """
+    conn = connections[DEFAULT_DB_ALIAS]
+    # The transaction around the pipeline: psycopg waits for the server whenever the
+    # autocommit mode changes in pipeline mode, and Django changes it on entering and
+    # leaving the outermost atomic block. The pipeline's end waits for every statement, so
+    # an error surfaces inside the block, which rolls back.
+    with transaction.atomic(durable=True):
+        conn.ensure_connection()
+        # Django's error classes for what surfaces at the pipeline's end, as for a query.
+        with conn.wrap_database_errors, conn.connection.pipeline():
+            yield
 
 
 #: Statement texts by model (and WHERE clause): built once, so that each prepares.
@@ -93,24 +121,93 @@ def prepared_insert(obj: Model) -> None:
     obj._state.db = connection.alias
 
 
+_MANY_INSERTS: dict[tuple[type[Model], int, bool], str] = {}
+
+
+def insert_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
+    """Return the fields an INSERT of ``model`` writes: every concrete one but an auto key."""
+    meta = model._meta
+    auto_pk = isinstance(meta.pk, AutoFieldMixin)
+    return tuple(f for f in meta.concrete_fields if not (auto_pk and f is meta.pk))
+
+
+def _insert_sql(model: type[Model], rows: int, *, ignore_conflicts: bool = False) -> str:
+    meta = model._meta
+    fields = insert_fields(model)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    return (
+        f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
+        f"VALUES {', '.join([row] * rows)}"
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    )
+
+
+def prepared_insert_rows(objs: Sequence[Model], *, ignore_conflicts: bool = False) -> None:
+    """INSERT instances of one model in one prepared statement, reading nothing back.
+
+    Every concrete field is written (an auto-increment key is left to the database and not
+    read back), each value from ``pre_save`` and ``get_db_prep_save`` as the ORM does, so a
+    field added to the model with a default is written without touching any SQL. Nothing is
+    fetched: in pipeline mode (``pipelined_transaction``) the statement costs no round trip
+    of its own. ``ignore_conflicts`` skips a conflicting row. No signals are sent.
+    """
+    if not objs:
+        return
+    model = type(objs[0])
+    key = (model, len(objs), ignore_conflicts)
+    if key not in _MANY_INSERTS:
+        _MANY_INSERTS[key] = _insert_sql(model, len(objs), ignore_conflicts=ignore_conflicts)
+    fields = insert_fields(model)
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+    with server_binding_cursor() as cursor:
+        cursor.execute(_MANY_INSERTS[key], values)
+
+
 def prepared_select(model: type[M], where: str, params: Sequence[Any]) -> list[M]:
     """Return the model's rows matching ``where`` (SQL with ``%s`` placeholders), prepared.
 
-    Only for models whose fields need no conversion from what psycopg returns (text, numbers,
-    uuid, timestamps: no JSON), which is checked.
+    Every concrete field is read; a field that converts what the database returns (a
+    ``JSONField``) converts it as the ORM would (Django's connection hands ``jsonb`` over as
+    text for that).
+    """
+    return prepared_select_sent(model, where, params)()
+
+
+def prepared_select_sent(
+    model: type[M], where: str, params: Sequence[Any]
+) -> Callable[[], list[M]]:
+    """Send ``prepared_select``'s query now; return the function that reads its rows.
+
+    In pipeline mode (``pipelined_transaction``) the query travels with the statements
+    around it and its answer arrives when the pipeline next waits (its end, say), so a read
+    whose answer is needed only after the writes costs no round trip of its own. Outside
+    pipeline mode this is ``prepared_select`` in two halves.
     """
     key = (model, where)
+    meta = model._meta
     if key not in _SELECTS:
-        meta = model._meta
-        needs_conversion = [f.name for f in meta.concrete_fields if hasattr(f, "from_db_value")]
-        if needs_conversion:
-            raise TypeError(f"{model.__name__}: fields {needs_conversion} need conversion")
         columns = ", ".join(connection.ops.quote_name(f.column) for f in meta.concrete_fields)
         _SELECTS[key] = (
             f"SELECT {columns} FROM {connection.ops.quote_name(meta.db_table)} WHERE {where}"  # noqa: S608
         )
-    attnames = [f.attname for f in model._meta.concrete_fields]
-    with server_binding_cursor() as cursor:
-        cursor.execute(_SELECTS[key], list(params))
-        rows = cursor.fetchall()
-    return [model.from_db(connection.alias, attnames, row) for row in rows]
+    cursor = server_binding_cursor()
+    cursor.execute(_SELECTS[key], list(params))
+
+    def rows() -> list[M]:
+        try:
+            fetched = cursor.fetchall()
+        finally:
+            cursor.close()
+        attnames = [f.attname for f in meta.concrete_fields]
+        converters = [
+            (i, f) for i, f in enumerate(meta.concrete_fields) if hasattr(f, "from_db_value")
+        ]
+        if converters:
+            fetched = [list(row) for row in fetched]
+            for row in fetched:
+                for i, field in converters:
+                    row[i] = field.from_db_value(row[i], None, connection)
+        return [model.from_db(connection.alias, attnames, row) for row in fetched]
+
+    return rows

@@ -34,7 +34,6 @@ from orders.selectors import (
     order_as_of,
     order_events,
     order_get,
-    order_just_placed,
     order_list,
     saga_summaries,
 )
@@ -181,13 +180,11 @@ class OrderListCreateView(APIView):
                 actor=actor_of(request),
                 correlation_id=correlation_of(request),
             )
-            order = order_just_placed(order_id=placed.order_id)
-            body = order_representation(order, just_placed_sagas(placed))
-            return StoredResponse(202, body, order_location(order.id))
+            body = order_representation(placed.order, just_placed_sagas(placed))
+            return StoredResponse(202, body, order_location(placed.order_id))
 
         try:
             if key is None:
-                # No transaction: the order and its saga are written in one statement.
                 result = place()
             else:
                 result = idempotent_request(

@@ -1,10 +1,9 @@
 """Idempotency keys for POST requests: the same key and body return the first response.
 
-The record is written in the same transaction as whatever the request created, so there is
-never an order without its key or a key without its order. While the first request with a
-key is still running, it holds a transaction-level advisory lock on that key; a second
-request with the key sees the lock taken and is told the first is in flight (409), instead of
-waiting or doing the work twice.
+The action is a service that owns its transaction; the record is written right after it
+commits. While the first request with a key is still running, it holds a session-level
+advisory lock on that key; a second request with the key sees the lock taken and is told the
+first is in flight (409), instead of waiting or doing the work twice.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 
 from orders.models import IdempotencyRecord
 
@@ -77,12 +76,13 @@ def idempotent_request(
     action raised is not stored: nothing was created, so a retry runs it again.
     """
     check_key(key)
-    with transaction.atomic(durable=True):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_id(user_id, key)])
-            row = cursor.fetchone()
-        if not (row and row[0]):
-            raise RequestInFlight(f"a request with Idempotency-Key {key!r} is still in flight")
+    lock = _lock_id(user_id, key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock])
+        row = cursor.fetchone()
+    if not (row and row[0]):
+        raise RequestInFlight(f"a request with Idempotency-Key {key!r} is still in flight")
+    try:
         existing = IdempotencyRecord.objects.filter(user_id=user_id, key=key).first()
         if existing is not None:
             if existing.request_hash != fingerprint:
@@ -105,3 +105,6 @@ def idempotent_request(
             response_location=response.location,
         )
         return response
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [lock])

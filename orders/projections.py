@@ -1,10 +1,9 @@
 """The order read model: one ``orders.Order`` row per order stream.
 
-Updated inline, with every append to an order stream (a new order's row in the append's own
-statement, as a rider; later changes in its transaction), so a client that POSTs an order
-can GET it (and find it in lists) at once, and staff never see a list that disagrees with
-an order's page. The price is a little work in each append, which is
-short and touches one row. The catch-up runner walks the log for this projection as for any
+Updated inline, in the transaction of every append to an order stream, so a client that
+POSTs an order can GET it (and find it in lists) at once, and staff never see a list that
+disagrees with an order's page. The price is a little work in each append, which is short
+and touches one row. The catch-up runner walks the log for this projection as for any
 other, so a rebuild or a damaged row heals the same way.
 
 Handlers are idempotent and gated by version: a row at version n takes only event n + 1. The
@@ -16,20 +15,18 @@ stream, which holds every committed version.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import connection
 
-from eventstore.postgres import EVENT_COLUMNS, PostgresEventStore, record_from_row
+from eventstore.postgres import PostgresEventStore
 from eventstore.projections import Projector
-from eventstore.records import NewEvent, RecordedEvent, Rider
+from eventstore.records import NewEvent, RecordedEvent
 from eventstore.registry import events as registry
-from infrastructure.db import server_binding_cursor
+from infrastructure.db import prepared_insert_rows, prepared_select_sent, server_binding_cursor
 from orders.domain import Order as OrderAggregate
 from orders.models import Order
 
@@ -49,65 +46,26 @@ COMPARED_FIELDS = (
     "updated_at",
 )
 
-
-# The row the last OrderCreated handled in this thread (or task) inserted: the POST that placed
-# the order answers with it instead of reading it back (orders.selectors.order_just_placed).
-# One slot, overwritten by the next order, so nothing accumulates; a placing transaction that
-# rolls back raises before anyone asks for it, and a stale slot names another order's id.
-_last_created: ContextVar[tuple[UUID, dict[str, Any]] | None] = ContextVar(
-    "orders_last_created", default=None
-)
-
-
-def take_created_row(order_id: UUID) -> dict[str, Any] | None:
-    """Return (once) the read-model fields just inserted for ``order_id`` here, else None."""
-    slot = _last_created.get()
-    if slot is None or slot[0] != order_id:
-        return None
-    _last_created.set(None)
-    return slot[1]
-
-
+# This module owns the SQL of the order read model's table. A new order's row is written
+# through infrastructure.db.prepared_insert_rows, whose column list comes from the model's fields;
+# later events change only the columns below.
 _TABLE = connection.ops.quote_name(Order._meta.db_table)
-_ROW_COLUMNS = """id, customer_id, status, cancellation_reason, items, total, currency,
-    placed_by, placed_by_user_id, correlation_id, version, created_position, created_at,
-    updated_at"""
-# The values of _ROW_COLUMNS up to version; the log's own three follow.
-_ROW_VALUES = """%(id)s, %(customer_id)s, %(status)s, %(cancellation_reason)s, %(items)s::jsonb,
-    %(total)s, %(currency)s, %(placed_by)s, %(placed_by_user_id)s::bigint,
-    %(correlation_id)s, %(version)s"""
-
-# A new order's row, from its recorded OrderCreated (catch-up, rebuild, a batch append). The
-# table name comes from the model; every value is bound.
-_INSERT_CREATED_SQL = f"""
-INSERT INTO {_TABLE} ({_ROW_COLUMNS})
-VALUES ({_ROW_VALUES}, %(created_position)s, %(created_at)s, %(updated_at)s)
-ON CONFLICT DO NOTHING
-"""  # noqa: S608
-
-# The same row, written by the append that stores the OrderCreated (eventstore.records.Rider):
-# every order placed is written here, inside its POST. The log's own fields come from the
-# row the append stored.
-_CREATED_RIDER_SQL = f"""
-order_row AS (
-    INSERT INTO {_TABLE} ({_ROW_COLUMNS})
-    SELECT {_ROW_VALUES}, appended.position, appended.recorded_at, appended.recorded_at
-    FROM appended
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-)"""  # noqa: S608
-
-
-def _row_params(order_id: UUID, fields: dict[str, Any]) -> dict[str, Any]:
-    return {**fields, "id": order_id, "items": json.dumps(fields["items"])}
-
-
 _UPDATE_SQL = f"""
 UPDATE {_TABLE}
 SET version = %(version)s, updated_at = %(updated_at)s, status = %(status)s,
     cancellation_reason = COALESCE(%(reason)s::text, cancellation_reason)
 WHERE id = %(id)s AND version = %(before)s
 """  # noqa: S608
+
+
+def order_row_sent(order_id: UUID) -> Callable[[], Order | None]:
+    """Send the read of an order's read-model row; return the function that reads the answer.
+
+    One prepared statement (infrastructure.db). In a pipelined transaction its answer comes with
+    the transaction's other statements; the row is as this transaction sees it.
+    """
+    rows = prepared_select_sent(Order, "id = %s", [order_id])
+    return lambda: next(iter(rows()), None)
 
 
 def _user_id(placed_by: str) -> int | None:
@@ -185,41 +143,11 @@ class OrderProjector(Projector):
             return  # already applied
         self._heal(event.stream_id)
 
-    def rider(self, stream_type: str, stream_id: str, event: NewEvent) -> Rider | None:
-        """Insert a new order's row in the statement that appends its OrderCreated.
-
-        The order, its row (and the saga its placing starts, riding on the same append) are
-        then one statement: a POST makes one round trip for all its writes.
-        """
-        if event.event_type != "OrderCreated":
-            return None  # updates are gated on the row's version: handle() after the append
-        fields = _replayed(stream_id, [event])
-        order_id = UUID(stream_id)
-
-        def written(recorded: Sequence[RecordedEvent], rows: int) -> None:
-            if rows == 1:  # as in _insert_created: a replay leaves the slot alone
-                at = recorded[0].recorded_at
-                row = {"created_position": recorded[0].position, "created_at": at}
-                _last_created.set((order_id, {**fields, **row, "updated_at": at}))
-
-        return Rider(
-            sql=_CREATED_RIDER_SQL,
-            params=_row_params(order_id, fields),
-            counted="order_row",
-            written=written,
-        )
-
     def _insert_created(self, event: RecordedEvent) -> None:
-        # ON CONFLICT DO NOTHING makes a replayed OrderCreated a no-op in one round trip.
-        # A prepared statement (infrastructure.db), not the ORM's compile on every event.
+        # ON CONFLICT DO NOTHING makes a replayed OrderCreated a no-op in one statement. A
+        # prepared statement (infrastructure.db), not the ORM's compile on every order placed.
         fields = row_from_stream([event])
-        order_id = UUID(event.stream_id)
-        with server_binding_cursor() as cursor:
-            cursor.execute(_INSERT_CREATED_SQL, _row_params(order_id, fields))
-            inserted = cursor.rowcount == 1
-        # A replay (the row was there) leaves the slot alone: the stored row may differ.
-        if inserted:
-            _last_created.set((order_id, fields))
+        prepared_insert_rows([Order(id=UUID(event.stream_id), **fields)], ignore_conflicts=True)
 
     @staticmethod
     def _changes(event: RecordedEvent) -> dict[str, Any]:
@@ -241,7 +169,7 @@ class OrderProjector(Projector):
     def verify(self) -> Iterable[str]:
         rows = {str(r.pk): r for r in Order.objects.all().iterator(chunk_size=2000)}
         seen: set[str] = set()
-        for stream_id, events in _order_streams():
+        for stream_id, events in PostgresEventStore().read_streams(stream_type="order"):
             seen.add(stream_id)
             row = rows.get(stream_id)
             if row is None:
@@ -261,22 +189,3 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
-
-
-def _order_streams() -> Iterator[tuple[str, list[RecordedEvent]]]:
-    """Yield every order stream with its events, reading the table once, in stream order."""
-    with transaction.atomic(), connection.chunked_cursor() as cursor:
-        cursor.execute(
-            f"SELECT {EVENT_COLUMNS} FROM eventstore_event "  # noqa: S608 - a constant
-            "WHERE stream_type = 'order' ORDER BY stream_id, version"
-        )
-        current: list[RecordedEvent] = []
-        while rows := cursor.fetchmany(2000):
-            for row in rows:
-                event = record_from_row(row)
-                if current and current[-1].stream_id != event.stream_id:
-                    yield current[-1].stream_id, current
-                    current = []
-                current.append(event)
-        if current:
-            yield current[-1].stream_id, current

@@ -85,8 +85,7 @@ def _order_id(call: StepCall) -> UUID:
 
 
 def create_order(call: StepCall) -> Result:
-    riders = [call.start_rider] if call.start_rider else []
-    order_create_from_context(context=dict(call.context), metadata=_metadata(call), riders=riders)
+    order_create_from_context(context=dict(call.context), metadata=_metadata(call))
     return None
 
 
@@ -173,9 +172,6 @@ PLACE_ORDER_SAGA = SagaDefinition(
             action=create_order,
             compensation=cancel_order,
             local=True,
-            # The OrderCreated append writes the order's row and the saga's too: placing an
-            # order is one statement (docs/benchmarks.md, "REST API").
-            carries_start=True,
             retry=LOCAL_RETRY,
             compensation_retry=COMPENSATION_RETRY,
         ),

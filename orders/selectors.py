@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -10,16 +9,13 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import connection
 from django.db.models import Count, QuerySet
 
 from eventstore.errors import StreamNotFound, VersionNotFound
 from eventstore.models import StoredEvent
-from infrastructure.db import server_binding_cursor
 from orders.domain import Order as OrderAggregate
 from orders.domain import OrderStatus
 from orders.models import Order
-from orders.projections import take_created_row
 from orders.services import (
     PLACE_ORDER,
     OrderNotFound,
@@ -56,48 +52,6 @@ def order_get(*, user: Any, order_id: UUID) -> Order:
     if order is None:
         raise OrderNotFound(order_id)
     return order
-
-
-# What the 202 answer shows of the read-model row.
-_PLACED_FIELDS = (
-    "customer_id",
-    "status",
-    "cancellation_reason",
-    "items",
-    "total",
-    "currency",
-    "version",
-    "created_at",
-    "updated_at",
-    "placed_by_user_id",
-)
-# The table name comes from the model; the id is bound.
-_PLACED_ORDER_SQL = (
-    f"SELECT {', '.join(_PLACED_FIELDS)} "  # noqa: S608
-    f"FROM {connection.ops.quote_name(Order._meta.db_table)} WHERE id = %s"
-)
-
-
-def order_just_placed(*, order_id: UUID) -> Order:
-    """Return the read-model row of an order this request has just placed.
-
-    For the 202 answer of POST /api/orders/, in the placing transaction: the caller placed
-    it, so may see it, and the row is certainly there (projected inline). The projection
-    hands over the row it has just inserted in this thread; failing that, one prepared
-    statement (infrastructure.db) reads it, instead of the ORM's compile on every POST.
-    """
-    fields = take_created_row(order_id)
-    if fields is None:
-        with server_binding_cursor() as cursor:
-            cursor.execute(_PLACED_ORDER_SQL, [order_id])
-            row = cursor.fetchone()
-        if row is None:
-            raise OrderNotFound(order_id)
-        fields = dict(zip(_PLACED_FIELDS, row, strict=True))
-        # Django's connection hands jsonb over as text, for JSONField to decode.
-        if isinstance(fields["items"], str):
-            fields["items"] = json.loads(fields["items"])
-    return Order(id=order_id, **{name: fields[name] for name in _PLACED_FIELDS})
 
 
 @dataclass(frozen=True)

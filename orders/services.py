@@ -1,8 +1,8 @@
 """Write services for orders: place, request cancellation, confirm, cancel.
 
-Each service is one transaction. ``order_place`` and ``order_request_cancellation`` join the
-caller's transaction when there is one (the API's idempotency record commits with the order
-it describes); the saga steps' services run alone.
+Each service owns one durable transaction (inside a caller's transaction it refuses to run).
+``order_place`` runs its writes in psycopg's pipeline mode (``infrastructure.db``), so its few
+statements cost few round trips; the others are plain.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from uuid import UUID, uuid4
 
 from django.db import transaction
 
-from eventstore.errors import StreamNotFound
-from eventstore.projections import event_store
-from eventstore.records import EventMetadata, Rider
+from eventstore.errors import ConcurrencyError, StreamNotFound
+from eventstore.factory import event_store
+from eventstore.records import EventMetadata
 from eventstore.repository import Repository
+from infrastructure.db import pipelined_transaction
 from inventory.selectors import products_by_sku
 from orders.domain import (
     CancellationReason,
@@ -26,7 +27,9 @@ from orders.domain import (
     OrderAlreadyCancelled,
     PricedItem,
 )
-from sagas.services import saga_start
+from orders.models import Order as OrderRow
+from orders.projections import order_row_sent
+from sagas.services import saga_begin, saga_start
 
 PLACE_ORDER = "place_order"
 CANCEL_ORDER = "cancel_order"
@@ -38,6 +41,14 @@ class OrderNotFound(Exception):
     def __init__(self, order_id: UUID | str) -> None:
         self.order_id = str(order_id)
         super().__init__(f"no order {order_id}")
+
+
+class OrderAlreadyPlaced(Exception):
+    """Refuse to place an order under an id that an order already has (nothing was written)."""
+
+    def __init__(self, order_id: UUID | str) -> None:
+        self.order_id = str(order_id)
+        super().__init__(f"order {order_id} is already placed")
 
 
 def order_repository() -> Repository[Order]:
@@ -57,8 +68,11 @@ class OrderLineRequest:
 
 @dataclass(frozen=True)
 class PlacedOrder:
+    """Carry what placing an order wrote: its id, its saga's, and its read-model row."""
+
     order_id: UUID
     saga_id: UUID
+    order: OrderRow
 
 
 def order_place(
@@ -68,13 +82,15 @@ def order_place(
     payment_token: str,
     actor: str,
     correlation_id: str | None = None,
+    order_id: UUID | None = None,
 ) -> PlacedOrder:
     """Price the lines from the catalogue, create the order and start its placing saga.
 
-    The order's creation is the saga's first step, run here: the order's first event, its
-    read-model row and its saga are one statement, so they commit together or not at all
-    (with the caller's transaction, when there is one); the saga's remaining steps
-    (reserve, charge, confirm) are dispatched to the workers after the commit.
+    The order's creation is the saga's first step, run here in the service's transaction:
+    the order's first event, its read-model row and its saga commit together or not at all;
+    the saga's remaining steps (reserve, charge, confirm) are dispatched to the workers after
+    the commit. ``order_id`` names the new order (a fresh id by default); an order that
+    already has it raises :class:`OrderAlreadyPlaced`.
     """
     catalogue = products_by_sku(skus=[line.sku for line in lines])
     unknown = sorted({line.sku for line in lines} - set(catalogue))
@@ -93,34 +109,44 @@ def order_place(
     currency = currencies.pop() if len(currencies) == 1 else ""
     if not currency:
         raise InvalidOrder({"items": ["All lines of an order must share one currency."]})
-    order_id = uuid4()
-    correlation = correlation_id or str(uuid4())
-    # No transaction of its own: the saga's first step carries the saga's start in the
-    # OrderCreated append, so the order, its row and its saga are one statement, atomic by
-    # itself; in a caller's transaction, it is part of that.
-    saga_id = saga_start(
-        saga_type=PLACE_ORDER,
-        context={
-            "order_id": str(order_id),
-            "customer_id": customer_id,
-            "items": [
-                {
-                    "sku": i.sku,
-                    "name": i.name,
-                    "quantity": i.quantity,
-                    "unit_price": str(i.unit_price),
-                }
-                for i in items
-            ],
-            "currency": currency,
-            "payment_token": payment_token,
-            "placed_by": actor,
-        },
-        correlation_id=correlation,
-        actor=actor,
-        subject=order_subject(order_id),
-    )
-    return PlacedOrder(order_id=order_id, saga_id=saga_id)
+    order_id = order_id or uuid4()
+    context = {
+        "order_id": str(order_id),
+        "customer_id": customer_id,
+        "items": [
+            {
+                "sku": i.sku,
+                "name": i.name,
+                "quantity": i.quantity,
+                "unit_price": str(i.unit_price),
+            }
+            for i in items
+        ],
+        "currency": currency,
+        "payment_token": payment_token,
+        "placed_by": actor,
+    }
+    try:
+        with pipelined_transaction():
+            saga_id = saga_begin(
+                saga_type=PLACE_ORDER,
+                context=context,
+                correlation_id=correlation_id or str(uuid4()),
+                actor=actor,
+                subject=order_subject(order_id),
+            )
+            # Read in the transaction (once it commits, a worker may move the order on);
+            # the answer comes with the saga's writes.
+            row_written = order_row_sent(order_id)
+        row = row_written()
+    except ConcurrencyError as exc:
+        # The saga's first step found the order's stream already begun.
+        if exc.stream_id == str(order_id):
+            raise OrderAlreadyPlaced(order_id) from exc
+        raise
+    if row is None:  # pragma: no cover - the row is projected inline, in the transaction
+        raise OrderNotFound(order_id)
+    return PlacedOrder(order_id=order_id, saga_id=saga_id, order=row)
 
 
 def order_request_cancellation(
@@ -136,7 +162,8 @@ def order_request_cancellation(
     ``may_cancel_any`` is the caller's permission to cancel other people's orders; without
     it, an order placed by someone else is reported as not found, as it is to their reads.
     Raises ``OrderNotCancellable`` unless the order is confirmed, and ``SagaAlreadyActive``
-    while another cancellation of it is under way.
+    while another cancellation of it is under way. The saga's start is the transaction: its
+    first step checks the order again inside it.
     """
     repository = order_repository()
     try:
@@ -145,23 +172,21 @@ def order_request_cancellation(
         raise OrderNotFound(order_id) from None
     if not may_cancel_any and order.placed_by != actor:
         raise OrderNotFound(order_id)
-    with transaction.atomic():
-        return saga_start(
-            saga_type=CANCEL_ORDER,
-            context={"order_id": str(order_id), "reason": reason.value},
-            correlation_id=correlation_id or str(uuid4()),
-            actor=actor,
-            subject=order_subject(order_id),
-            exclusive=True,
-        )
+    return saga_start(
+        saga_type=CANCEL_ORDER,
+        context={"order_id": str(order_id), "reason": reason.value},
+        correlation_id=correlation_id or str(uuid4()),
+        actor=actor,
+        subject=order_subject(order_id),
+        exclusive=True,
+    )
 
 
-def order_create_from_context(
-    *, context: dict[str, object], metadata: EventMetadata, riders: Sequence[Rider] = ()
-) -> None:
+def order_create_from_context(*, context: dict[str, object], metadata: EventMetadata) -> None:
     """Create the order described by a placing saga's context (its first, local step).
 
-    ``riders`` write with the OrderCreated event, in its statement (the saga's own row).
+    Runs inside the transaction that starts the saga (``order_place``'s): the order and its
+    saga commit together. Raises ``ConcurrencyError`` when the order's stream has begun.
     """
     raw_items = context["items"]
     assert isinstance(raw_items, list)
@@ -180,7 +205,7 @@ def order_create_from_context(
         currency=str(context["currency"]),
         placed_by=str(context["placed_by"]),
     )
-    order_repository().save(order, metadata=metadata, riders=riders)
+    order_repository().save(order, metadata=metadata)
 
 
 def order_confirm(*, order_id: UUID | str, metadata: EventMetadata) -> bool:
@@ -196,7 +221,8 @@ def order_confirm(*, order_id: UUID | str, metadata: EventMetadata) -> bool:
         order.confirm()
         return True
 
-    _, changed, _ = order_repository().execute(str(order_id), confirm, metadata=metadata)
+    with transaction.atomic(durable=True):
+        _, changed, _ = order_repository().execute(str(order_id), confirm, metadata=metadata)
     return changed
 
 
@@ -212,5 +238,6 @@ def order_cancel(
             return False
         return True
 
-    _, changed, _ = order_repository().execute(str(order_id), cancel, metadata=metadata)
+    with transaction.atomic(durable=True):
+        _, changed, _ = order_repository().execute(str(order_id), cancel, metadata=metadata)
     return changed

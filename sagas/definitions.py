@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
-from eventstore.records import Rider
-
 #: What a participant returns: data to merge into the saga's context, or nothing.
 StepResult = Mapping[str, Any] | None
 
@@ -120,9 +118,6 @@ class StepCall:
     correlation_id: str
     actor: str
     failure: Failure | None = None
-    #: For a step that ``carries_start``, while the saga starts: the saga's own row, as a
-    #: rider for the step's one write (``eventstore.records.Rider``). None otherwise.
-    start_rider: Rider | None = None
 
 
 def idempotency_key(*, saga_id: UUID, step: str, phase: str) -> str:
@@ -152,13 +147,6 @@ class Step:
     succeeds or the cause is fixed. ``"transient"``: only failures of unknown outcome retry
     forever, a business failure still compensates (the pivot itself: a refused refund did
     nothing). ``"always"``: no failure compensates (the steps after the pivot).
-
-    ``carries_start`` is for a saga's only local step when that step writes one event
-    append: the engine hands it the saga's own row as a rider (``StepCall.start_rider``) to
-    pass to that append, so the step's write and the saga's start are one statement, atomic
-    by itself, and the start needs no transaction around it (one round trip instead of five
-    for a placed order). Such a step writes nothing else and returns no context changes.
-    Whatever it does not carry the engine writes after it, as for any local step.
     """
 
     name: str
@@ -169,7 +157,6 @@ class Step:
     timeout: float = 30.0
     local: bool = False
     forward: ForwardRecovery = "none"
-    carries_start: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or ":" in self.name:
@@ -180,8 +167,6 @@ class Step:
             raise ValueError(f"step {self.name!r}: forward must be none, transient or always")
         if self.forward != "none" and self.local:
             raise ValueError(f"step {self.name!r}: a local step cannot retry forever")
-        if self.carries_start and not self.local:
-            raise ValueError(f"step {self.name!r}: only a local step can carry the start")
 
 
 @dataclass(frozen=True)
@@ -207,17 +192,6 @@ class SagaDefinition:
                     "only leading steps can run inside the starting transaction"
                 )
             seen_remote = seen_remote or not step.local
-        local = [s for s in self.steps if s.local]
-        if any(s.carries_start for s in local) and len(local) != 1:
-            raise ValueError(
-                f"saga {self.name!r}: a step that carries the start must be its only local step"
-            )
-
-    @property
-    def start_carrier(self) -> Step | None:
-        """Return the local step that carries the saga's start in its write, if there is one."""
-        first = self.steps[0]
-        return first if first.carries_start else None
 
     def index(self, step: str) -> int:
         """Return the position of the step named ``step`` (KeyError when there is none)."""

@@ -58,5 +58,5 @@ class TransactionRequired(SagaError):
 
     def __init__(self) -> None:
         super().__init__(
-            "saga_start joins the caller's transaction: call it inside transaction.atomic()"
+            "saga_begin joins the caller's transaction: call it inside transaction.atomic()"
         )

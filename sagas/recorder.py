@@ -37,15 +37,15 @@ from uuid import UUID
 from django.db import connection
 from django.db.models import Field, Model
 
-from infrastructure.db import server_binding_cursor
+from infrastructure.db import prepared_insert_rows, server_binding_cursor
 from sagas.definitions import Failure, SagaDefinition
 from sagas.dispatch import StepMessage, countdown_allowed, publish_on_commit
-from sagas.engine import Claim, Cursor, SagaState, Transition, claimed_step_status
+from sagas.engine import Claim, Cursor, SagaState, Transition, claimed_step_status, first_cursor
 from sagas.errors import SagaNotFound
 from sagas.models import Saga, SagaStep, SagaStepExecution
 from sagas.registry import get_definition
 from sagas.statuses import AttemptStatus, Phase, SagaStatus, StepStatus
-from sagas.workers import WorkerIdentity
+from sagas.workers import WorkerIdentity, current_worker
 
 #: Step statuses that close a phase of the step (its ``*_finished_at`` is set).
 _PHASE_DONE = {
@@ -588,3 +588,81 @@ def _schedule(
         phase=target.phase,
         delay=schedule.delay,
     )
+
+
+# --- a saga's start ----------------------------------------------------------------------------
+
+
+def saga_record_start(
+    *,
+    saga_id: UUID,
+    saga_type: str,
+    definition: SagaDefinition,
+    context: Mapping[str, Any],
+    correlation_id: str,
+    actor: str,
+    subject: str,
+    exclusive: bool,
+    now: datetime,
+) -> None:
+    """Write a new saga: its row, a row per step, and a log row per local step it ran.
+
+    Its leading local steps have run (``sagas.services.saga_begin``); the first remote step
+    is due now, its message sent after commit. A prepared statement per table
+    (``infrastructure.db``), each writing every concrete field of its model (a field a start does
+    not set gets its model default) and reading nothing back, so in a pipelined transaction
+    they travel with the statements after them.
+    """
+    cursor = first_cursor(definition)
+    # Nothing remote: the local steps were the whole saga.
+    finished = cursor is None
+    saga = Saga(
+        id=saga_id,
+        saga_type=saga_type,
+        status=(SagaStatus.COMPLETED if finished else SagaStatus.RUNNING).value,
+        subject=subject,
+        exclusive=exclusive,
+        correlation_id=correlation_id,
+        actor=actor,
+        context=dict(context),
+        current_step=definition.steps[-1 if cursor is None else cursor.index].name,
+        current_phase=Phase.ACTION.value,
+        due_at=None if finished else now,
+        dispatched_at=None if finished else now,
+        created_at=now,
+        updated_at=now,
+        finished_at=now if finished else None,
+    )
+    steps = [
+        SagaStep(
+            saga_id=saga_id,
+            position=position,
+            name=step.name,
+            status=(StepStatus.SUCCEEDED if step.local else StepStatus.PENDING).value,
+            compensable=step.compensation is not None,
+            action_attempts=1 if step.local else 0,
+            action_started_at=now if step.local else None,
+            action_finished_at=now if step.local else None,
+        )
+        for position, step in enumerate(definition.steps)
+    ]
+    worker = f"local {current_worker().name}"
+    log = [
+        SagaStepExecution(
+            saga_id=saga_id,
+            step=step.name,
+            position=position,
+            phase=Phase.ACTION.value,
+            attempt=1,
+            status=AttemptStatus.SUCCEEDED.value,
+            started_at=now,
+            finished_at=now,
+            worker=worker,
+            at=now,
+        )
+        for position, step in enumerate(definition.steps)
+        if step.local
+    ]
+    prepared_insert_rows([saga])
+    prepared_insert_rows(steps)
+    prepared_insert_rows(log)

@@ -9,9 +9,18 @@ from uuid import uuid4
 import pytest
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from eventstore.models import StoredEvent
-from infrastructure.db import prepared_insert, prepared_select, server_binding_cursor
+from eventstore.postgres import PostgresEventStore
+from eventstore.records import NewEvent
+from infrastructure.db import (
+    pipelined_transaction,
+    prepared_insert,
+    prepared_insert_rows,
+    prepared_select,
+    server_binding_cursor,
+)
 from payments.models import Payment, PaymentStatus, SimulatedCharge, SimulatedChargeOutcome
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +81,7 @@ def test_prepared_insert_keeps_a_client_chosen_primary_key_and_the_constraints()
         prepared_insert(twin)
 
 
-def test_prepared_select_returns_model_instances_and_refuses_fields_that_need_decoding() -> None:
+def test_prepared_select_returns_model_instances_and_decodes_what_the_orm_decodes() -> None:
     prepared_insert(_charge("a"))
     prepared_insert(_charge("b"))
 
@@ -80,8 +89,45 @@ def test_prepared_select_returns_model_instances_and_refuses_fields_that_need_de
 
     assert [c.idempotency_key for c in found] == ["b"]
     assert found[0].amount == Decimal("12.50") and not found[0]._state.adding
-    with pytest.raises(TypeError, match="need conversion"):
-        prepared_select(StoredEvent, "stream_id = %s", ["x"])
+    stream = str(uuid4())
+    PostgresEventStore().append(
+        stream_type="t", stream_id=stream, expected_version=0, events=[NewEvent("E", {"n": [1]})]
+    )
+    [event] = prepared_select(StoredEvent, "stream_id = %s", [stream])
+    assert (event.data, event.metadata) == ({"n": [1]}, {})
+
+
+def test_prepared_insert_rows_writes_every_field_defaults_included_and_reads_nothing() -> None:
+    charges = [_charge("r1"), _charge("r2")]
+    charges[1].decline_code = "set"
+
+    with CaptureQueriesContext(connection) as queries:
+        prepared_insert_rows(charges)
+        prepared_insert_rows([_charge("r1")], ignore_conflicts=True)
+
+    assert len(queries) == 2
+    stored = SimulatedCharge.objects.order_by("idempotency_key")
+    # decline_code was left to its model default on the first: written as that default.
+    assert [(c.idempotency_key, c.decline_code) for c in stored] == [("r1", ""), ("r2", "set")]
+    with pytest.raises(IntegrityError), transaction.atomic():
+        prepared_insert_rows([_charge("r2")])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pipelined_transaction_commits_its_unread_writes_or_none_of_them() -> None:
+    with pipelined_transaction():
+        prepared_insert_rows([_charge("p1")])
+        prepared_insert_rows([_charge("p2")])
+    assert SimulatedCharge.objects.count() == 2
+
+    # The duplicate's error is only known at the commit; the whole transaction rolls back.
+    with pytest.raises(IntegrityError), pipelined_transaction():
+        prepared_insert_rows([_charge("p3")])
+        prepared_insert_rows([_charge("p1")])
+    assert SimulatedCharge.objects.count() == 2
+    with transaction.atomic(), pytest.raises(RuntimeError, match="durable"):
+        with pipelined_transaction():
+            pass
 
 
 def test_the_server_binding_cursor_prepares_a_statement_it_runs_repeatedly() -> None:

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from eventstore.registry import encode
+from eventstore.serialization import encode
 
 
 class Colour(enum.Enum):

@@ -12,11 +12,13 @@ from uuid import uuid4
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from eventstore import postgres
 from eventstore.errors import ConcurrencyError
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
-from eventstore.records import LOG_START, NewEvent, Rider
+from eventstore.records import LOG_START, NewEvent, RecordedEvent
 from eventstore.tests.contract import EventStoreContract, new
+from infrastructure.db import pipelined_transaction
 
 
 @pytest.fixture
@@ -216,137 +218,85 @@ def test_event_ids_are_unique_across_streams(pg_store: PostgresEventStore) -> No
     assert StoredEvent.objects.filter(event_id=event.event_id).count() == 1
 
 
-# --- riders: writes in the append's own statement -------------------------------------------
+# --- inline projections: in the append's transaction -----------------------------------------
 
 
-@pytest.fixture
-def notes(pg_store: PostgresEventStore):
-    """A scratch table for riders to write to, with a column that refuses NULL."""
+class FailingProjector:
+    """Fail every read-model write, as a projector whose row the database refuses."""
+
+    event_types = frozenset({"Happened"})
+
+    def handle(self, event: RecordedEvent) -> None:
+        raise DatabaseError("the read model refused the row")
+
+
+def test_a_failing_inline_projection_leaves_the_events_unstored(transactional_db: None) -> None:
+    store = PostgresEventStore(inline_projectors=lambda: [FailingProjector()])
+    sid = str(uuid4())
+
+    with pytest.raises(DatabaseError, match="refused"):
+        store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[new()])
+
+    assert store.stream_version(stream_type="acct", stream_id=sid) == 0
+
+
+def test_appends_in_a_pipelined_transaction_commit_together_or_not_at_all(
+    pg_store: PostgresEventStore,
+) -> None:
+    kept, dropped = str(uuid4()), str(uuid4())
+    with pipelined_transaction():
+        pg_store.append(stream_type="acct", stream_id=kept, expected_version=0, events=[new()])
+        pg_store.append(stream_type="acct", stream_id=kept, expected_version=1, events=[new()])
+    with pytest.raises(ConcurrencyError), pipelined_transaction():
+        pg_store.append(stream_type="acct", stream_id=dropped, expected_version=0, events=[new()])
+        pg_store.append(stream_type="acct", stream_id=kept, expected_version=0, events=[new()])
+
+    assert pg_store.stream_version(stream_type="acct", stream_id=kept) == 2
+    assert pg_store.stream_version(stream_type="acct", stream_id=dropped) == 0
+
+
+# --- drift: the append's SQL and the event model ----------------------------------------------
+
+
+def _inserted_columns(sql: str) -> set[str]:
+    column_list = sql.split("INSERT INTO")[1].split("(")[1].split(")", maxsplit=1)[0]
+    return {c.strip().strip('"') for c in column_list.split(",")}
+
+
+def test_the_append_writes_every_column_the_database_does_not_fill(transactional_db: None) -> None:
+    columns = {f.column for f in StoredEvent._meta.concrete_fields}
+    written = _inserted_columns(postgres.append_sql(2))
+    assert written | set(postgres.DATABASE_FILLED) == columns
+    assert not written & set(postgres.DATABASE_FILLED)
     with connection.cursor() as cursor:
         cursor.execute(
-            "CREATE TEMP TABLE rider_note (stream_id text NOT NULL, version int NOT NULL, "
-            "note text NOT NULL)"
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'eventstore_event' "
+            "AND (column_default IS NOT NULL OR is_identity = 'YES')"
         )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS pg_temp.rider_note")
+        defaulted_in_database = {row[0] for row in cursor.fetchall()}
+    assert set(postgres.DATABASE_FILLED) <= defaulted_in_database
 
 
-def note_rider(note: str | None, name: str = "noted", seen: list | None = None) -> Rider:
-    def written(events, rows: int) -> None:
-        if seen is not None:
-            seen.append(([e.version for e in events], rows))
-
-    return Rider(
-        sql=(
-            f"{name} AS (INSERT INTO pg_temp.rider_note (stream_id, version, note) "
-            "SELECT stream_id, version, %(note)s::text FROM appended RETURNING 1)"
-        ),
-        params={"note": note},
-        counted=name,
-        written=written,
-    )
-
-
-def stored_notes() -> list[tuple[str, int, str]]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT stream_id, version, note FROM pg_temp.rider_note ORDER BY note")
-        return list(cursor.fetchall())
-
-
-def test_riders_write_in_the_appends_one_statement_outside_any_transaction(
-    pg_store: PostgresEventStore, notes: None
+def test_a_column_the_store_does_not_set_is_written_with_its_model_default(
+    pg_store: PostgresEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # As a column added to the model with a default would be: schema_version, left unset.
+    monkeypatch.setattr(
+        postgres, "PER_EVENT", tuple(n for n in postgres.PER_EVENT if n != "schema_version")
+    )
+    monkeypatch.setattr(postgres, "DEFAULTED", ("schema_version",))
+    postgres.append_sql.cache_clear()
     sid = str(uuid4())
-    seen: list = []
-    statements: list[tuple[str, bool]] = []
-
-    def log(execute, sql, params, many, context):
-        statements.append((sql, connection.in_atomic_block))
-        return execute(sql, params, many, context)
-
-    # Two riders with the same parameter name: each gets its own value.
-    with connection.execute_wrapper(log):
-        result = pg_store.append(
-            stream_type="acct",
-            stream_id=sid,
-            expected_version=0,
-            events=[new()],
-            riders=[note_rider("first", "one", seen), note_rider("second", "two", seen)],
-        )
-
-    assert [in_atomic for _, in_atomic in statements] == [False]
-    assert stored_notes() == [(sid, 1, "first"), (sid, 1, "second")]
-    assert seen == [([1], 1), ([1], 1)]
-    assert result.to_version == 1 and not result.duplicate
-
-
-def test_a_refused_append_runs_no_rider(pg_store: PostgresEventStore, notes: None) -> None:
-    sid = str(uuid4())
-    pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[new()])
-    seen: list = []
-
-    with pytest.raises(ConcurrencyError):
+    try:
+        assert "schema_version" in _inserted_columns(postgres.append_sql(1))
         pg_store.append(
             stream_type="acct",
             stream_id=sid,
             expected_version=0,
-            events=[new()],
-            riders=[note_rider("late", seen=seen)],
+            events=[NewEvent(event_type="Deposited", data={}, schema_version=7)],
         )
+    finally:
+        postgres.append_sql.cache_clear()
 
-    assert stored_notes() == []
-    assert seen == []
-
-
-def test_a_repeated_append_runs_no_rider(pg_store: PostgresEventStore, notes: None) -> None:
-    sid = str(uuid4())
-    event = new()
-    pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[event])
-    seen: list = []
-
-    result = pg_store.append(
-        stream_type="acct",
-        stream_id=sid,
-        expected_version=0,
-        events=[event],
-        riders=[note_rider("again", seen=seen)],
-    )
-
-    assert result.duplicate
-    assert stored_notes() == []
-    assert seen == []
-
-
-def test_a_failing_rider_leaves_the_events_unstored(
-    pg_store: PostgresEventStore, notes: None
-) -> None:
-    sid = str(uuid4())
-
-    with pytest.raises(DatabaseError, match="null value"):
-        pg_store.append(
-            stream_type="acct",
-            stream_id=sid,
-            expected_version=0,
-            events=[new()],
-            riders=[note_rider(None)],
-        )
-
-    assert pg_store.stream_version(stream_type="acct", stream_id=sid) == 0
-    assert stored_notes() == []
-
-
-def test_a_batch_with_riders_is_all_or_nothing(pg_store: PostgresEventStore, notes: None) -> None:
-    sid = str(uuid4())
-    seen: list = []
-
-    pg_store.append(
-        stream_type="acct",
-        stream_id=sid,
-        expected_version=0,
-        events=[new(), new()],
-        riders=[note_rider("both", seen=seen)],
-    )
-
-    assert stored_notes() == [(sid, 1, "both"), (sid, 2, "both")]
-    assert seen == [([1, 2], 2)]
+    assert StoredEvent.objects.get(stream_id=sid).schema_version == 1

@@ -13,10 +13,10 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from eventstore import projections
+from eventstore.factory import event_store
 from eventstore.postgres import PostgresEventStore
 from eventstore.projections import (
     Projector,
-    event_store,
     projection_catch_up,
     projection_rebuild,
     projection_statuses,

@@ -57,29 +57,3 @@ def record(call: StepCall) -> dict[str, Any]:
     if call.failure is not None:
         result[f"{target}:failure"] = call.failure.code
     return result
-
-
-#: The stream type the carrying step appends to.
-CARRIED_STREAM = "test.carried"
-
-
-def append_carrying(call: StepCall) -> dict[str, Any] | None:
-    """Append one event to the context's ``stream``, carrying the saga's start with it.
-
-    The context's ``carry`` steers it: ``"pass"`` (the default) hands the start rider to the
-    append, ``"drop"`` appends without it, ``"change"`` passes it and also returns a context
-    change (which a carrying step must not make).
-    """
-    from eventstore.postgres import PostgresEventStore
-    from eventstore.records import NewEvent
-
-    mode = call.context.get("carry", "pass")
-    riders = [call.start_rider] if call.start_rider is not None and mode != "drop" else []
-    PostgresEventStore().append(
-        stream_type=CARRIED_STREAM,
-        stream_id=str(call.context["stream"]),
-        expected_version=0,
-        events=[NewEvent(event_type="Carried", data={"saga_id": str(call.saga_id)})],
-        riders=riders,
-    )
-    return {"changed": True} if mode == "change" else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sagas.definitions import RetryPolicy, SagaDefinition, Step
-from sagas.testing.participants import append_carrying, record
+from sagas.testing.participants import record
 
 #: Retries fast enough for a test to watch them all.
 QUICK = RetryPolicy(max_attempts=3, initial_delay=0.05, multiplier=2.0, max_delay=0.2, jitter=0.1)
@@ -32,15 +32,6 @@ LOCAL = SagaDefinition(
         Step(name="create", action=record, compensation=record, local=True, retry=QUICK),
         Step(name="b", action=record, compensation=record, retry=QUICK, compensation_retry=QUICK),
         Step(name="c", action=record, compensation=record, retry=QUICK, compensation_retry=QUICK),
-    ),
-)
-
-#: A local first step that appends an event carrying the saga's start, then a remote step.
-CARRIED = SagaDefinition(
-    name="test.carried",
-    steps=(
-        Step(name="create", action=append_carrying, local=True, carries_start=True, retry=QUICK),
-        Step(name="b", action=record, compensation=record, retry=QUICK, compensation_retry=QUICK),
     ),
 )
 

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
 from django.utils import timezone
 
 from sagas.faults import fault_rule_set, fault_rules_clear
@@ -66,15 +65,14 @@ def drive(saga_id: UUID, *, clock: SteppingClock | None = None, limit: int = 100
 
 
 def start(saga_type: str, context: dict[str, Any] | None = None, **kwargs: Any) -> UUID:
-    """Start a saga in its own transaction (as a caller's service would) and return its id."""
-    with transaction.atomic(durable=True):
-        return saga_start(
-            saga_type=saga_type,
-            context=context or {},
-            correlation_id=kwargs.pop("correlation_id", "corr-test"),
-            actor=kwargs.pop("actor", "user:test"),
-            **kwargs,
-        )
+    """Start a saga (in its own transaction) and return its id."""
+    return saga_start(
+        saga_type=saga_type,
+        context=context or {},
+        correlation_id=kwargs.pop("correlation_id", "corr-test"),
+        actor=kwargs.pop("actor", "user:test"),
+        **kwargs,
+    )
 
 
 def fail_b_compensation(mode: FaultMode = FaultMode.PERMANENT) -> None:

@@ -95,15 +95,3 @@ def test_pure_modules_import_neither_django_nor_celery() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_only_a_saga_s_only_local_step_may_carry_its_start() -> None:
-    with pytest.raises(ValueError, match="only a local step"):
-        Step(name="a", action=noop, carries_start=True)
-    carrier = Step(name="a", action=noop, local=True, carries_start=True)
-    with pytest.raises(ValueError, match="only local step"):
-        SagaDefinition(name="x", steps=(carrier, Step(name="b", action=noop, local=True)))
-    definition = SagaDefinition(name="x", steps=(carrier, Step(name="b", action=noop)))
-    assert definition.start_carrier is carrier
-    plain = SagaDefinition(name="y", steps=(Step(name="a", action=noop, local=True),))
-    assert plain.start_carrier is None

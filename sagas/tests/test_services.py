@@ -13,10 +13,6 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from redis import Redis
 
-from eventstore.errors import ConcurrencyError
-from eventstore.models import StoredEvent
-from eventstore.postgres import PostgresEventStore
-from eventstore.records import NewEvent
 from sagas import registry
 from sagas.definitions import SagaDefinition, Step, StepBusinessFailure, StepCall
 from sagas.errors import (
@@ -29,7 +25,7 @@ from sagas.errors import (
 )
 from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
 from sagas.selectors import saga_detail, saga_list, sagas_for_subject
-from sagas.services import saga_retry, saga_skip_compensation, saga_start
+from sagas.services import saga_begin, saga_retry, saga_skip_compensation, saga_start
 from sagas.statuses import Phase, SagaStatus, StepStatus
 from sagas.testing.models import Call, Effect
 from sagas.tests.harness import (
@@ -91,10 +87,16 @@ def _broker() -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_start_refuses_to_run_outside_a_transaction() -> None:
-    with pytest.raises(TransactionRequired):
+def test_start_owns_its_transaction_and_begin_joins_the_callers() -> None:
+    with transaction.atomic(), pytest.raises(RuntimeError, match="durable"):
         saga_start(saga_type="test.effects", context={}, correlation_id="c", actor="a")
+    with pytest.raises(TransactionRequired):
+        saga_begin(saga_type="test.effects", context={}, correlation_id="c", actor="a")
     assert not Saga.objects.exists()
+
+    with transaction.atomic():
+        saga_id = saga_begin(saga_type="test.effects", context={}, correlation_id="c", actor="a")
+    assert Saga.objects.get(pk=saga_id).status == SagaStatus.RUNNING
 
 
 def test_start_refuses_an_unknown_saga_type() -> None:
@@ -104,18 +106,16 @@ def test_start_refuses_an_unknown_saga_type() -> None:
 
 def test_exclusive_start_refuses_a_second_active_saga_on_the_subject() -> None:
     first = start("test.effects", subject="order:1", exclusive=True)
-    with transaction.atomic():
-        with pytest.raises(SagaAlreadyActive):
-            saga_start(
-                saga_type="test.effects",
-                context={},
-                correlation_id="c",
-                actor="a",
-                subject="order:1",
-                exclusive=True,
-            )
-        # The refusal left the caller's transaction usable.
-        assert Saga.objects.filter(subject="order:1").count() == 1
+    with pytest.raises(SagaAlreadyActive):
+        saga_start(
+            saga_type="test.effects",
+            context={},
+            correlation_id="c",
+            actor="a",
+            subject="order:1",
+            exclusive=True,
+        )
+    assert Saga.objects.filter(subject="order:1").count() == 1
     # Non-exclusive sagas and other subjects are not affected.
     start("test.effects", subject="order:1")
     start("test.effects", subject="order:2", exclusive=True)
@@ -190,7 +190,7 @@ def test_local_steps_run_inside_the_starting_transaction() -> None:
     assert log.worker.startswith("local ")
 
 
-# Step names are written into the start's SQL as literals (one text per definition).
+# Step names that would break SQL built by pasting them in.
 QUOTED = SagaDefinition(
     name="test.quoted",
     steps=(
@@ -226,82 +226,6 @@ def test_a_failing_local_step_rolls_the_whole_start_back() -> None:
     assert raised.value.code == "test_failure"
     assert not Saga.objects.exists()
     assert not Call.objects.exists() and not Effect.objects.exists()
-
-
-# --- a local step that carries the start --------------------------------------------------
-
-
-def carried_start(context: dict[str, Any]) -> uuid.UUID:
-    """Start test.carried as order_place does: outside any transaction."""
-    assert not connection.in_atomic_block
-    return saga_start(saga_type="test.carried", context=context, correlation_id="c", actor="a")
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_carried_start_is_one_statement_outside_any_transaction(
-    celery_test_queue: str,
-) -> None:
-    stream = str(uuid.uuid4())
-    queue = Redis.from_url(_broker())
-    before = queue.llen(celery_test_queue)
-    statements: list[tuple[str, bool]] = []
-
-    def log(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        statements.append((sql, connection.in_atomic_block))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(log):
-        saga_id = carried_start({"stream": stream})
-
-    # The event, the saga, its steps and its log: one statement, committed by itself (the
-    # fault-injection check before a local step is the only other, when faults are on).
-    statements = [s for s in statements if "sagas_faultrule" not in s[0]]
-    assert len(statements) == 1 and statements[0][1] is False
-    assert "eventstore_event" in statements[0][0] and "sagas_saga" in statements[0][0]
-    saga = Saga.objects.get(pk=saga_id)
-    assert (saga.status, saga.current_step, saga.context) == ("RUNNING", "b", {"stream": stream})
-    assert step_statuses(saga_id) == {"create": "SUCCEEDED", "b": "PENDING"}
-    log_row = SagaStepExecution.objects.get(saga_id=saga_id)
-    assert (log_row.step, log_row.status) == ("create", "SUCCEEDED")
-    assert StoredEvent.objects.get(stream_id=stream).data == {"saga_id": str(saga_id)}
-    # No transaction to wait for: the first remote step was sent at once.
-    assert queue.llen(celery_test_queue) == before + 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_carried_start_whose_append_is_refused_writes_no_saga() -> None:
-    stream = str(uuid.uuid4())
-    PostgresEventStore().append(
-        stream_type="test.carried", stream_id=stream, expected_version=0, events=[NewEvent("X", {})]
-    )
-
-    with pytest.raises(ConcurrencyError):
-        carried_start({"stream": stream})
-
-    assert not Saga.objects.exists() and not SagaStep.objects.exists()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_carrier_that_drops_the_rider_still_gets_its_saga_written() -> None:
-    stream = str(uuid.uuid4())
-
-    saga_id = carried_start({"stream": stream, "carry": "drop"})
-
-    assert step_statuses(saga_id) == {"create": "SUCCEEDED", "b": "PENDING"}
-    assert StoredEvent.objects.filter(stream_id=stream).count() == 1
-
-
-def test_a_carrier_that_changes_the_context_is_an_error() -> None:
-    with pytest.raises(ValueError, match="changed the context"):
-        start("test.carried", {"stream": str(uuid.uuid4()), "carry": "change"})
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_saga_without_a_carrier_still_needs_a_transaction() -> None:
-    # test.local's step writes rows of its own: only a carrier's start is one statement.
-    with pytest.raises(TransactionRequired):
-        with connection.execute_wrapper(lambda *a: pytest.fail("nothing may run")):
-            saga_start(saga_type="test.local", context={}, correlation_id="c", actor="a")
 
 
 def test_retry_and_skip_refuse_sagas_that_are_not_compensation_failed() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -46,13 +46,12 @@ def place(
 ) -> PlacedOrder:
     """Place an order for one unit of a fresh product (its saga not yet run past creation)."""
     product = make_product(sku)
-    with transaction.atomic(durable=True):
-        return order_place(
-            customer_id=customer,
-            lines=[OrderLineRequest(product.sku, 1)],
-            payment_token=token,
-            actor=actor,
-        )
+    return order_place(
+        customer_id=customer,
+        lines=[OrderLineRequest(product.sku, 1)],
+        payment_token=token,
+        actor=actor,
+    )
 
 
 def confirmed_order(customer: str = "c-1") -> UUID:
