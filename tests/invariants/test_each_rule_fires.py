@@ -476,8 +476,8 @@ def test_every_rule_in_the_checker_has_a_test_here() -> None:
             and node.func.id == "Violation"
         ):
             kind = node.args[0]
-            assert isinstance(kind, ast.Constant), ast.unparse(node)
-            built[kind.value] += 1
+            assert isinstance(kind, ast.Constant) and isinstance(kind.value, str), ast.unparse(node)
+            built[str(kind.value)] += 1
 
     assert Counter(rule.kind for rule in RULES.values()) == built
     assert set(CASES) == set(RULES)
