@@ -84,6 +84,7 @@ def test_prepared_select_returns_model_instances_and_refuses_fields_that_need_de
         prepared_select(StoredEvent, "stream_id = %s", ["x"])
 
 
+@pytest.mark.internals
 def test_the_server_binding_cursor_prepares_a_statement_it_runs_repeatedly() -> None:
     sql = "SELECT count(*) FROM payments_simulatedcharge WHERE idempotency_key = %s"
     for _ in range(6):
@@ -99,6 +100,7 @@ def test_the_server_binding_cursor_prepares_a_statement_it_runs_repeatedly() -> 
         assert cursor.fetchone() == (1,)
 
 
+@pytest.mark.internals
 def test_the_cache_reuses_one_redis_client() -> None:
     cache.set("config-db-test", 1)
 

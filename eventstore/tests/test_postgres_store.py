@@ -254,6 +254,7 @@ def stored_notes() -> list[tuple[str, int, str]]:
         return list(cursor.fetchall())
 
 
+@pytest.mark.internals
 def test_riders_write_in_the_appends_one_statement_outside_any_transaction(
     pg_store: PostgresEventStore, notes: None
 ) -> None:

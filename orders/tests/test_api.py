@@ -110,6 +110,7 @@ def test_the_202_body_is_what_a_get_of_the_order_returns(client, products) -> No
     assert posted.json() == got.json()
 
 
+@pytest.mark.internals
 def test_the_202_body_is_built_from_the_row_just_projected_without_reading_it(
     client, products
 ) -> None:
@@ -122,6 +123,7 @@ def test_the_202_body_is_built_from_the_row_just_projected_without_reading_it(
     assert posted.json() == client.get(posted["Location"]).json()
 
 
+@pytest.mark.internals
 @pytest.mark.django_db(transaction=True)
 def test_a_post_writes_the_order_its_row_and_its_saga_in_one_statement(client, products) -> None:
     writes: list[tuple[str, bool]] = []

@@ -267,6 +267,7 @@ def test_saga_page_shows_step_timeline_log_and_operator_history() -> None:
 # --- no N+1: the same number of queries for few rows and for many ----------------------
 
 
+@pytest.mark.internals
 def test_changelist_and_queue_queries_do_not_grow_with_rows() -> None:
     client, _ = staff_client("sagas.retry_saga", "sagas.skip_compensation")
     for _ in range(3):
@@ -282,6 +283,7 @@ def test_changelist_and_queue_queries_do_not_grow_with_rows() -> None:
     assert few == many
 
 
+@pytest.mark.internals
 def test_saga_page_queries_do_not_grow_with_attempts_and_operator_actions() -> None:
     client, _ = staff_client("sagas.retry_saga")
     saga_id = failed_compensation_saga()

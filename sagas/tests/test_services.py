@@ -237,6 +237,7 @@ def carried_start(context: dict[str, Any]) -> uuid.UUID:
     return saga_start(saga_type="test.carried", context=context, correlation_id="c", actor="a")
 
 
+@pytest.mark.internals
 @pytest.mark.django_db(transaction=True)
 def test_a_carried_start_is_one_statement_outside_any_transaction(
     celery_test_queue: str,
@@ -395,6 +396,7 @@ def test_two_operators_acting_at_once_cause_one_action(action: str) -> None:
     assert SagaOperatorAction.objects.filter(saga_id=saga_id).count() == 1
 
 
+@pytest.mark.internals
 def test_saga_detail_loads_everything_in_four_queries(django_assert_num_queries: Any) -> None:
     # One clock for the whole story, so the log's times follow the order things happened.
     clock = SteppingClock()

@@ -86,6 +86,7 @@ def test_dashboard_shows_only_what_the_user_may_view() -> None:
     assert 'id="dashboard-projections"' not in html
 
 
+@pytest.mark.internals
 def test_dashboard_queries_do_not_grow_with_rows() -> None:
     client, _ = staff_client()
     for _ in range(3):
