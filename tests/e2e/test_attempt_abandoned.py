@@ -9,76 +9,35 @@ one may take the claim over otherwise.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from sagas.models import SagaStepExecution
 from sagas.statuses import SagaStatus
 from sagas.tests.harness import start, wait_status
 from tests.e2e.abandoning_worker import MARKER_ENV, RELEASE_ENV
-from tests.support.worker import delete_queue, stop_process_group, wait_for
+from tests.e2e.own_worker import own_worker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    """Name the test database the way DATABASE_URL does (this process's connection)."""
-    params = connection.get_connection_params()
-    user, host = params.get("user") or "", params.get("host") or "127.0.0.1"
-    password = f":{params['password']}" if params.get("password") else ""
-    auth = f"{user}{password}@" if user else ""
-    return f"postgres://{auth}{host}:{params.get('port') or 5432}/{params['dbname']}"
 
 
 @pytest.fixture
 def abandoning_worker(settings: Any, tmp_path: Path) -> Iterator[Path]:
-    """Run the worker on a queue of this test's own; yield its log file."""
-    queue = f"abandon-{uuid.uuid4().hex[:8]}"
-    settings.CELERY_TASK_DEFAULT_QUEUE = queue
-    log = tmp_path / "worker.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.test_settings",
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": str(settings.CELERY_BROKER_URL),
-        "CELERY_QUEUE": queue,
-        "CELERY_SKIP_CHECKS": "1",
-        "PYTHONUNBUFFERED": "1",
-        MARKER_ENV: str(tmp_path / "failed-once"),
-        RELEASE_ENV: str(tmp_path / "release"),
-    }
-    env.pop("TEST_DATABASE_NAME", None)
-    command = [
-        sys.executable, "-m", "celery", "-A", "tests.e2e.abandoning_worker", "worker",
-        "--pool=prefork", "--concurrency=2", "--without-gossip", "--without-mingle",
-        "--without-heartbeat", f"--queues={queue}", f"--hostname={queue}@%h", "--loglevel=INFO",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        wait_for(
-            lambda: " ready." in log.read_text(errors="replace") or process.poll() is not None,
-            timeout=60,
-            message="the worker to be ready",
-        )
-        assert process.poll() is None, log.read_text(errors="replace")
-        yield log
-    finally:
-        (tmp_path / "release").touch()
-        stop_process_group(process, timeout=15)
-        delete_queue(queue)
+    """Run the abandoning worker on a queue of this test's own; yield its log file."""
+    release = tmp_path / "release"
+    with own_worker(
+        "tests.e2e.abandoning_worker",
+        tmp_path / "worker.log",
+        test_settings=settings,
+        env={MARKER_ENV: str(tmp_path / "failed-once"), RELEASE_ENV: str(release)},
+    ) as worker:
+        try:
+            yield worker.log_path
+        finally:
+            release.touch()  # before the worker is stopped: its busy process may finish
 
 
 def test_the_retry_carrying_the_abandoned_claims_token_finishes_the_saga(
