@@ -31,7 +31,8 @@ import requests
 from django.conf import settings
 
 from devtools.ports import free_port
-from tests.support.worker import delete_queue, stop_process_group, wait_for
+from lab.worker import delete_queue, stop_process_group
+from tests.support.worker import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

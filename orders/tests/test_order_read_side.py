@@ -22,6 +22,7 @@ from eventstore.projections import get_projector, projection_catch_up, projectio
 from eventstore.records import RecordedEvent
 from eventstore.registry import events as registry
 from eventstore.verify import event_store_verify
+from lab.worker import delete_queue
 from orders.domain import CancellationReason
 from orders.domain import Order as OrderAggregate
 from orders.models import Order
@@ -34,7 +35,7 @@ from orders.services import (
 )
 from sagas.tests.harness import drive
 from tests.factories import api_client, make_product, make_user
-from tests.support.worker import delete_queue, wait_for
+from tests.support.worker import wait_for
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from tests.support.worker import delete_queue, stop_process_group, wait_for
+from lab.worker import database_url, delete_queue, stop_process_group
+from tests.support.worker import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,15 +33,6 @@ class OwnWorker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def database_url() -> str:
-    """Name the test database the way DATABASE_URL does (this process's connection)."""
-    params = connection.get_connection_params()
-    user, host = params.get("user") or "", params.get("host") or "127.0.0.1"
-    password = f":{params['password']}" if params.get("password") else ""
-    auth = f"{user}{password}@" if user else ""
-    return f"postgres://{auth}{host}:{params.get('port') or 5432}/{params['dbname']}"
 
 
 @contextmanager
@@ -58,7 +50,7 @@ def own_worker(
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.test_settings",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": database_url(connection.settings_dict),
         "CELERY_BROKER_URL": str(settings.CELERY_BROKER_URL),
         "CELERY_QUEUE": queue,
         "CELERY_SKIP_CHECKS": "1",

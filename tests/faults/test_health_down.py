@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.lab import Lab, LabError
+from lab.servers import Lab, LabError
 from tests.support.worker import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
