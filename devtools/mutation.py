@@ -57,6 +57,7 @@ TARGETS: tuple[Target, ...] = (
         "sagas/engine.py",
         (
             "sagas/tests/test_engine.py",
+            "sagas/tests/test_engine_transitions.py",
             "sagas/tests/test_definitions.py",
             "orders/tests/test_sagas.py",
         ),
