@@ -70,7 +70,7 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "eventstore/aggregates.py",
-        ("orders/tests/test_domain.py",),
+        ("eventstore/tests/test_aggregates.py", "orders/tests/test_domain.py"),
         minimum=80.0,
     ),
     Target(
