@@ -64,6 +64,16 @@ TARGETS: tuple[Target, ...] = (
         minimum=90.0,
     ),
     Target(
+        "sagas/definitions.py",
+        (
+            "sagas/tests/test_definitions.py",
+            "sagas/tests/test_definition_rules.py",
+            "sagas/tests/test_engine.py",
+            "sagas/tests/test_engine_transitions.py",
+        ),
+        minimum=90.0,
+    ),
+    Target(
         "orders/domain.py",
         ("orders/tests/test_domain.py",),
         minimum=90.0,
