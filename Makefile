@@ -1,8 +1,10 @@
 # Development entry points. See README.md.
 #   make run    the whole back office on http://127.0.0.1:8000 (embedded servers if needed)
 #   make test   the whole test suite (extra pytest arguments: PYTEST_ARGS="-x -k saga")
-#   make lint   ruff check, ruff format --check, mypy
+#   make lint   ruff check, ruff format --check, mypy, lint-imports (pyproject.toml's contracts)
 #   make bench  the benchmarks (python -m bench)
+#   make bench-compare REV=<commit>  HEAD and REV benchmarked side by side, taking turns
+#               (COMPARE_ARGS="--slices 5 api", "--smoke"; see python -m bench.compare -h)
 #   make audit  pip-audit of every pinned dependency (fails on a vulnerability, and when no
 #               vulnerability service answers; AUDIT_UNREACHABLE=warn only warns about that)
 #   make soak   orders under scheduled faults, then check_invariants (SOAK_ORDERS=40: short)
@@ -21,12 +23,12 @@ SETUP_PYTHON = $(if $(wildcard $(VENV_PYTHON)),$(VENV_PYTHON),$(BOOT_PYTHON))
 PYTEST_ARGS ?=
 
 # Local work runs in debug mode unless the caller set DEBUG (settings need SECRET_KEY otherwise).
-run test bench: export DEBUG ?= true
+run test bench bench-compare: export DEBUG ?= true
 # mypy's Django plugin imports the settings, which need server URLs to parse; nothing connects.
 lint: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lint-only
 lint: export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help venv venv-dev run test lint bench soak audit mutation
+.PHONY: help venv venv-dev run test lint bench bench-compare soak audit mutation
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -49,9 +51,16 @@ lint: venv-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 bench: venv-dev
 	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench
+
+# REV is checked out under .local/bench-compare/; both revisions run in this virtualenv.
+COMPARE_ARGS ?=
+bench-compare: venv-dev
+	@test -n "$(REV)" || { echo "usage: make bench-compare REV=<commit> [COMPARE_ARGS=...]" >&2; exit 2; }
+	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench.compare $(REV) $(COMPARE_ARGS)
 
 # Outside `make test`: it takes minutes. The runner sets placeholder server URLs when none are
 # set (the fast tests it runs connect to neither) and runs one test process at a time.

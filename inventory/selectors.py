@@ -9,7 +9,7 @@ from uuid import UUID
 from django.db import connection
 from django.db.models import QuerySet
 
-from config.db import server_binding_cursor
+from infrastructure.db import server_binding_cursor
 from inventory.models import Product, Reservation
 from inventory.results import ProductInfo
 
@@ -36,7 +36,7 @@ def products_by_sku(*, skus: Iterable[str]) -> dict[str, ProductInfo]:
     wanted = sorted(set(skus))
     if not wanted:
         return {}
-    # Every order is priced here, inside its POST: a prepared statement (config.db) with one
+    # Every order is priced here, inside its POST: a prepared statement (infrastructure.db) with one
     # text per power of two of skus, the last sku repeated to fill it. PostgreSQL then settles
     # on a generic plan after a few runs and stops planning; with one array parameter it
     # planned every run afresh, and psycopg's array dumping cost more than the query's other

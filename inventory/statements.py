@@ -1,7 +1,7 @@
 """The SQL of the reservation path: every order's reserve, confirm and release steps run it.
 
 The rules live in ``inventory.services``; this module only reads and writes rows, each
-function one prepared statement (``config.db``) whose text does not depend on the number of
+function one prepared statement (``infrastructure.db``) whose text does not depend on the number of
 lines. The ORM would build and compile its SQL on every call: about a millisecond of a
 worker's CPU per statement on the benchmark machine, the largest part of a step's own cost
 (docs/benchmarks.md). Table names come from the models; every value is bound.
@@ -16,7 +16,7 @@ from uuid import UUID
 
 from django.db import connection
 
-from config.db import server_binding_cursor
+from infrastructure.db import server_binding_cursor
 from inventory.models import Product, Reservation, ReservationLine, ReservationStatus
 from inventory.results import ReservationResult, ReservedLine
 

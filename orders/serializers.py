@@ -48,7 +48,7 @@ class StrictIntegerField(serializers.IntegerField):
 class RefuseUnknownFieldsMixin:
     """Refuse fields the serializer does not declare, naming them."""
 
-    # config.api.schema writes `additionalProperties: false` for serializers saying this.
+    # infrastructure.api.schema writes `additionalProperties: false` for serializers saying this.
     refuses_unknown_fields = True
 
     def to_internal_value(self, data: Any) -> Any:

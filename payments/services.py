@@ -21,7 +21,7 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.db import prepared_insert, prepared_select
+from infrastructure.db import prepared_insert, prepared_select
 from payments.errors import (
     IdempotencyKeyConflict,
     InvalidPaymentAmount,
@@ -125,7 +125,7 @@ def payment_charge(
 
     try:
         with transaction.atomic(durable=True):
-            # Prepared (config.db): every order's charge writes one.
+            # Prepared (infrastructure.db): every order's charge writes one.
             prepared_insert(row)
     except IntegrityError:
         previous = Payment.objects.filter(idempotency_key=idempotency_key).first()

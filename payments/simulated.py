@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from config.db import prepared_insert, prepared_select
+from infrastructure.db import prepared_insert, prepared_select
 from payments.gateway import (
     CardDeclined,
     GatewayCharge,
@@ -65,7 +65,7 @@ class SimulatedGateway:
     ) -> GatewayCharge:
         """Charge, or answer as the first charge with this key did."""
         stored_token = storable_token(token)
-        # Prepared statements (config.db) here and for the insert: every order charges.
+        # Prepared statements (infrastructure.db) here and for the insert: every order charges.
         found = prepared_select(SimulatedCharge, "idempotency_key = %s", [idempotency_key])
         if found:
             return _replay_charge(found[0], amount=amount, currency=currency, token=stored_token)

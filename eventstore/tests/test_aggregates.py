@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from eventstore.aggregates import Aggregate
-from eventstore.tests.sample import Account, AccountOpened, MoneyDeposited
+from eventstore.sample import Account, AccountOpened, MoneyDeposited
 
 
 class Plain(Aggregate):

@@ -1,4 +1,4 @@
-"""The prepared-statement helpers (config.db) and the shared-client Redis cache (config.cache)."""
+"""The prepared-statement helpers (infrastructure.db) and the shared-client Redis cache."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 
-from config.db import prepared_insert, prepared_select, server_binding_cursor
 from eventstore.models import StoredEvent
+from infrastructure.db import prepared_insert, prepared_select, server_binding_cursor
 from payments.models import Payment, PaymentStatus, SimulatedCharge, SimulatedChargeOutcome
 
 pytestmark = pytest.mark.django_db
