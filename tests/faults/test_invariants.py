@@ -19,7 +19,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from inventory.models import Product
-from orders.domain import CancellationReason
 from orders.invariants import invariants_check
 from orders.models import Order
 from orders.services import (
@@ -70,8 +69,7 @@ def cancel(order_id: UUID) -> UUID:
     saga_id = order_request_cancellation(
         order_id=order_id,
         actor="user:1",
-        reason=CancellationReason.CANCELLED_BY_STAFF,
-        may_cancel_any=True,
+        acting_as_staff=True,
     )
     drive(saga_id)
     return saga_id
