@@ -1,87 +1,14 @@
-"""The prepared-statement helpers (config.db) and the shared-client Redis cache (config.cache)."""
+"""The server-binding cursor (config.db) and the shared-client Redis cache (config.cache)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
-from uuid import uuid4
-
 import pytest
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 
-from config.db import prepared_insert, prepared_select, server_binding_cursor
-from eventstore.models import StoredEvent
-from payments.models import Payment, PaymentStatus, SimulatedCharge, SimulatedChargeOutcome
+from config.db import server_binding_cursor
 
 pytestmark = pytest.mark.django_db
-
-
-def _charge(key: str) -> SimulatedCharge:
-    return SimulatedCharge(
-        reference=f"ref-{key}",
-        idempotency_key=key,
-        token="tok_visa",
-        amount=Decimal("12.50"),
-        currency="EUR",
-        outcome=SimulatedChargeOutcome.APPROVED,
-        created_at=datetime(2026, 11, 26, 12, 0, tzinfo=UTC),
-    )
-
-
-def _payment(key: str, status: PaymentStatus, **fields: str) -> Payment:
-    at = datetime(2026, 11, 26, tzinfo=UTC)
-    return Payment(
-        order_id=uuid4(),
-        idempotency_key=key,
-        amount=Decimal("3.00"),
-        currency="EUR",
-        token="tok_visa",
-        status=status,
-        created_at=at,
-        updated_at=at,
-        **fields,
-    )
-
-
-def test_prepared_insert_writes_every_field_and_returns_an_auto_primary_key() -> None:
-    first, second = _charge("k1"), _charge("k2")
-
-    prepared_insert(first)
-    prepared_insert(second)
-
-    assert first.pk is not None and second.pk == first.pk + 1
-    assert not first._state.adding
-    stored = SimulatedCharge.objects.get(pk=first.pk)
-    assert (stored.idempotency_key, stored.amount, stored.outcome, stored.decline_code) == (
-        "k1",
-        Decimal("12.50"),
-        "APPROVED",
-        "",
-    )
-    assert stored.created_at == datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-def test_prepared_insert_keeps_a_client_chosen_primary_key_and_the_constraints() -> None:
-    payment = _payment("pay-1", PaymentStatus.CHARGED, gateway_reference="ch_1")
-    prepared_insert(payment)
-    assert Payment.objects.get(pk=payment.pk).idempotency_key == "pay-1"
-
-    twin = _payment("pay-1", PaymentStatus.DECLINED, decline_code="card_declined")
-    with pytest.raises(IntegrityError), transaction.atomic():
-        prepared_insert(twin)
-
-
-def test_prepared_select_returns_model_instances_and_refuses_fields_that_need_decoding() -> None:
-    prepared_insert(_charge("a"))
-    prepared_insert(_charge("b"))
-
-    found = prepared_select(SimulatedCharge, "idempotency_key = ANY(%s::text[])", [["b", "x"]])
-
-    assert [c.idempotency_key for c in found] == ["b"]
-    assert found[0].amount == Decimal("12.50") and not found[0]._state.adding
-    with pytest.raises(TypeError, match="need conversion"):
-        prepared_select(StoredEvent, "stream_id = %s", ["x"])
 
 
 def test_the_server_binding_cursor_prepares_a_statement_it_runs_repeatedly() -> None:
