@@ -144,7 +144,7 @@ class OrderLineSerializer(PrebuiltSerializer):
 class BlankAsNullCharField(serializers.CharField):
     """Show an empty string as null (a cancellation reason an order does not have)."""
 
-    def to_representation(self, value: Any) -> str | None:
+    def to_representation(self, value: Any) -> str | None:  # type: ignore[override]
         return str(value) if value else None
 
 
@@ -192,7 +192,7 @@ def orders_representation(
 ) -> list[dict[str, Any]]:
     """Return each order as the API shows it; ``sagas_by_order`` is keyed by order id."""
     shown = [ShownOrder(order, sagas_by_order.get(str(order.id), [])) for order in orders]
-    body: list[dict[str, Any]] = OrderSerializer(shown, many=True).data
+    body: list[dict[str, Any]] = list(OrderSerializer(shown, many=True).data)
     return body
 
 

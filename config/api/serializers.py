@@ -40,5 +40,5 @@ class PrebuiltFieldsMixin:
         return built
 
 
-class PrebuiltSerializer(PrebuiltFieldsMixin, serializers.Serializer):  # type: ignore[misc]
+class PrebuiltSerializer(PrebuiltFieldsMixin, serializers.Serializer):
     """A plain serializer with prebuilt, shared fields (see ``PrebuiltFieldsMixin``)."""

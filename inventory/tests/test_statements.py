@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -37,9 +38,9 @@ def test_the_reservation_insert_writes_every_concrete_field(model: type[models.M
 
 
 def test_a_field_not_given_gets_its_default_as_the_orm_would_write_it() -> None:
-    note = models.CharField(max_length=10, default="none")
+    note: models.CharField[Any, Any] = models.CharField(max_length=10, default="none")
     note.set_attributes_from_name("note")
-    when = models.DateTimeField(null=True)
+    when: models.DateTimeField[Any, Any] = models.DateTimeField(null=True)
     when.set_attributes_from_name("noted_at")
 
     values = insert_values([*inserted_fields(Reservation), note, when], {"status": "RESERVED"})
