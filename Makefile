@@ -1,7 +1,7 @@
 # Development entry points. See README.md.
 #   make run    the whole back office on http://127.0.0.1:8000 (embedded servers if needed)
 #   make test   the whole test suite (extra pytest arguments: PYTEST_ARGS="-x -k saga")
-#   make lint   ruff check, ruff format --check, mypy
+#   make lint   ruff check, ruff format --check, mypy, lint-imports (pyproject.toml's contracts)
 #   make bench  the benchmarks (python -m bench)
 #   make audit  pip-audit of every pinned dependency (fails on a vulnerability, and when no
 #               vulnerability service answers; AUDIT_UNREACHABLE=warn only warns about that)
@@ -47,6 +47,7 @@ lint: venv-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 bench: venv-dev
 	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench

@@ -324,7 +324,7 @@ def _free_port() -> int:
 def _gunicorn(*, queue: str, database_url: str) -> Iterator[int]:
     """Run gunicorn as the Procfile does, on a free loopback port; yield the port."""
     # Here, not at the top: the load clients import this module alone.
-    from tests.support.worker import stop_process_group
+    from lab.worker import stop_process_group
 
     port = _free_port()
     LOG_DIR.mkdir(exist_ok=True)
@@ -625,13 +625,12 @@ def run() -> list[Record]:
     from django.db import connection
 
     from bench.saga_throughput import _bench_worker
-    from tests.support.worker import _database_url, delete_queue
+    from lab.worker import database_url, delete_queue
 
     skus, tokens = _seed()
     queue = f"bench-api-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    database_url = _database_url(connection.settings_dict)
     try:
-        with _gunicorn(queue=queue, database_url=database_url) as port:
+        with _gunicorn(queue=queue, database_url=database_url(connection.settings_dict)) as port:
             _progress(
                 f"gunicorn on 127.0.0.1:{port} ({GUNICORN_WORKERS} {GUNICORN_CLASS} workers x "
                 f"{GUNICORN_THREADS} threads), clients in up to {CLIENTS} processes"

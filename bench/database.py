@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from config import runtime
+from infrastructure import runtime
 
 SETTINGS_MODULE = "bench.settings"
 

@@ -35,14 +35,14 @@ from django.db import connection, connections
 from django.test.utils import override_settings
 
 from bench.records import Record, latency_record, throughput_record
-from config.db import server_binding_cursor
 from eventstore import projections
 from eventstore.postgres import PostgresEventStore
 from eventstore.projections import Projector, event_store, projection_catch_up
 from eventstore.records import AppendResult, EventMetadata, NewEvent, RecordedEvent, Rider
 from eventstore.repository import Repository
-from eventstore.tests.sample import Account
-from eventstore.tests.sample import registry as account_events
+from eventstore.sample import Account
+from eventstore.sample import registry as account_events
+from infrastructure.db import server_binding_cursor
 
 # Every appended aggregate starts at this many events, and every append goes to an aggregate
 # no writer has touched yet, so each op loads exactly STREAM_LENGTH events.
@@ -133,7 +133,7 @@ class EventLedgerProjector(Projector):
     event_types = frozenset({"MoneyDeposited"})
 
     def handle(self, event: RecordedEvent) -> None:
-        # Prepared after a few runs (config.db), as the product's own projectors write.
+        # Prepared after a few runs (infrastructure.db), as the product's own projectors write.
         with server_binding_cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {LEDGER_TABLE} (event_id, account_id, version, amount) "

@@ -49,11 +49,11 @@ def _bench_worker(queue: str) -> Iterator[object]:
     from django.db import connection
 
     from config.celery import app
-    from tests.support.worker import WorkerHandle, _database_url, delete_queue
+    from lab.worker import WorkerHandle, database_url, delete_queue
 
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=_database_url(connection.settings_dict),
+        DATABASE_URL=database_url(connection.settings_dict),
         CELERY_BROKER_URL=str(settings.CELERY_BROKER_URL),
         CELERY_QUEUE=queue,
         # The bench's saga and chain tasks come with the test-only app.

@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config import runtime
+from infrastructure import runtime
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -77,7 +77,7 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-# Admin login throttling (config/security.py): failures per username and client address
+# Admin login throttling (backoffice/security.py): failures per username and client address
 # within the window before the login is refused until the window passes.
 ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5)
 ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900)
@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "inventory",
     "payments",
     "orders",
+    "backoffice",
 ]
 
 MIDDLEWARE = [
@@ -111,7 +112,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Errors under /api/ are JSON even with DEBUG on (no traceback page).
-    "config.api.errors.ApiErrorsMiddleware",
+    "infrastructure.api.errors.ApiErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -150,7 +151,7 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("OPTIONS", {})
 # Let psycopg prepare a statement after 5 runs on a connection (Django's default: never).
-# Only server-binding cursors can prepare: the hot paths use one (config/db.py: the event
+# Only server-binding cursors can prepare: the hot paths use one (infrastructure/db.py: the event
 # store's append and loads, the saga engine's claim, outcome and start, an order's POST and
 # worker steps); the ORM's cursors bind on the client and are unaffected.
 # A transaction-mode pooler (pgbouncer) needs it off: DATABASE_PREPARE_THRESHOLD=none.
@@ -205,13 +206,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "config.api.pagination.StandardPagination",
-    "EXCEPTION_HANDLER": "config.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "infrastructure.api.schema.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "infrastructure.api.pagination.StandardPagination",
+    "EXCEPTION_HANDLER": "infrastructure.api.errors.api_exception_handler",
     # Throttling is on by default; the rates are per client, counted in the shared cache.
     "DEFAULT_THROTTLE_CLASSES": [
-        "config.api.throttling.AnonThrottle",
-        "config.api.throttling.UserThrottle",
+        "infrastructure.api.throttling.AnonThrottle",
+        "infrastructure.api.throttling.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_THROTTLE_ANON", "120/min"),
@@ -234,7 +235,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "config.api.schema.add_common_rules",
+        "infrastructure.api.schema.add_common_rules",
     ],
 }
 
@@ -254,7 +255,7 @@ REDIS_URL = _broker_url
 # own key prefix, so every web process shares the counts.
 CACHES = {
     "default": {
-        "BACKEND": "config.cache.RedisCache",
+        "BACKEND": "infrastructure.cache.RedisCache",
         "LOCATION": os.environ.get("CACHE_URL", _broker_url),
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "backoffice"),
         "TIMEOUT": 300,

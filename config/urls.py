@@ -4,8 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.api.health import HealthView
-from config.security import admin_login
+from backoffice.security import admin_login
+from infrastructure.api.health import HealthView
 from inventory.api import ProductListView
 from orders.api import OrderCancelView, OrderDetailView, OrderEventsView, OrderListCreateView
 from sagas.api import SagaDetailView, SagaListView, SagaRetryView, SagaSkipView
@@ -26,13 +26,13 @@ api_patterns = [
 ]
 
 urlpatterns = [
-    # Before the admin's own login URL: the same page, throttled (config/security.py).
+    # Before the admin's own login URL: the same page, throttled (backoffice/security.py).
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"), namespace="api")),
 ]
 
-handler400 = "config.api.errors.bad_request"
-handler403 = "config.api.errors.permission_denied"
-handler404 = "config.api.errors.page_not_found"
-handler500 = "config.api.errors.server_error"
+handler400 = "infrastructure.api.errors.bad_request"
+handler403 = "infrastructure.api.errors.permission_denied"
+handler404 = "infrastructure.api.errors.page_not_found"
+handler500 = "infrastructure.api.errors.server_error"

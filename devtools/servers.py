@@ -47,14 +47,14 @@ class ServerUrls:
 
 
 def configured_urls(env: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """Return (database URL, broker URL) from the environment, as config/runtime.py reads them."""
+    """Return (database URL, broker URL) from the environment, as infrastructure.runtime does."""
     database_url = env.get("DATABASE_URL") or None
     broker_url = env.get("CELERY_BROKER_URL") or env.get("REDIS_URL") or None
     return database_url, broker_url
 
 
 def write_runtime_file(path: Path, urls: ServerUrls) -> None:
-    """Record the URLs in use for ``manage.py`` run beside ``make run`` (config/runtime.py)."""
+    """Record the URLs in use for ``manage.py`` beside ``make run`` (infrastructure.runtime)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     payload = {"DATABASE_URL": urls.database_url, "REDIS_URL": urls.redis_url}

@@ -11,9 +11,7 @@ it"). The registrations are made from each app's own ``admin.py``.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -24,20 +22,12 @@ from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.html import format_html
 
+from backoffice.admin import AdminLink, ReadOnlyAdmin, pretty_json, render_links
 from eventstore.models import ProjectionCheckpoint, StoredEvent
 
 CORRELATION_PARAM = "correlation_id"
-
-
-@dataclass(frozen=True)
-class AdminLink:
-    """Name one admin page an event leads to."""
-
-    label: str
-    url: str
 
 
 EventLinker = Callable[[StoredEvent], AdminLink | None]
@@ -89,30 +79,6 @@ def correlation_links(correlation_id: str) -> list[AdminLink]:
             continue
         links.append(AdminLink(label, f"{url}?{urlencode({param: correlation_id})}"))
     return links
-
-
-def render_links(links: list[AdminLink], sep: str = " · ") -> SafeString:
-    return format_html_join(sep, '<a href="{}">{}</a>', ((link.url, link.label) for link in links))
-
-
-def pretty_json(value: Any) -> str:
-    return format_html(
-        '<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
-        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
-    )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Show rows; never add, change or delete them."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class CorrelationFilter(admin.SimpleListFilter):

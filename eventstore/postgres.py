@@ -28,7 +28,6 @@ from uuid import UUID
 
 from django.db import connection, transaction
 
-from config.db import server_binding_cursor
 from eventstore.errors import ConcurrencyError, DuplicateEventError
 from eventstore.records import (
     LOG_START,
@@ -39,6 +38,7 @@ from eventstore.records import (
     Rider,
     StoredSnapshot,
 )
+from infrastructure.db import server_binding_cursor
 
 EVENT_COLUMNS = (
     "position, transaction_id, stream_type, stream_id, version, event_id, event_type, "
@@ -182,7 +182,7 @@ class PostgresEventStore:
         # (as durably), which saves the BEGIN and COMMIT round trips.
         alone = len(events) == 1 and projection is not None
         with nullcontext() if alone else self.transaction():
-            # Prepared after a few runs (config.db): its text is fixed per batch size and
+            # Prepared after a few runs (infrastructure.db): its text is fixed per batch size and
             # riders. It took the 1-writer append from 0.30 to 0.47 of the raw ceiling
             # (docs/benchmarks.md).
             with server_binding_cursor() as cursor:

@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
-from eventstore.admin import ReadOnlyAdmin
+from backoffice.admin import ReadOnlyAdmin
 from inventory.errors import StockBelowReserved, StockChanged
 from inventory.models import Product, Reservation, ReservationLine
 from inventory.services import product_create, product_update

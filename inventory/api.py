@@ -8,8 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.errors import ERROR_RESPONSES
-from config.api.pagination import PAGE_PARAMETERS, StandardPagination
+from infrastructure.api.errors import ERROR_RESPONSES
+from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
 from inventory.selectors import product_list
 
 

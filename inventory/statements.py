@@ -3,7 +3,7 @@
 Two paths run it: the reservation steps of every order (reserve, confirm, release, restock)
 and the catalogue lookup that prices every order inside its POST. Each function is one
 statement whose text does not depend on the number of lines, run on a server-binding cursor
-(``config.db``) so that it is prepared after a few runs instead of being compiled by the ORM
+(``infrastructure.db``) so that it is prepared after a few runs instead of being compiled by the ORM
 on every call (``docs/benchmarks.md`` has the figures). The rules live in
 ``inventory.services``. Table and column names come from the models' fields, every value is
 bound, and an INSERT writes every concrete field, a new one with its default
@@ -23,7 +23,7 @@ from django.db import connection
 from django.db.models import Field, Model
 from django.db.models.fields import AutoFieldMixin
 
-from config.db import server_binding_cursor
+from infrastructure.db import server_binding_cursor
 from inventory.models import Product, Reservation, ReservationLine, ReservationStatus
 from inventory.results import ProductInfo, ReservationResult, ReservedLine
 

@@ -12,29 +12,30 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import CharField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Concat
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from config.snapshots import read_snapshot
-from eventstore.admin import (
+from backoffice.admin import (
     ReadOnlyAdmin,
-    correlation_links,
+    RefuseUnavailableActions,
+    actor_names,
+    confirmation_page,
+    confirmed,
     pretty_json,
-    register_stream_admin,
+    register_subject_admin,
     render_links,
 )
+from eventstore.admin import correlation_links, register_stream_admin
 from eventstore.errors import VersionNotFound
+from infrastructure.snapshots import read_snapshot
 from orders.domain import OrderNotCancellable, OrderStatus
 from orders.models import Order
 from orders.selectors import OrderAsOf, order_replay, order_stream_events
 from orders.services import OrderNotFound, order_request_cancellation, order_subject
-from sagas.admin import RefuseUnavailableActions, actor_names, register_subject_admin
 from sagas.errors import SagaAlreadyActive
 from sagas.models import Saga
 from sagas.selectors import sagas_for_subject
@@ -88,7 +89,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> HttpResponse | None:
         """Confirm, then start the cancel saga of each selected order, one message each."""
         orders = list(queryset)
-        if request.POST.get("post") == "yes":
+        if confirmed(request):
             for order in orders:
                 self._cancel(request, order)
             return None
@@ -182,7 +183,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         context = dict(extra_context or {})
-        # One snapshot for the order, its events and its sagas (see config.snapshots).
+        # One snapshot for the order, its events and its sagas (see infrastructure.snapshots).
         with read_snapshot():
             order = self.get_object(request, object_id)
             if order is not None and self.has_view_permission(request, order):
@@ -233,7 +234,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         if order is None:
             raise Http404("No order with this id.")
         back = reverse("admin:orders_order_change", args=[order.id])
-        if request.method == "POST" and request.POST.get("post") == "yes":
+        if confirmed(request):
             self._cancel(request, order)
             return HttpResponseRedirect(back)
         return self._confirmation(request, [order], back_url=back, single=True)
@@ -264,18 +265,14 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     def _confirmation(
         self, request: HttpRequest, orders: list[Order], *, back_url: str, single: bool
     ) -> HttpResponse:
-        return TemplateResponse(
+        return confirmation_page(
+            self,
             request,
             "admin/orders/order/cancel_confirmation.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Cancel order" if single else "Cancel orders",
-                "opts": self.opts,
-                "orders": orders,
-                "cancellable": [o for o in orders if o.status == OrderStatus.CONFIRMED],
-                "not_cancellable": [o for o in orders if o.status != OrderStatus.CONFIRMED],
-                "single": single,
-                "action_checkbox_name": ACTION_CHECKBOX_NAME,
-                "back_url": back_url,
-            },
+            title="Cancel order" if single else "Cancel orders",
+            single=single,
+            back_url=back_url,
+            orders=orders,
+            cancellable=[o for o in orders if o.status == OrderStatus.CONFIRMED],
+            not_cancellable=[o for o in orders if o.status != OrderStatus.CONFIRMED],
         )

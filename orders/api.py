@@ -15,12 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.errors import ERROR_RESPONSES, error_response
-from config.api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from config.api.idempotency import KEY_SCHEMA
-from config.api.pagination import PAGE_PARAMETERS, StandardPagination
-from config.api.params import choice_param, int_param, query_param
 from eventstore.errors import VersionNotFound
+from infrastructure.api.errors import ERROR_RESPONSES, error_response
+from infrastructure.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from infrastructure.api.idempotency import KEY_SCHEMA
+from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
+from infrastructure.api.params import choice_param, int_param, query_param
 from orders.domain import InvalidOrder, OrderNotCancellable, OrderStatus
 from orders.idempotency import order_keys
 from orders.placing import OrderAlreadyPlaced, order_place

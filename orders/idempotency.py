@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.api.idempotency import IdempotencyKeys
+from infrastructure.api.idempotency import IdempotencyKeys
 from orders.models import IdempotencyRecord
 
 order_keys = IdempotencyKeys(records=IdempotencyRecord)

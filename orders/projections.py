@@ -25,11 +25,11 @@ from uuid import UUID
 
 from django.db import connection, transaction
 
-from config.db import server_binding_cursor
 from eventstore.postgres import EVENT_COLUMNS, PostgresEventStore, record_from_row
 from eventstore.projections import Projector
 from eventstore.records import NewEvent, RecordedEvent, Rider
 from eventstore.registry import events as registry
+from infrastructure.db import server_binding_cursor
 from orders.domain import Order as OrderAggregate
 from orders.models import Order
 
@@ -164,7 +164,7 @@ class OrderProjector(Projector):
             return
         changes = self._changes(event)
         # Every order's confirmation or cancellation comes through here: one prepared
-        # statement (config.db), gated on the version before this event.
+        # statement (infrastructure.db), gated on the version before this event.
         with server_binding_cursor() as cursor:
             cursor.execute(
                 _UPDATE_SQL,
@@ -211,7 +211,7 @@ class OrderProjector(Projector):
 
     def _insert_created(self, event: RecordedEvent) -> None:
         # ON CONFLICT DO NOTHING makes a replayed OrderCreated a no-op in one round trip.
-        # A prepared statement (config.db), not the ORM's compile on every event.
+        # A prepared statement (infrastructure.db), not the ORM's compile on every event.
         fields = row_from_stream([event])
         order_id = UUID(event.stream_id)
         with server_binding_cursor() as cursor:

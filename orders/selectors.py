@@ -13,9 +13,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
 from django.db.models import Count, QuerySet
 
-from config.db import server_binding_cursor
 from eventstore.errors import StreamNotFound, VersionNotFound
 from eventstore.models import StoredEvent
+from infrastructure.db import server_binding_cursor
 from orders.domain import Order as OrderAggregate
 from orders.domain import OrderStatus
 from orders.models import Order
@@ -84,7 +84,7 @@ def order_just_placed(*, order_id: UUID) -> Order:
     For the 202 answer of POST /api/orders/, in the placing transaction: the caller placed
     it, so may see it, and the row is certainly there (projected inline). The projection
     hands over the row it has just inserted in this thread; failing that, one prepared
-    statement (config.db) reads it, instead of the ORM's compile on every POST.
+    statement (infrastructure.db) reads it, instead of the ORM's compile on every POST.
     """
     fields = take_created_row(order_id)
     if fields is None:

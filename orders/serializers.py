@@ -4,7 +4,7 @@
 parses with it, its messages are the 400's field errors, and the OpenAPI schema is generated
 from it. What only the catalogue knows (unknown SKUs, one currency per order) comes back from
 ``order_place`` as field errors too. ``OrderSerializer`` is the one format of an order in
-every answer. Both build their fields once per class (``config.api.serializers``).
+every answer. Both build their fields once per class (``infrastructure.api.serializers``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from config.api.serializers import PrebuiltSerializer
+from infrastructure.api.serializers import PrebuiltSerializer
 from orders.domain import MAX_LINES, MAX_QUANTITY, OrderStatus
 
 # Fields a client might send hoping to set what only the catalogue or the saga decides.
@@ -51,7 +51,7 @@ class StrictIntegerField(serializers.IntegerField):
 class RefuseUnknownFieldsMixin:
     """Refuse fields the serializer does not declare, naming them."""
 
-    # config.api.schema writes `additionalProperties: false` for serializers saying this.
+    # infrastructure.api.schema writes `additionalProperties: false` for serializers saying this.
     refuses_unknown_fields = True
 
     def to_internal_value(self, data: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from eventstore.admin import ReadOnlyAdmin
+from backoffice.admin import ReadOnlyAdmin
 from payments.models import (
     Payment,
     Refund,

@@ -11,7 +11,7 @@ injection is enabled.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,25 +21,26 @@ from uuid import UUID
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from config.snapshots import read_snapshot
-from eventstore.admin import (
+from backoffice.admin import (
     AdminLink,
     ReadOnlyAdmin,
+    RefuseUnavailableActions,
+    actor_names,
+    confirmation_page,
+    confirmed,
     pretty_json,
-    register_correlation_view,
-    register_event_linker,
+    subject_link,
 )
+from eventstore.admin import register_correlation_view, register_event_linker
 from eventstore.models import StoredEvent
+from infrastructure.snapshots import read_snapshot
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict, UnknownSagaType
 from sagas.models import FaultRule, Saga, SagaStep
 from sagas.registry import definitions, get_definition
@@ -51,26 +52,7 @@ RETRY_PERMISSION = "sagas.retry_saga"
 SKIP_PERMISSION = "sagas.skip_compensation"
 _QUEUE = "_failed_compensation_queue"
 
-# --- links: a saga's subject to its admin page (registered by the subject's app) ------------
-
-_subject_admins: dict[str, str] = {}
-
-
-def register_subject_admin(kind: str, url_name: str) -> None:
-    """Link sagas whose subject is ``"<kind>:<id>"`` to the admin page ``url_name`` of ``id``."""
-    _subject_admins[kind] = url_name
-
-
-def subject_link(subject: str) -> AdminLink | None:
-    """Return the admin page of what a saga acts on, when its app registered one."""
-    kind, _, subject_id = subject.partition(":")
-    url_name = _subject_admins.get(kind)
-    if not url_name or not subject_id:
-        return None
-    try:
-        return AdminLink(subject, reverse(url_name, args=[subject_id]))
-    except NoReverseMatch:
-        return None
+# --- links: events a saga step wrote lead to the saga --------------------------------------
 
 
 def _saga_of_event(event: StoredEvent) -> AdminLink | None:
@@ -142,15 +124,6 @@ class OperatorRow:
     actor: str
     step: str
     reason: str
-
-
-def actor_names(actors: Iterable[str]) -> dict[str, str]:
-    """Map "user:<id>" actors to "username (user:<id>)", in one query."""
-    ids = {int(a[5:]) for a in actors if a.startswith("user:") and a[5:].isdigit()}
-    if not ids:
-        return {}
-    users = get_user_model().objects.filter(pk__in=ids).values_list("pk", "username")
-    return {f"user:{pk}": f"{name} (user:{pk})" for pk, name in users}
 
 
 def saga_timeline(detail: SagaDetail) -> dict[str, Any]:
@@ -266,23 +239,6 @@ SKIP = OperatorAction(
 
 def _actor(request: HttpRequest) -> str:
     return f"user:{request.user.pk}"
-
-
-class RefuseUnavailableActions(admin.ModelAdmin):
-    """Answer 403 to a posted admin action the user may not run.
-
-    Django leaves such an action out of the form, and a forged post of it only meets "no
-    action selected" (or, with no action at all available, the list again): a forged post is
-    refused outright instead.
-    """
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        action = request.POST.get("action") if request.method == "POST" else None
-        if action and action not in self.get_actions(request):
-            raise PermissionDenied
-        return super().changelist_view(request, extra_context)
 
 
 class CorrelationIdFilter(admin.SimpleListFilter):
@@ -549,30 +505,26 @@ class SagaAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         single: bool = False,
     ) -> HttpResponse | None:
         """Show the confirmation page; once confirmed, run the service once per saga."""
-        confirmed = request.method == "POST" and request.POST.get("post") == "yes"
-        form = SkipReasonForm(request.POST if confirmed else None)
-        if confirmed and (not action.needs_reason or form.is_valid()):
+        yes = confirmed(request)
+        form = SkipReasonForm(request.POST if yes else None)
+        if yes and (not action.needs_reason or form.is_valid()):
             reason = form.cleaned_data["reason"] if action.needs_reason else ""
             self._run(request, sagas, action, reason)
             return None
-        return TemplateResponse(
+        return confirmation_page(
+            self,
             request,
             "admin/sagas/saga/operator_action_confirmation.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": action.single_title if single else action.title,
-                "opts": self.opts,
-                "action": action,
-                "sagas": sagas,
-                "waiting": [s for s in sagas if s.status == SagaStatus.COMPENSATION_FAILED],
-                "not_waiting": [s for s in sagas if s.status != SagaStatus.COMPENSATION_FAILED],
-                "form": form if action.needs_reason else None,
-                "single": single,
-                "action_checkbox_name": ACTION_CHECKBOX_NAME,
-                "back_url": reverse("admin:sagas_saga_change", args=[sagas[0].pk])
-                if single
-                else request.get_full_path(),
-            },
+            title=action.single_title if single else action.title,
+            single=single,
+            back_url=reverse("admin:sagas_saga_change", args=[sagas[0].pk])
+            if single
+            else request.get_full_path(),
+            action=action,
+            sagas=sagas,
+            waiting=[s for s in sagas if s.status == SagaStatus.COMPENSATION_FAILED],
+            not_waiting=[s for s in sagas if s.status != SagaStatus.COMPENSATION_FAILED],
+            form=form if action.needs_reason else None,
         )
 
     def _run(

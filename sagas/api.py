@@ -13,9 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.errors import ERROR_RESPONSES, error_response
-from config.api.pagination import PAGE_PARAMETERS, StandardPagination
-from config.api.params import choice_param, query_param
+from infrastructure.api.errors import ERROR_RESPONSES, error_response
+from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
+from infrastructure.api.params import choice_param, query_param
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
 from sagas.models import Saga
 from sagas.selectors import saga_detail, saga_list

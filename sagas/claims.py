@@ -37,7 +37,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 
-from config.db import server_binding_cursor
+from infrastructure.db import server_binding_cursor
 from sagas import workers
 from sagas.definitions import Failure, SagaDefinition
 from sagas.engine import (
@@ -211,7 +211,7 @@ def _claim_fast(
         "deadline": now + lease_length(definition.steps[step_index].timeout),
         "step_status": claimed_step_status(phase).value,
     }
-    # Prepared after a few runs on the connection (config.db): this runs on every step.
+    # Prepared after a few runs on the connection (infrastructure.db): this runs on every step.
     with server_binding_cursor() as cursor:
         cursor.execute(_FAST_SQL[phase, not connection.in_atomic_block], params)
         row = cursor.fetchone()

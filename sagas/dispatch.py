@@ -15,7 +15,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import transaction
 
-from config import broker
+from infrastructure import broker
 from sagas.definitions import Step
 from sagas.statuses import Phase
 
@@ -56,7 +56,7 @@ def publish(message: StepMessage) -> None:
         "step": message.step.name,
         "phase": message.phase.value,
     }
-    # The message apply_async would send, in one LPUSH (config.broker explains why).
+    # The message apply_async would send, in one LPUSH (infrastructure.broker explains why).
     broker.send_task(
         app,
         RUN_STEP_TASK,

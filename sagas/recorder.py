@@ -23,7 +23,7 @@ from uuid import UUID
 
 from django.db import connection
 
-from config.db import server_binding_cursor
+from infrastructure.db import server_binding_cursor
 from sagas.definitions import Failure, SagaDefinition
 from sagas.dispatch import StepMessage, countdown_allowed, publish_on_commit
 from sagas.engine import Cursor, SagaState, Transition
@@ -182,7 +182,7 @@ def transition_apply(
         transition=transition,
         now=now,
     )
-    # Prepared after a few runs on the connection (config.db): this runs on every step.
+    # Prepared after a few runs on the connection (infrastructure.db): this runs on every step.
     with server_binding_cursor() as cursor:
         cursor.execute(_TRANSITION_SQL, params)
         row = cursor.fetchone()

@@ -23,8 +23,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg import sql
 
-from config.db import server_binding_cursor
 from eventstore.records import Rider
+from infrastructure.db import server_binding_cursor
 from sagas.definitions import (
     INJECTED_FAULT,
     SagaDefinition,
@@ -255,7 +255,7 @@ def _start_sql(definition: SagaDefinition, *, carried: bool) -> str:
     One statement writes it all: a third of the ORM's cost in the caller's request, and no
     savepoint (docs/benchmarks.md). The steps' plan (position, name, compensable, ran
     locally) is fixed by the definition, so it is written into the text as literals: one
-    text per definition, prepared after a few runs (config.db), and four array parameters
+    text per definition, prepared after a few runs (infrastructure.db), and four array parameters
     fewer to encode on every start, a tenth of a placed order's Python time. Table names
     come from the models; step names and statuses are quoted literals; the rest is bound.
     """

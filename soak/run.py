@@ -1,7 +1,7 @@
 """Place a few hundred orders while the lab's worker, Redis and PostgreSQL fail on a schedule.
 
-The soak runs the whole back office on private servers (``tests.support.lab``): gunicorn, a
-Celery worker that injects rare database and broker errors (``tests.faults.chaos``) and
+The soak runs the whole back office on private servers (``lab.servers``): gunicorn, a
+Celery worker that injects rare database and broker errors (``lab.chaos``) and
 Celery beat running the sweeper. Client threads place orders over HTTP with a fixed mix
 (approved, flaky, declined, out of stock, later cancelled by the client); meanwhile a
 scheduler, driven by how many orders have been placed, kills the whole worker, kills and
@@ -29,8 +29,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.faults.chaos import BROKER_RATE_ENV, DB_RATE_ENV
-from tests.support.lab import Lab, LabClient, LabError, LabProduct
+from lab.chaos import BROKER_RATE_ENV, DB_RATE_ENV
+from lab.servers import Lab, LabClient, LabError, LabProduct
 
 #: What a fault kind does to the lab (each returns once the part is back).
 FAULT_KINDS = ("worker_kill", "redis_aof", "redis_volatile", "postgres")
@@ -391,7 +391,7 @@ def soak_run(config: SoakConfig, *, say: Callable[[str], None]) -> SoakResult:
     )
     lab = Lab(
         [*PRODUCTS, LabProduct("SOAK-SCARCE", max(6, config.orders // 15))],
-        worker_app="tests.faults.chaos",
+        worker_app="lab.chaos",
         worker_env={
             DB_RATE_ENV: str(config.db_error_rate),
             BROKER_RATE_ENV: str(config.broker_error_rate),

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
-from config.api.idempotency import CLAIMED, IdempotencyKeys, request_id
+from infrastructure.api.idempotency import CLAIMED, IdempotencyKeys, request_id
 from orders.models import IdempotencyRecord
 from tests.factories import make_user
 

@@ -1,4 +1,4 @@
-"""config.broker sends the very message Celery's apply_async sends, in one LPUSH."""
+"""infrastructure.broker sends the very message Celery's apply_async sends, in one LPUSH."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from celery.signals import after_task_publish
 from django.conf import settings
 from redis import Redis
 
-from config import broker
 from config.celery import app
+from infrastructure import broker
+from lab.worker import delete_queue
 from sagas.dispatch import RUN_STEP_TASK
 from sagas.tasks import run_saga_step
-from tests.support.worker import delete_queue
 
 # Differ between any two messages: fresh ids, the sender's time and process.
 PER_MESSAGE = {"id", "root_id", "eta", "origin"}
@@ -39,7 +39,7 @@ def _kwargs() -> dict[str, str]:
 
 
 def _sent_by_celery(queue: str, kwargs: dict[str, str], countdown: float) -> None:
-    # How sagas.dispatch called Celery before config.broker existed.
+    # How sagas.dispatch called Celery before infrastructure.broker existed.
     run_saga_step.apply_async(  # type: ignore[call-arg]
         kwargs=kwargs,
         argsrepr="()",

@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from config.snapshots import read_snapshot
+from infrastructure.snapshots import read_snapshot
 from inventory.models import Product
 from tests.factories import make_product
 

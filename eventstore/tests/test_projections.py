@@ -22,7 +22,7 @@ from eventstore.projections import (
     projection_statuses,
 )
 from eventstore.records import NewEvent, RecordedEvent
-from eventstore.tests.sample import registry as sample_registry
+from eventstore.sample import registry as sample_registry
 from eventstore.verify import event_store_verify
 
 TABLE = "eventstore_test_seen"

@@ -17,7 +17,7 @@ from eventstore.memory import InMemoryEventStore
 from eventstore.postgres import PostgresEventStore
 from eventstore.records import EventMetadata, NewEvent
 from eventstore.repository import Repository
-from eventstore.tests.sample import Account, AccountOpened, MoneyDeposited, registry
+from eventstore.sample import Account, AccountOpened, MoneyDeposited, registry
 
 META = EventMetadata(correlation_id="c", causation_id="k", actor="user:1")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -17,13 +16,12 @@ import requests
 from rest_framework.test import APIClient
 
 import orders.api
-from config.api.idempotency import IdempotencyKeys, request_id
 from eventstore.models import StoredEvent
+from infrastructure.api.idempotency import IdempotencyKeys, request_id
 from orders.models import IdempotencyRecord, Order
 from sagas.models import Saga
 from sagas.tests.harness import drive
 from tests.factories import api_client, make_product, make_user
-from tests.support.worker import delete_queue
 
 pytestmark = pytest.mark.django_db
 
@@ -488,15 +486,6 @@ def test_malformed_keys_are_a_400(client, products, key) -> None:
     assert nothing_created()
 
 
-@pytest.fixture
-def unconsumed_queue(settings) -> Iterator[str]:
-    """Send this test's step messages to a queue no worker reads; delete it afterwards."""
-    queue = f"api-unconsumed-{uuid4().hex[:8]}"
-    settings.CELERY_TASK_DEFAULT_QUEUE = queue
-    yield queue
-    delete_queue(queue)
-
-
 def token_session(user) -> requests.Session:
     from rest_framework.authtoken.models import Token
 
@@ -506,9 +495,7 @@ def token_session(user) -> requests.Session:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_key_still_in_flight_gets_409(
-    live_server, client_user, unconsumed_queue, monkeypatch
-) -> None:
+def test_a_key_still_in_flight_gets_409(live_server, client_user, monkeypatch) -> None:
     make_product("SKU-A", price="4.50")
     make_product("SKU-B", price="1.25")
     inside, release = threading.Event(), threading.Event()

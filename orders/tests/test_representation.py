@@ -1,7 +1,7 @@
 """An order's body is what OrderSerializer's declared fields make of each of its values.
 
 ``order_representation`` reads the order through ``ShownOrder`` and shares the serializer's
-fields between uses (``config.api.serializers``); these tests hold its answer to each
+fields between uses (``infrastructure.api.serializers``); these tests hold its answer to each
 field's own formatting of the value it names, for every kind of value an order can carry.
 """
 

@@ -11,6 +11,7 @@ from django.test import override_settings
 from redis import Redis
 
 from config.celery import app
+from lab.worker import WorkerHandle
 from sagas.faults import fault_rule_set, fault_rules_clear
 from sagas.models import Saga, SagaOperatorAction, SagaStep
 from sagas.services import SweepResult, saga_retry, saga_skip_compensation
@@ -26,7 +27,7 @@ from sagas.tests.harness import (
     step_statuses,
     wait_status,
 )
-from tests.support.worker import WorkerHandle, wait_for
+from tests.support.worker import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.usefixtures("transactional_db")]
 

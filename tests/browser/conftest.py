@@ -33,8 +33,9 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
+from lab.worker import WorkerHandle
 from tests.factories import make_product
-from tests.support.worker import WorkerHandle, wait_for
+from tests.support.worker import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"

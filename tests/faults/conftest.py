@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.lab import Lab, LabProduct
-from tests.support.worker import delete_queue
+from lab.servers import Lab, LabProduct
+from lab.worker import delete_queue
 
 #: Plenty of stock, so only the scarce product runs out.
 PRODUCTS = [LabProduct(f"FLT-{n}", 100_000, price=f"{n}.50") for n in range(1, 5)] + [
@@ -20,7 +20,7 @@ PRODUCTS = [LabProduct(f"FLT-{n}", 100_000, price=f"{n}.50") for n in range(1, 5
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """Start the lab once for every fault test (stopped and deleted at the end)."""
-    with Lab(PRODUCTS, worker_app="tests.faults.chaos") as running:
+    with Lab(PRODUCTS, worker_app="lab.chaos") as running:
         yield running
 
 

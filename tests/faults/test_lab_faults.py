@@ -18,8 +18,8 @@ from collections import Counter
 import pytest
 import requests
 
-from tests.faults.chaos import BROKER_RATE_ENV, DB_RATE_ENV
-from tests.support.lab import Lab, LabClient
+from lab.chaos import BROKER_RATE_ENV, DB_RATE_ENV
+from lab.servers import Lab, LabClient
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from config.api.throttling import AnonThrottle, UserThrottle
+from infrastructure.api.throttling import AnonThrottle, UserThrottle
 from tests.factories import api_client, make_user
 from tests.support.worker import wait_for
 
@@ -127,8 +127,8 @@ def test_a_cache_that_does_not_answer_lets_logins_through(staff, settings) -> No
 def test_api_throttling_is_on_by_default_with_env_driven_rates() -> None:
     rest = django_settings.REST_FRAMEWORK
     assert rest["DEFAULT_THROTTLE_CLASSES"] == [
-        "config.api.throttling.AnonThrottle",
-        "config.api.throttling.UserThrottle",
+        "infrastructure.api.throttling.AnonThrottle",
+        "infrastructure.api.throttling.UserThrottle",
     ]
     assert set(rest["DEFAULT_THROTTLE_RATES"]) == {"anon", "user"}
 

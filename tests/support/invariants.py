@@ -1,4 +1,4 @@
-"""Assert, at the end of a test, that every invariant of ``orders.invariants`` holds."""
+"""Assert, at the end of a test, that every registered invariant (backoffice.invariants) holds."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from orders.invariants import InvariantReport, invariants_check
+from backoffice.invariants import InvariantReport, invariants_check
 
 
 def assert_invariants(

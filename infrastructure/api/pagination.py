@@ -8,7 +8,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 
-from config.api.params import int_param
+from infrastructure.api.params import int_param
 
 MAX_PAGE_SIZE = 500
 

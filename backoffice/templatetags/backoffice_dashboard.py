@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from orders.dashboard import dashboard
+from backoffice.dashboard import dashboard
 
 register = template.Library()
 

@@ -34,7 +34,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api.errors import error_response
+from infrastructure.api.errors import error_response
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

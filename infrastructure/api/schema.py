@@ -80,6 +80,6 @@ def add_common_rules(
                     and schema.get("type") == "string"
                     and not {"enum", "pattern", "format"} & set(schema)
                 ):
-                    # config.api.params refuses NUL: PostgreSQL cannot compare such text.
+                    # infrastructure.api.params refuses NUL: PostgreSQL cannot compare such text.
                     schema["pattern"] = NO_NUL_PATTERN
     return result

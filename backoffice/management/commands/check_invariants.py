@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from orders.invariants import invariants_check
+from backoffice.invariants import invariants_check
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""A small aggregate used by the event store's tests: a ledger account."""
+"""A small aggregate for the event store's tests and benchmark: a ledger account."""
 
 from __future__ import annotations
 

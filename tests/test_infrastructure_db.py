@@ -1,4 +1,4 @@
-"""The server-binding cursor (config.db) and the shared-client Redis cache (config.cache)."""
+"""The server-binding cursor (infrastructure.db) and the shared-client Redis cache."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 
-from config.db import server_binding_cursor
+from infrastructure.db import server_binding_cursor
 
 pytestmark = pytest.mark.django_db
 

@@ -39,7 +39,7 @@ from devtools.ports import LOOPBACK, free_port, wait_for_port
 from devtools.postgres_server import POSTGRES_BIN_PATH, EmbeddedPostgres, _run
 from devtools.redis_server import redis_server_binary
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 #: How often beat runs the sweeper in the lab, and how long a sent message may take to run.
 SWEEP_SECONDS = 2
 SWEEP_GRACE_SECONDS = 4

@@ -1,18 +1,18 @@
 """A Celery app for the fault lab's worker that injects database and broker errors at a rate.
 
-``celery -A tests.faults.chaos worker`` runs the project's app (``config.celery``) unchanged
+``celery -A lab.chaos worker`` runs the project's app (``config.celery``) unchanged
 unless a rate above 0 is set; only then does each pool process, as it starts, install a hook:
 
 - ``LAB_INJECT_DB_ERROR_RATE``: every SQL statement fails first with ``OperationalError`` at
   that rate (as a dropped connection would), through Django's ``execute_wrappers``;
 - ``LAB_INJECT_BROKER_ERROR_RATE``: every step message published fails with kombu's
   ``OperationalError`` at that rate (as an unreachable broker would), by wrapping
-  ``config.broker.send_task``, through which every step message goes.
+  ``infrastructure.broker.send_task``, through which every step message goes.
 
 In each pool process the first statement and the first publish always fail, so that a short
 run at a low rate still injects both kinds (a test asserting "some were injected" cannot be
-unlucky). This module lives in the tests, so no production process can load it; each injected error
-is logged with the word ``injected`` so a run can count them.
+unlucky). This module lives in the lab, which no production process loads (the Procfile runs
+``config``); each injected error is logged with the word ``injected`` so a run can count them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = ["BROKER_RATE_ENV", "DB_RATE_ENV", "app"]
 
 DB_RATE_ENV = "LAB_INJECT_DB_ERROR_RATE"
 BROKER_RATE_ENV = "LAB_INJECT_BROKER_ERROR_RATE"
-logger = logging.getLogger("tests.faults.chaos")
+logger = logging.getLogger("lab.chaos")
 
 
 def _rate(name: str) -> float:
@@ -66,7 +66,7 @@ def install_faults(**_: Any) -> None:
 
         connections["default"].execute_wrappers.append(_failing_sql(db_rate))
     if broker_rate > 0:
-        from config import broker
+        from infrastructure import broker
 
         publish = broker.send_task
         publishes = itertools.count()

@@ -1,0 +1,1 @@
+"""The staff-wide back office: admin toolkit, dashboard, login lockout, operator commands."""
