@@ -134,6 +134,8 @@ class OrderSagaSerializer(PrebuiltSerializer):
 
 
 class OrderLineSerializer(PrebuiltSerializer):
+    """A line of an order, priced by the catalogue when the order was placed."""
+
     sku = serializers.CharField()
     name = serializers.CharField()
     quantity = serializers.IntegerField()
@@ -165,7 +167,9 @@ class ShownOrder:
 
 
 class OrderSerializer(PrebuiltSerializer):
-    """Show an order (a ``ShownOrder``) as the API does: the one format of every answer."""
+    """An order as the API shows it (from the read model, or replayed as of a version)."""
+
+    # The instance is a ShownOrder: the order, and its sagas beside it.
 
     id = serializers.UUIDField(source="order.id")
     customer_id = serializers.CharField(source="order.customer_id")
