@@ -3,6 +3,8 @@
 #   make test   the whole test suite (extra pytest arguments: PYTEST_ARGS="-x -k saga")
 #   make lint   ruff check, ruff format --check, mypy, lint-imports (pyproject.toml's contracts)
 #   make bench  the benchmarks (python -m bench)
+#   make bench-compare REV=<commit>  HEAD and REV benchmarked side by side, taking turns
+#               (COMPARE_ARGS="--slices 5 api", "--smoke"; see python -m bench.compare -h)
 #   make audit  pip-audit of every pinned dependency (fails on a vulnerability, and when no
 #               vulnerability service answers; AUDIT_UNREACHABLE=warn only warns about that)
 #   make soak   orders under scheduled faults, then check_invariants (SOAK_ORDERS=40: short)
@@ -19,12 +21,12 @@ SETUP_PYTHON = $(if $(wildcard $(VENV_PYTHON)),$(VENV_PYTHON),$(BOOT_PYTHON))
 PYTEST_ARGS ?=
 
 # Local work runs in debug mode unless the caller set DEBUG (settings need SECRET_KEY otherwise).
-run test bench: export DEBUG ?= true
+run test bench bench-compare: export DEBUG ?= true
 # mypy's Django plugin imports the settings, which need server URLs to parse; nothing connects.
 lint: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lint-only
 lint: export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help venv venv-dev run test lint bench soak audit
+.PHONY: help venv venv-dev run test lint bench bench-compare soak audit
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -51,6 +53,12 @@ lint: venv-dev
 
 bench: venv-dev
 	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench
+
+# REV is checked out under .local/bench-compare/; both revisions run in this virtualenv.
+COMPARE_ARGS ?=
+bench-compare: venv-dev
+	@test -n "$(REV)" || { echo "usage: make bench-compare REV=<commit> [COMPARE_ARGS=...]" >&2; exit 2; }
+	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench.compare $(REV) $(COMPARE_ARGS)
 
 # The soak starts its own private PostgreSQL and Redis (it kills and restarts them).
 soak: venv-dev

@@ -4,6 +4,7 @@ Each benchmark is a module ``bench/<name>.py`` with ``run() -> list[Record]``. T
 the order of ``BENCHMARKS`` on one fresh bench database (bench/database.py); their records are
 merged into bench/results.json and printed as one table. A missed target is reported, not
 an error: the exit status is non-zero only when a benchmark fails to run.
+``python -m bench.compare REV`` (``make bench-compare``) runs them for HEAD and REV in turns.
 """
 
 from __future__ import annotations

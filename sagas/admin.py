@@ -11,7 +11,6 @@ injection is enabled.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,8 +20,10 @@ from uuid import UUID
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -42,15 +43,11 @@ from eventstore.admin import register_correlation_view, register_event_linker
 from eventstore.models import StoredEvent
 from infrastructure.snapshots import read_snapshot
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict, UnknownSagaType
-from sagas.models import FaultRule, Saga, SagaStep
+from sagas.models import FailedCompensation, FaultRule, Saga, SagaStep
+from sagas.operations import RETRY, SKIP, OperatorAction
 from sagas.registry import definitions, get_definition
 from sagas.selectors import SagaDetail, saga_detail
-from sagas.services import saga_retry, saga_skip_compensation
 from sagas.statuses import OperatorActionKind, SagaStatus
-
-RETRY_PERMISSION = "sagas.retry_saga"
-SKIP_PERMISSION = "sagas.skip_compensation"
-_QUEUE = "_failed_compensation_queue"
 
 # --- links: events a saga step wrote lead to the saga --------------------------------------
 
@@ -175,7 +172,7 @@ def saga_timeline(detail: SagaDetail) -> dict[str, Any]:
     return {"steps": steps, "log": log, "operator_history": history}
 
 
-# --- operator actions: retry and skip ------------------------------------------------------
+# --- operator actions: retry and skip (described in sagas.operations) ----------------------
 
 
 class SkipReasonForm(forms.Form):
@@ -183,62 +180,99 @@ class SkipReasonForm(forms.Form):
         label="Reason",
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-        help_text="Why this compensation is resolved by hand (recorded with your name).",
+        help_text=SKIP.reason_help,
     )
 
     def clean_reason(self) -> str:
         reason = str(self.cleaned_data["reason"]).strip()
         if not reason:
-            raise forms.ValidationError("A reason is required to skip a compensation.")
+            raise forms.ValidationError(SKIP.reason_required)
         return reason
-
-
-@dataclass(frozen=True)
-class OperatorAction:
-    """Describe retry or skip: its permission, wording and service."""
-
-    name: str
-    permission: str
-    title: str
-    single_title: str
-    verb: str
-    done: str
-    needs_reason: bool
-    run: Callable[..., None]
-
-
-def _skip(*, saga_id: UUID, actor: str, reason: str) -> None:
-    saga_skip_compensation(saga_id=saga_id, actor=actor, reason=reason)
-
-
-def _retry(*, saga_id: UUID, actor: str, reason: str) -> None:
-    saga_retry(saga_id=saga_id, actor=actor, reason=reason)
-
-
-RETRY = OperatorAction(
-    name="retry_failed_compensations",
-    permission=RETRY_PERMISSION,
-    title="Retry failed compensations",
-    single_title="Retry the failed compensation",
-    verb="Yes, retry",
-    done="retried: its compensation {step} runs again",
-    needs_reason=False,
-    run=_retry,
-)
-SKIP = OperatorAction(
-    name="skip_failed_compensations",
-    permission=SKIP_PERMISSION,
-    title="Skip failed compensations",
-    single_title="Skip the failed compensation",
-    verb="Yes, skip",
-    done="skipped {step}'s compensation; compensating continues",
-    needs_reason=True,
-    run=_skip,
-)
 
 
 def _actor(request: HttpRequest) -> str:
     return f"user:{request.user.pk}"
+
+
+def _with_failing_error(sagas: QuerySet[Any]) -> QuerySet[Any]:
+    # The failed compensation's last error, from its step row, in the same query.
+    error = SagaStep.objects.filter(saga=OuterRef("pk"), name=OuterRef("current_step"))
+    return sagas.annotate(failing_error_text=Subquery(error.values("last_error")[:1]))
+
+
+class OperatorActionsAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
+    """Offer retry and skip on a list of sagas, behind a confirmation page (and a reason)."""
+
+    actions = (RETRY.admin_action, SKIP.admin_action)
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(RETRY.permission)
+
+    def has_skip_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(SKIP.permission)
+
+    @admin.action(permissions=["retry"], description="Retry the failed compensation")
+    def retry_failed_compensations(
+        self, request: HttpRequest, queryset: QuerySet[Saga]
+    ) -> HttpResponse | None:
+        return self._confirm_or_run(request, list(_with_failing_error(queryset)), RETRY)
+
+    @admin.action(permissions=["skip"], description="Skip the failed compensation (with a reason)")
+    def skip_failed_compensations(
+        self, request: HttpRequest, queryset: QuerySet[Saga]
+    ) -> HttpResponse | None:
+        return self._confirm_or_run(request, list(_with_failing_error(queryset)), SKIP)
+
+    def _confirm_or_run(
+        self,
+        request: HttpRequest,
+        sagas: list[Saga],
+        action: OperatorAction,
+        *,
+        single: bool = False,
+    ) -> HttpResponse | None:
+        """Show the confirmation page; once confirmed, run the service once per saga."""
+        yes = confirmed(request)
+        form = SkipReasonForm(request.POST if yes else None)
+        if yes and (not action.needs_reason or form.is_valid()):
+            reason = form.cleaned_data["reason"] if action.needs_reason else ""
+            self._run(request, sagas, action, reason)
+            return None
+        return confirmation_page(
+            self,
+            request,
+            "admin/sagas/saga/operator_action_confirmation.html",
+            title=action.single_title if single else action.title,
+            single=single,
+            back_url=reverse("admin:sagas_saga_change", args=[sagas[0].pk])
+            if single
+            else request.get_full_path(),
+            action=action,
+            sagas=sagas,
+            waiting=[s for s in sagas if s.status == SagaStatus.COMPENSATION_FAILED],
+            not_waiting=[s for s in sagas if s.status != SagaStatus.COMPENSATION_FAILED],
+            form=form if action.needs_reason else None,
+        )
+
+    def _run(
+        self, request: HttpRequest, sagas: list[Saga], action: OperatorAction, reason: str
+    ) -> None:
+        actor = _actor(request)
+        for saga in sagas:
+            try:
+                action.run(saga_id=saga.pk, actor=actor, reason=reason)
+            except (SagaStateConflict, SagaNotFound, ReasonRequired) as exc:
+                self.message_user(request, f"Saga {saga.pk}: not done: {exc}.", messages.ERROR)
+            else:
+                done = action.done.format(step=saga.current_step, saga_id=saga.pk)
+                self.message_user(request, f"Saga {saga.pk} {done}.", messages.SUCCESS)
+
+    @admin.display(description="subject", ordering="subject")
+    def subject_link(self, obj: Saga) -> str:
+        link = subject_link(obj.subject)
+        if link is None:
+            return obj.subject
+        return format_html('<a href="{}">{}</a>', link.url, link.label)
 
 
 class CorrelationIdFilter(admin.SimpleListFilter):
@@ -271,7 +305,7 @@ class SagaTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Saga)
-class SagaAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
+class SagaAdmin(OperatorActionsAdmin):
     list_display = (
         "id",
         "saga_type",
@@ -282,22 +316,12 @@ class SagaAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         "created_at",
         "updated_at",
     )
-    queue_list_display = (
-        "id",
-        "saga_type",
-        "failing_step",
-        "failing_error",
-        "failure_reason",
-        "subject_link",
-        "updated_at",
-    )
     list_filter = ("status", SagaTypeFilter, CorrelationIdFilter)
     search_fields = ("subject",)  # searched in get_search_results, by exact value
     search_help_text = "An exact saga id, subject (order:<id>) or correlation id."
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
     list_per_page = 100
-    actions = (RETRY.name, SKIP.name)
     change_form_template = "admin/sagas/saga/change_form.html"
     change_list_template = "admin/sagas/saga/change_list.html"
     readonly_fields = (
@@ -325,29 +349,6 @@ class SagaAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     )
     fields = readonly_fields
 
-    # --- permissions (read-only rows: ReadOnlyAdmin; operator actions below) ---
-
-    def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(RETRY_PERMISSION)
-
-    def has_skip_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(SKIP_PERMISSION)
-
-    # --- lists: all sagas, and the failed-compensation queue ---
-
-    def _in_queue(self, request: HttpRequest) -> bool:
-        return bool(getattr(request, _QUEUE, False))
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Saga]:
-        sagas = super().get_queryset(request)
-        if self._in_queue(request):
-            # The failed compensation's last error, from its step row, in the same query.
-            error = SagaStep.objects.filter(saga=OuterRef("pk"), name=OuterRef("current_step"))
-            sagas = sagas.filter(status=SagaStatus.COMPENSATION_FAILED.value).annotate(
-                failing_error_text=Subquery(error.values("last_error")[:1])
-            )
-        return sagas
-
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Saga], search_term: str
     ) -> tuple[QuerySet[Saga], bool]:
@@ -360,15 +361,10 @@ class SagaAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             match |= Q(id=UUID(term))
         return queryset.filter(match), False
 
-    def get_list_display(self, request: HttpRequest) -> tuple[str, ...]:
-        return self.queue_list_display if self._in_queue(request) else self.list_display
-
-    def get_list_filter(self, request: HttpRequest) -> Any:
-        return (SagaTypeFilter,) if self._in_queue(request) else self.list_filter
-
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         own = [
+            # The queue's first address, kept for links and bookmarks: the queue's own page.
             path(
                 "failed-compensations/",
                 wrap(self.failed_compensations_view),
@@ -386,33 +382,9 @@ class SagaAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         return super().changelist_view(request, {**context, **(extra_context or {})})
 
     def failed_compensations_view(self, request: HttpRequest) -> HttpResponse:
-        """Show the sagas waiting in COMPENSATION_FAILED, with the failing step and error."""
-        setattr(request, _QUEUE, True)
-        return self.changelist_view(
-            request,
-            {"title": "Failed compensations", "failed_queue": True},
-        )
-
-    @admin.display(description="failing step")
-    def failing_step(self, obj: Saga) -> str:
-        return f"{obj.current_step} (compensation)"
-
-    @admin.display(description="error")
-    def failing_error(self, obj: Saga) -> str:
-        return getattr(obj, "failing_error_text", "") or ""
-
-    @admin.display(description="compensating because")
-    def failure_reason(self, obj: Saga) -> str:
-        if not obj.failure_code:
-            return ""
-        return f"{obj.failure_step}: {obj.failure_code}"
-
-    @admin.display(description="subject", ordering="subject")
-    def subject_link(self, obj: Saga) -> str:
-        link = subject_link(obj.subject)
-        if link is None:
-            return obj.subject
-        return format_html('<a href="{}">{}</a>', link.url, link.label)
+        """Show the failed-compensation queue (:class:`FailedCompensationAdmin`)."""
+        queue = self.admin_site.get_model_admin(FailedCompensation)
+        return queue.changelist_view(request)
 
     @admin.display(description="context")
     def context_pretty(self, obj: Saga) -> str:
@@ -471,74 +443,63 @@ class SagaAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     def _single(self, request: HttpRequest, saga_id: UUID, action: OperatorAction) -> HttpResponse:
         if not (self.has_view_permission(request) and request.user.has_perm(action.permission)):
             raise PermissionDenied
-        saga = self._annotated(Saga.objects.filter(pk=saga_id)).first()
+        saga = _with_failing_error(Saga.objects.filter(pk=saga_id)).first()
         if saga is None:
             raise Http404("No saga with this id.")
         back = reverse("admin:sagas_saga_change", args=[saga_id])
         response = self._confirm_or_run(request, [saga], action, single=True)
         return response or HttpResponseRedirect(back)
 
-    # --- bulk actions ---
 
-    @admin.action(permissions=["retry"], description="Retry the failed compensation")
-    def retry_failed_compensations(
-        self, request: HttpRequest, queryset: QuerySet[Saga]
-    ) -> HttpResponse | None:
-        return self._confirm_or_run(request, list(self._annotated(queryset)), RETRY)
+class SagaPageChangeList(ChangeList):
+    """Link each row to the saga's own page (the queue has none of its own)."""
 
-    @admin.action(permissions=["skip"], description="Skip the failed compensation (with a reason)")
-    def skip_failed_compensations(
-        self, request: HttpRequest, queryset: QuerySet[Saga]
-    ) -> HttpResponse | None:
-        return self._confirm_or_run(request, list(self._annotated(queryset)), SKIP)
+    def url_for_result(self, result: Model) -> str:
+        return reverse("admin:sagas_saga_change", args=[quote(result.pk)])
 
-    def _annotated(self, sagas: QuerySet[Saga]) -> QuerySet[Saga]:
-        error = SagaStep.objects.filter(saga=OuterRef("pk"), name=OuterRef("current_step"))
-        return sagas.annotate(failing_error_text=Subquery(error.values("last_error")[:1]))
 
-    def _confirm_or_run(
-        self,
-        request: HttpRequest,
-        sagas: list[Saga],
-        action: OperatorAction,
-        *,
-        single: bool = False,
-    ) -> HttpResponse | None:
-        """Show the confirmation page; once confirmed, run the service once per saga."""
-        yes = confirmed(request)
-        form = SkipReasonForm(request.POST if yes else None)
-        if yes and (not action.needs_reason or form.is_valid()):
-            reason = form.cleaned_data["reason"] if action.needs_reason else ""
-            self._run(request, sagas, action, reason)
-            return None
-        return confirmation_page(
-            self,
-            request,
-            "admin/sagas/saga/operator_action_confirmation.html",
-            title=action.single_title if single else action.title,
-            single=single,
-            back_url=reverse("admin:sagas_saga_change", args=[sagas[0].pk])
-            if single
-            else request.get_full_path(),
-            action=action,
-            sagas=sagas,
-            waiting=[s for s in sagas if s.status == SagaStatus.COMPENSATION_FAILED],
-            not_waiting=[s for s in sagas if s.status != SagaStatus.COMPENSATION_FAILED],
-            form=form if action.needs_reason else None,
+@admin.register(FailedCompensation)
+class FailedCompensationAdmin(OperatorActionsAdmin):
+    """List the sagas waiting for an operator, with the failing step and its error."""
+
+    list_display = (
+        "id",
+        "saga_type",
+        "failing_step",
+        "failing_error",
+        "failure_reason",
+        "subject_link",
+        "updated_at",
+    )
+    list_filter = (SagaTypeFilter,)
+    ordering = ("-created_at", "-id")
+    list_per_page = 100
+
+    # A view of sagas: whoever may view sagas may view it (it has no permissions of its own).
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("sagas.view_saga") or request.user.has_perm(
+            "sagas.change_saga"
         )
 
-    def _run(
-        self, request: HttpRequest, sagas: list[Saga], action: OperatorAction, reason: str
-    ) -> None:
-        actor = _actor(request)
-        for saga in sagas:
-            try:
-                action.run(saga_id=saga.pk, actor=actor, reason=reason)
-            except (SagaStateConflict, SagaNotFound, ReasonRequired) as exc:
-                self.message_user(request, f"Saga {saga.pk}: not done: {exc}.", messages.ERROR)
-            else:
-                done = action.done.format(step=saga.current_step)
-                self.message_user(request, f"Saga {saga.pk} {done}.", messages.SUCCESS)
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FailedCompensation]:
+        return _with_failing_error(super().get_queryset(request))
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return SagaPageChangeList
+
+    @admin.display(description="failing step")
+    def failing_step(self, obj: Saga) -> str:
+        return f"{obj.current_step} (compensation)"
+
+    @admin.display(description="error")
+    def failing_error(self, obj: Saga) -> str:
+        return getattr(obj, "failing_error_text", "") or ""
+
+    @admin.display(description="compensating because")
+    def failure_reason(self, obj: Saga) -> str:
+        if not obj.failure_code:
+            return ""
+        return f"{obj.failure_step}: {obj.failure_code}"
 
 
 # --- the fault plan ------------------------------------------------------------------------

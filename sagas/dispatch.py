@@ -48,6 +48,7 @@ def countdown_allowed(delay: float) -> bool:
 def publish(message: StepMessage) -> None:
     """Send the message now (call it only after the state it acts on has committed)."""
     from config.celery import app
+    from sagas.tasks import step_queue
 
     grace = float(settings.SAGA_HARD_TIME_LIMIT_GRACE_SECONDS)
     kwargs = {
@@ -61,7 +62,7 @@ def publish(message: StepMessage) -> None:
         app,
         RUN_STEP_TASK,
         kwargs=kwargs,
-        queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+        queue=step_queue(),
         # Zero sends it for now; a short backoff waits in the broker.
         countdown=message.delay,
         # The soft limit interrupts the participant at its timeout (a transient failure);

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from sagas.definitions import STEP_FAILED, Failure, RetryPolicy, SagaDefinition
 from sagas.errors import SagaStateConflict
@@ -252,6 +252,43 @@ def _retry_forward(
     )
 
 
+def _after_transient(
+    definition: SagaDefinition,
+    state: SagaState,
+    error: str,
+    *,
+    logged: AttemptStatus | None,
+    rand: float,
+) -> Transition:
+    """Retry a transient failure (or a timeout) within the policy, then give it up for good."""
+    cursor = state.cursor
+    step = definition.steps[cursor.index]
+    in_action = cursor.phase is Phase.ACTION
+    policy = _policy(definition, cursor)
+    failed_in_round = state.attempt - state.round_start
+    if failed_in_round < policy.max_attempts:
+        return Transition(
+            saga_status=state.status,
+            step_status=StepStatus.PENDING if in_action else StepStatus.COMPENSATING,
+            attempt_status=logged or AttemptStatus.RETRYING,
+            error=error,
+            next=Schedule(cursor, delay=policy.delay(failed_attempts=failed_in_round, rand=rand)),
+            failure=state.failure,
+        )
+    if in_action and step.forward != "none":
+        return _retry_forward(definition, state, error, logged=logged or AttemptStatus.RETRYING)
+    exhausted = f"{error} (gave up after {failed_in_round} attempts)"
+    if in_action:
+        return _start_compensating(
+            definition,
+            state,
+            Failure(step=step.name, code=STEP_FAILED, message=exhausted),
+            logged=logged or AttemptStatus.FAILED,
+            outcome_unknown=True,
+        )
+    return _compensation_failed(state, exhausted, logged or AttemptStatus.FAILED)
+
+
 def decide(
     definition: SagaDefinition, state: SagaState, outcome: Outcome, *, rand: float
 ) -> Transition:
@@ -265,85 +302,58 @@ def decide(
     step = definition.steps[cursor.index]
     in_action = cursor.phase is Phase.ACTION
 
-    if isinstance(outcome, Succeeded):
-        if not in_action:
+    match outcome:
+        case Succeeded(result=result) if not in_action:
             return _continue_compensating(
                 definition,
                 state,
                 step_status=StepStatus.COMPENSATED,
                 logged=AttemptStatus.SUCCEEDED,
-                merge=outcome.result,
+                merge=result,
             )
-        following = cursor.index + 1
-        done = following >= len(definition.steps)
-        return Transition(
-            saga_status=SagaStatus.COMPLETED if done else SagaStatus.RUNNING,
-            step_status=StepStatus.SUCCEEDED,
-            attempt_status=AttemptStatus.SUCCEEDED,
-            error="",
-            next=None if done else Schedule(Cursor(following, Phase.ACTION)),
-            failure=None,
-            merge=outcome.result,
-        )
-
-    if isinstance(outcome, TransientFailure | TimedOut):
-        logged = AttemptStatus.TIMED_OUT if isinstance(outcome, TimedOut) else None
-        policy = _policy(definition, cursor)
-        failed_in_round = state.attempt - state.round_start
-        if failed_in_round < policy.max_attempts:
+        case Succeeded(result=result):
+            following = cursor.index + 1
+            done = following >= len(definition.steps)
             return Transition(
-                saga_status=state.status,
-                step_status=StepStatus.PENDING if in_action else StepStatus.COMPENSATING,
-                attempt_status=logged or AttemptStatus.RETRYING,
-                error=outcome.error,
-                next=Schedule(
-                    cursor, delay=policy.delay(failed_attempts=failed_in_round, rand=rand)
-                ),
-                failure=state.failure,
+                saga_status=SagaStatus.COMPLETED if done else SagaStatus.RUNNING,
+                step_status=StepStatus.SUCCEEDED,
+                attempt_status=AttemptStatus.SUCCEEDED,
+                error="",
+                next=None if done else Schedule(Cursor(following, Phase.ACTION)),
+                failure=None,
+                merge=result,
             )
-        if in_action and step.forward != "none":
-            return _retry_forward(
-                definition, state, outcome.error, logged=logged or AttemptStatus.RETRYING
-            )
-        exhausted = f"{outcome.error} (gave up after {failed_in_round} attempts)"
-        if in_action:
-            return _start_compensating(
-                definition,
-                state,
-                Failure(step=step.name, code=STEP_FAILED, message=exhausted),
-                logged=logged or AttemptStatus.FAILED,
-                outcome_unknown=True,
-            )
-        return _compensation_failed(state, exhausted, logged or AttemptStatus.FAILED)
-
-    if isinstance(outcome, BusinessFailure):
-        if in_action and step.forward == "always":
-            error = f"{outcome.code}: {outcome.message}" if outcome.message else outcome.code
-            return _retry_forward(definition, state, error, logged=AttemptStatus.FAILED)
-        if in_action:
-            return _start_compensating(
-                definition,
-                state,
-                Failure(step=step.name, code=outcome.code, message=outcome.message),
-                logged=AttemptStatus.FAILED,
-                outcome_unknown=False,
-            )
-        error = f"{outcome.code}: {outcome.message}" if outcome.message else outcome.code
-        return _compensation_failed(state, error, AttemptStatus.FAILED)
-
-    # Poisoned: the attempt keeps killing its worker; retrying it again would too, but past
-    # the point of no return a slow retry still beats an inconsistent end.
-    if in_action and step.forward != "none":
-        return _retry_forward(definition, state, outcome.error, logged=AttemptStatus.WORKER_LOST)
-    if in_action:
-        return _start_compensating(
-            definition,
-            state,
-            Failure(step=step.name, code=STEP_FAILED, message=outcome.error),
-            logged=AttemptStatus.WORKER_LOST,
-            outcome_unknown=True,
-        )
-    return _compensation_failed(state, outcome.error, AttemptStatus.WORKER_LOST)
+        case TransientFailure(error=error) | TimedOut(error=error):
+            logged = AttemptStatus.TIMED_OUT if isinstance(outcome, TimedOut) else None
+            return _after_transient(definition, state, error, logged=logged, rand=rand)
+        case BusinessFailure(code=code, message=message):
+            error = f"{code}: {message}" if message else code
+            if in_action and step.forward == "always":
+                return _retry_forward(definition, state, error, logged=AttemptStatus.FAILED)
+            if in_action:
+                return _start_compensating(
+                    definition,
+                    state,
+                    Failure(step=step.name, code=code, message=message),
+                    logged=AttemptStatus.FAILED,
+                    outcome_unknown=False,
+                )
+            return _compensation_failed(state, error, AttemptStatus.FAILED)
+        case Poisoned(error=error):
+            # The attempt keeps killing its worker; retrying it again would too, but past
+            # the point of no return a slow retry still beats an inconsistent end.
+            if in_action and step.forward != "none":
+                return _retry_forward(definition, state, error, logged=AttemptStatus.WORKER_LOST)
+            if in_action:
+                return _start_compensating(
+                    definition,
+                    state,
+                    Failure(step=step.name, code=STEP_FAILED, message=error),
+                    logged=AttemptStatus.WORKER_LOST,
+                    outcome_unknown=True,
+                )
+            return _compensation_failed(state, error, AttemptStatus.WORKER_LOST)
+    assert_never(outcome)
 
 
 def decide_operator_retry(definition: SagaDefinition, state: SagaState) -> Transition:

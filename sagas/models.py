@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from django.db import models
 from django.db.models import Q
@@ -147,6 +148,30 @@ class Saga(models.Model):
         if not self.failure_code:
             return None
         return Failure(step=self.failure_step, code=self.failure_code, message=self.failure_message)
+
+
+class FailedCompensationManager(models.Manager["FailedCompensation"]):
+    """Keep only the sagas waiting in COMPENSATION_FAILED."""
+
+    def get_queryset(self) -> models.QuerySet[FailedCompensation]:
+        """Return the sagas whose compensation failed for good, waiting for an operator."""
+        return super().get_queryset().filter(status=SagaStatus.COMPENSATION_FAILED.value)
+
+
+class FailedCompensation(Saga):
+    """Show a saga waiting in COMPENSATION_FAILED for an operator's retry or skip.
+
+    The failed-compensation queue of the admin. A view of sagas, so it has no permissions of
+    its own: whoever may view sagas sees it, and retry and skip need the saga's.
+    """
+
+    objects: ClassVar[FailedCompensationManager] = FailedCompensationManager()
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "failed compensation"
+        verbose_name_plural = "failed compensations"
 
 
 class SagaStep(models.Model):

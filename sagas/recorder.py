@@ -1,34 +1,51 @@
-"""Write a decided transition to the saga's rows, and schedule the next attempt's message.
+"""Own the saga tables' SQL: load a saga, claim an attempt, record an outcome.
 
-Every change of a saga after its start goes through :func:`transition_apply`: an attempt's
-outcome (sagas.runner), a stalled attempt timed out or a poison message given up (the sweeper
-and the claim), an operator's retry or skip (sagas.services). The next step's message is
-published only after the write commits (at once when the caller is in autocommit, when its
+Every change of a saga after its start is *load → decide → apply*, and this module holds the
+load and the apply; the decision is always one of ``sagas.engine``'s pure functions:
+
+- :func:`saga_load` reads a saga's row (one statement);
+- :func:`claim_write` writes a claim ``decide_claim`` granted (one statement);
+- :func:`outcome_record` decides what an outcome (or an operator's action) changes and
+  writes it (one statement), then schedules the next attempt's message. The runner, the
+  sweeper, the claim's poison guard and the operator actions all record through it.
+
+Neither write takes a lock: each is a compare-and-set on the saga row as it was loaded (its
+status, cursor, attempt and claim token), so a write whose saga changed in the meantime
+(a duplicate message claimed first, the sweeper timed the attempt out, another operator
+acted) writes nothing, and its caller is told. Each write changes the saga row, the step row
+and, when an attempt ends, the attempt log together, in one round trip. The next step's
+message is published only after the write commits (at once in autocommit, when the caller's
 transaction commits otherwise).
 
-The write is one SQL statement: the saga row, the step row and the step-log row change
-together or not at all, in one round trip to PostgreSQL, which is what keeps the engine's
-cost per step low (see docs/benchmarks.md). An outcome carries a compare-and-set on the claim
-token: when the attempt's claim was taken over or timed out in the meantime, nothing is
-written and the late outcome is dropped.
+Column lists come from the models' fields. A saga column is either set at the start and
+never again (:data:`SAGA_SET_AT_START`) or written by every recorded outcome; a step column
+is set at the start, by the claim, or by the outcome; an attempt-log row is inserted from a
+model instance, so a new column with a default needs no change here. The drift tests in
+``sagas/tests/test_recorder.py`` hold the statements and the models together.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.db import connection
+from django.db.models import Field, Model
 
 from infrastructure.db import server_binding_cursor
 from sagas.definitions import Failure, SagaDefinition
 from sagas.dispatch import StepMessage, countdown_allowed, publish_on_commit
-from sagas.engine import Cursor, SagaState, Transition
+from sagas.engine import Claim, Cursor, SagaState, Transition, claimed_step_status
+from sagas.errors import SagaNotFound
 from sagas.models import Saga, SagaStep, SagaStepExecution
+from sagas.registry import get_definition
 from sagas.statuses import AttemptStatus, Phase, SagaStatus, StepStatus
+from sagas.workers import WorkerIdentity
 
 #: Step statuses that close a phase of the step (its ``*_finished_at`` is set).
 _PHASE_DONE = {
@@ -38,6 +55,104 @@ _PHASE_DONE = {
     StepStatus.COMPENSATION_FAILED,
     StepStatus.SKIPPED,
 }
+
+#: Saga fields written when the saga starts and never changed after.
+SAGA_SET_AT_START = frozenset(
+    {"id", "saga_type", "subject", "exclusive", "correlation_id", "actor", "created_at"}
+)
+#: Step fields written when the saga starts and never changed after.
+STEP_SET_AT_START = frozenset({"id", "saga", "position", "name", "compensable"})
+
+
+# --- columns, from the models ---------------------------------------------------------------
+
+
+def table(model: type[Model]) -> str:
+    """Return the model's table name, quoted for SQL."""
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def column(model: type[Model], name: str) -> str:
+    """Return the quoted column of the model's field ``name`` (FieldDoesNotExist if none)."""
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field) and field.column is not None
+    return connection.ops.quote_name(field.column)
+
+
+def _cast(field: Field[Any, Any]) -> str:
+    # The column's type without a length: casting to varchar(n) would cut a long value
+    # short where storing it should fail.
+    return re.sub(r"\(.*\)$", "", str(field.db_type(connection)))
+
+
+def inserted_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
+    """Return the fields an INSERT of the model writes: every concrete one but a serial key."""
+    meta = model._meta
+    serial = meta.pk is not None and meta.pk.get_internal_type() in ("AutoField", "BigAutoField")
+    return tuple(f for f in meta.concrete_fields if not (serial and f is meta.pk))
+
+
+def insert_if(model: type[Model], *, prefix: str, gate: str) -> str:
+    """Return an INSERT of one row of ``model`` from bound parameters, made only if ``gate``.
+
+    ``gate`` names a CTE of the same statement: the row is written when it has a row. The
+    parameters are named ``prefix`` + attname; :func:`insert_params` fills them.
+    """
+    fields = inserted_fields(model)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    values = ", ".join(f"%({prefix}{f.attname})s::{_cast(f)}" for f in fields)
+    return f"INSERT INTO {table(model)} ({columns}) SELECT {values} FROM {gate}"  # noqa: S608
+
+
+def insert_params(obj: Model, *, prefix: str) -> dict[str, Any]:
+    """Return the parameters :func:`insert_if` needs to write ``obj`` (defaults included)."""
+    return {
+        f"{prefix}{f.attname}": f.get_db_prep_save(f.pre_save(obj, True), connection)
+        for f in inserted_fields(type(obj))
+    }
+
+
+def _set_list(model: type[Model], assignments: Mapping[str, str]) -> str:
+    # In the model's field order; a name that is no field fails here, at import.
+    for name in assignments:
+        model._meta.get_field(name)
+    return ",\n        ".join(
+        f"{connection.ops.quote_name(f.column)} = {assignments[f.name]}"
+        for f in model._meta.concrete_fields
+        if f.name in assignments
+    )
+
+
+def _bound(model: type[Model], name: str, prefix: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)
+    return f"%({prefix}{field.attname})s::{_cast(field)}"
+
+
+# --- load -----------------------------------------------------------------------------------
+
+_SAGA_FIELDS = tuple(Saga._meta.concrete_fields)
+_LOAD_SQL = (
+    f"SELECT {', '.join(connection.ops.quote_name(f.column) for f in _SAGA_FIELDS)} "  # noqa: S608
+    f"FROM {table(Saga)} WHERE {column(Saga, 'id')} = %s"
+)
+
+
+def saga_load(saga_id: UUID) -> Saga | None:
+    """Read a saga's row (every column), or None when there is no such saga."""
+    # Prepared after a few runs on the connection (infrastructure.db): this runs on every step.
+    with server_binding_cursor() as cursor:
+        cursor.execute(_LOAD_SQL, [saga_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = [
+        convert(value, None, connection)
+        if (convert := getattr(f, "from_db_value", None))
+        else value
+        for f, value in zip(_SAGA_FIELDS, row, strict=True)
+    ]
+    return Saga.from_db(connection.alias, [f.attname for f in _SAGA_FIELDS], values)
 
 
 def saga_state(saga: Saga, definition: SagaDefinition) -> SagaState:
@@ -53,6 +168,178 @@ def saga_state(saga: Saga, definition: SagaDefinition) -> SagaState:
 
 
 @dataclass(frozen=True)
+class Loaded:
+    """Hold a saga as a decision sees it: its row as read, its definition and its state."""
+
+    saga: Saga
+    definition: SagaDefinition
+    state: SagaState
+
+
+def _seen(saga: Saga) -> dict[str, Any]:
+    """Return the compare-and-set parameters: the row's version as it was loaded."""
+    return {
+        "seen_status": saga.status,
+        "seen_step": saga.current_step,
+        "seen_phase": saga.current_phase,
+        "seen_attempt": saga.attempt,
+        "seen_token": saga.claim_token,
+    }
+
+
+_SEEN = (
+    f"{column(Saga, 'status')} = %(seen_status)s::text"
+    f" AND {column(Saga, 'current_step')} = %(seen_step)s::text"
+    f" AND {column(Saga, 'current_phase')} = %(seen_phase)s::text"
+    f" AND {column(Saga, 'attempt')} = %(seen_attempt)s::integer"
+    f" AND {column(Saga, 'claim_token')} IS NOT DISTINCT FROM %(seen_token)s::uuid"
+)
+
+
+# --- claim ----------------------------------------------------------------------------------
+
+#: Saga fields a claim writes: the attempt it starts and who holds it until when.
+_CLAIM_SAGA_SET = {
+    name: _bound(Saga, name, "claim_")
+    for name in (
+        "attempt",
+        "redeliveries",
+        "due_at",
+        "deadline",
+        "claim_token",
+        "claimed_at",
+        "claim_host",
+        "claim_pid",
+        "claim_worker",
+        "updated_at",
+    )
+}
+
+
+def _claim_step_set(phase: Phase) -> dict[str, str]:
+    prefix = "action" if phase is Phase.ACTION else "compensation"
+    started = column(SagaStep, f"{prefix}_started_at")
+    return {
+        "status": "%(step_status)s::text",
+        f"{prefix}_attempts": _bound(Saga, "attempt", "claim_"),
+        f"{prefix}_started_at": f"COALESCE({started}, %(claim_claimed_at)s::timestamptz)",
+    }
+
+
+def _claim_sql(phase: Phase, *, unflushed: bool, lost: bool) -> str:
+    # Outside a transaction block the statement commits on its own, and then without waiting
+    # for its WAL to reach the disk: a claim lost in a crash is harmless (the attempt is just
+    # claimable again), and the outcome that follows is committed durably and flushes it.
+    # ``set_config(..., true)`` is ``SET LOCAL``, in the same statement so that it stays one
+    # round trip and can be prepared. The final SELECT reads the CTE, since PostgreSQL skips
+    # one nobody reads.
+    unflushed_cte = (
+        "unflushed AS (SELECT set_config('synchronous_commit', 'off', true) AS setting),\n"
+        if unflushed
+        else ""
+    )
+    lost_cte = (
+        f", lost AS ({insert_if(SagaStepExecution, prefix='lost_', gate='saga')} RETURNING 1)"
+        if lost
+        else ""
+    )
+    return f"""
+WITH {unflushed_cte}saga AS (
+    UPDATE {table(Saga)} SET
+        {_set_list(Saga, _CLAIM_SAGA_SET)}
+    WHERE {column(Saga, "id")} = %(saga_id)s::uuid AND {_SEEN}
+    RETURNING 1
+), step AS (
+    UPDATE {table(SagaStep)} SET
+        {_set_list(SagaStep, _claim_step_set(phase))}
+    -- Keyed by the parameters on a unique index, not joined with the CTE, so that the
+    -- prepared statement's generic plan looks the row up by index.
+    WHERE {column(SagaStep, "saga")} = %(saga_id)s::uuid
+      AND {column(SagaStep, "position")} = %(position)s::smallint
+      AND EXISTS (SELECT FROM saga)
+    RETURNING 1
+){lost_cte}
+SELECT count(*) FROM saga{", unflushed" if unflushed else ""}
+"""  # noqa: S608
+
+
+#: By (phase, whether the claim commits on its own, whether it logs a lost attempt).
+_CLAIM_SQL = {
+    (phase, unflushed, lost): _claim_sql(phase, unflushed=unflushed, lost=lost)
+    for phase in Phase
+    for unflushed in (False, True)
+    for lost in (False, True)
+}
+
+
+def claim_write(
+    loaded: Loaded,
+    claim: Claim,
+    *,
+    token: UUID,
+    holder: WorkerIdentity,
+    now: datetime,
+    deadline: datetime,
+    lost_error: str = "",
+) -> Loaded | None:
+    """Write a claim ``decide_claim`` granted on ``loaded``; return the saga as claimed.
+
+    Returns None when the saga changed since it was loaded (another message claimed it
+    first). A takeover passes ``lost_error``: the attempt the dead worker left is logged in
+    the same statement.
+    """
+    saga = loaded.saga
+    phase = loaded.state.cursor.phase
+    claimed = Saga.from_db(
+        connection.alias,
+        [f.attname for f in _SAGA_FIELDS],
+        [getattr(saga, f.attname) for f in _SAGA_FIELDS],
+    )
+    claimed.attempt = claim.attempt
+    claimed.redeliveries = claim.redeliveries
+    claimed.due_at = None
+    claimed.deadline = deadline
+    claimed.claim_token = token
+    claimed.claimed_at = now
+    claimed.claim_host = holder.host
+    claimed.claim_pid = holder.pid
+    claimed.claim_worker = holder.name
+    claimed.updated_at = now
+    params: dict[str, Any] = {
+        "saga_id": saga.id,
+        "position": loaded.state.cursor.index,
+        "step_status": claimed_step_status(phase).value,
+        **_seen(saga),
+        **{f"claim_{name}": getattr(claimed, name) for name in _CLAIM_SAGA_SET},
+    }
+    if lost_error:
+        params.update(
+            insert_params(
+                _attempt_log(
+                    loaded,
+                    AttemptRecord.of_claim(saga),
+                    status=AttemptStatus.WORKER_LOST,
+                    error=lost_error,
+                    now=now,
+                ),
+                prefix="lost_",
+            )
+        )
+    sql = _CLAIM_SQL[phase, not connection.in_atomic_block, bool(lost_error)]
+    # Prepared after a few runs on the connection (infrastructure.db): this runs on every step.
+    with server_binding_cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if not row or not row[0]:
+        return None
+    state = replace(loaded.state, attempt=claim.attempt, redeliveries=claim.redeliveries)
+    return Loaded(saga=claimed, definition=loaded.definition, state=state)
+
+
+# --- record an outcome ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class AttemptRecord:
     """Describe the attempt a transition closes, for its step-log row."""
 
@@ -60,131 +347,209 @@ class AttemptRecord:
     started_at: datetime | None
     worker: str
 
+    @classmethod
+    def of_claim(cls, saga: Saga) -> AttemptRecord:
+        """Describe the attempt the saga's row says is claimed (or was claimed last)."""
+        return cls(
+            attempt=max(saga.attempt, 1), started_at=saga.claimed_at, worker=saga.claim_worker
+        )
 
-def _table(model: type[Saga | SagaStep | SagaStepExecution]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
+
+def _attempt_log(
+    loaded: Loaded, attempt: AttemptRecord, *, status: AttemptStatus, error: str, now: datetime
+) -> SagaStepExecution:
+    saga, cursor = loaded.saga, loaded.state.cursor
+    return SagaStepExecution(
+        saga_id=saga.id,
+        step=loaded.definition.steps[cursor.index].name,
+        position=cursor.index,
+        phase=cursor.phase.value,
+        attempt=max(attempt.attempt, 1),
+        status=status.value,
+        error=error,
+        started_at=attempt.started_at,
+        finished_at=now,
+        worker=attempt.worker,
+        at=now,
+    )
 
 
-# Table names come from the models; every value is a bound parameter.
-_TRANSITION_SQL = f"""
-WITH saga AS (
-    UPDATE {_table(Saga)} SET
-        status = %(status)s,
-        context = COALESCE(context || %(merge)s::jsonb, context),
-        current_step = %(current_step)s,
-        current_phase = %(current_phase)s,
-        attempt = %(attempt)s,
-        round_start = %(round_start)s,
-        redeliveries = 0,
-        due_at = %(due_at)s,
-        dispatched_at = %(dispatched_at)s,
-        deadline = NULL,
-        claim_token = NULL,
-        claimed_at = NULL,
-        claim_host = '',
-        claim_pid = NULL,
-        claim_worker = '',
-        failure_step = %(failure_step)s,
-        failure_code = %(failure_code)s,
-        failure_message = %(failure_message)s,
-        updated_at = %(now)s,
-        finished_at = COALESCE(%(finished_at)s, finished_at)
-    WHERE id = %(saga_id)s
-      AND (%(claim_token)s::uuid IS NULL OR claim_token = %(claim_token)s::uuid)
-    RETURNING id
-), step AS (
-    UPDATE {_table(SagaStep)} SET
-        status = %(step_status)s,
-        last_error = CASE WHEN %(error)s = '' THEN last_error ELSE %(error)s END,
-        action_finished_at = COALESCE(%(action_finished_at)s, action_finished_at),
-        compensation_started_at = COALESCE(compensation_started_at, %(skipped_at)s),
-        compensation_finished_at = COALESCE(%(compensation_finished_at)s, compensation_finished_at)
-    -- Keyed by the parameters on a unique index, not joined with the CTE, so that the
-    -- prepared statement's generic plan looks the row up by index (see sagas.claims).
-    WHERE saga_id = %(saga_id)s AND position = %(position)s AND EXISTS (SELECT FROM saga)
-    RETURNING 1
-), log AS (
-    INSERT INTO {_table(SagaStepExecution)}
-        (saga_id, step, position, phase, attempt, status, error, started_at, finished_at,
-         worker, at)
-    SELECT saga.id, %(step)s::text, %(position)s::smallint, %(phase)s::text,
-           %(log_attempt)s::integer, %(log_status)s::text, %(error)s::text,
-           %(started_at)s::timestamptz, %(now)s::timestamptz, %(worker)s::text,
-           %(now)s::timestamptz
-    FROM saga
-    WHERE %(log_status)s::text IS NOT NULL
-    RETURNING 1
+#: Saga fields an outcome writes, bound by name (``_transition_write`` gives each a value).
+#: Every field not set at the start is one: an outcome ends the claim and moves the cursor.
+_OUTCOME_SAGA_BOUND = (
+    "status",
+    "current_step",
+    "current_phase",
+    "attempt",
+    "round_start",
+    "redeliveries",
+    "due_at",
+    "dispatched_at",
+    "deadline",
+    "claim_token",
+    "claimed_at",
+    "claim_host",
+    "claim_pid",
+    "claim_worker",
+    "failure_step",
+    "failure_code",
+    "failure_message",
+    "updated_at",
 )
+_OUTCOME_SAGA_SET = {name: _bound(Saga, name, "saga_") for name in _OUTCOME_SAGA_BOUND} | {
+    "context": (
+        f"COALESCE({column(Saga, 'context')} || %(merge)s::jsonb, {column(Saga, 'context')})"
+    ),
+    "finished_at": (f"COALESCE(%(saga_finished_at)s::timestamptz, {column(Saga, 'finished_at')})"),
+}
+
+
+def _keep_or(name: str, value: str) -> str:
+    return f"COALESCE({value}, {column(SagaStep, name)})"
+
+
+#: Step fields an outcome writes.
+_OUTCOME_STEP_SET = {
+    "status": "%(step_status)s::text",
+    "last_error": (
+        f"CASE WHEN %(error)s::text = '' THEN {column(SagaStep, 'last_error')}"
+        " ELSE %(error)s::text END"
+    ),
+    "action_finished_at": _keep_or("action_finished_at", "%(action_finished_at)s::timestamptz"),
+    # A skipped compensation never started: it shows the skip as its start and end.
+    "compensation_started_at": (
+        f"COALESCE({column(SagaStep, 'compensation_started_at')}, %(skipped_at)s::timestamptz)"
+    ),
+    "compensation_finished_at": _keep_or(
+        "compensation_finished_at", "%(compensation_finished_at)s::timestamptz"
+    ),
+}
+
+
+def _outcome_sql(*, logged: bool) -> str:
+    log_cte = (
+        f", log AS ({insert_if(SagaStepExecution, prefix='log_', gate='saga')} RETURNING 1)"
+        if logged
+        else ""
+    )
+    return f"""
+WITH saga AS (
+    UPDATE {table(Saga)} SET
+        {_set_list(Saga, _OUTCOME_SAGA_SET)}
+    WHERE {column(Saga, "id")} = %(saga_id)s::uuid AND {_SEEN}
+    RETURNING 1
+), step AS (
+    UPDATE {table(SagaStep)} SET
+        {_set_list(SagaStep, _OUTCOME_STEP_SET)}
+    -- Keyed by the parameters on a unique index (see the claim's statement).
+    WHERE {column(SagaStep, "saga")} = %(saga_id)s::uuid
+      AND {column(SagaStep, "position")} = %(position)s::smallint
+      AND EXISTS (SELECT FROM saga)
+    RETURNING 1
+){log_cte}
 SELECT count(*) FROM saga
 """  # noqa: S608
 
 
-def transition_apply(
-    *,
-    saga_id: UUID,
-    saga_type: str,
-    definition: SagaDefinition,
-    state: SagaState,
-    transition: Transition,
-    now: datetime,
-    claim_token: UUID | None,
-    attempt: AttemptRecord | None,
-) -> bool:
-    """Write ``transition`` and schedule what follows; return False if the claim was lost.
+#: By whether an attempt ended (and is logged).
+_OUTCOME_SQL = {logged: _outcome_sql(logged=logged) for logged in (False, True)}
 
-    ``state`` is the saga as the decision saw it: the claim (``claim_token``) or the row lock
-    (operator actions, which pass None) guarantees nobody changed it since.
+#: What decides a transition from a saga's definition and state (a ``sagas.engine`` call).
+Decision = Callable[[SagaDefinition, SagaState], Transition]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Say what recording did: the saga as loaded, the transition, and whether it was written.
+
+    ``applied`` is False when the saga changed between load and write (the attempt's claim
+    was taken over or timed out, another operator acted first): nothing was written.
     """
+
+    loaded: Loaded
+    transition: Transition
+    applied: bool
+
+
+def outcome_record(
+    target: UUID | Loaded,
+    decision: Decision,
+    *,
+    now: datetime,
+    attempt: AttemptRecord | None = None,
+) -> Recorded:
+    """Load the saga (unless given), decide with ``decision``, write the transition.
+
+    ``attempt`` describes the attempt that ended, for the step log (None for an operator's
+    action, which ends none). Raises :class:`SagaNotFound` for an
+    unknown id, and whatever ``decision`` raises (``SagaStateConflict``), before writing.
+    """
+    if isinstance(target, Loaded):
+        loaded = target
+    else:
+        saga = saga_load(target)
+        if saga is None:
+            raise SagaNotFound(target)
+        definition = get_definition(saga.saga_type)
+        loaded = Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
+    transition = decision(loaded.definition, loaded.state)
+    applied = _transition_write(loaded, transition, now=now, attempt=attempt)
+    return Recorded(loaded=loaded, transition=transition, applied=applied)
+
+
+def _transition_write(
+    loaded: Loaded, transition: Transition, *, now: datetime, attempt: AttemptRecord | None
+) -> bool:
+    saga, definition, state = loaded.saga, loaded.definition, loaded.state
     old = state.cursor
     step = definition.steps[old.index]
     failure: Failure | None = transition.failure
-    params: dict[str, Any] = {
-        "saga_id": saga_id,
-        "claim_token": claim_token,
+    values: dict[str, Any] = {
         "status": transition.saga_status.value,
-        "merge": json.dumps(dict(transition.merge)) if transition.merge else None,
         "current_step": step.name,
         "current_phase": old.phase.value,
         "attempt": state.attempt,
         "round_start": state.round_start,
+        "redeliveries": 0,
         "due_at": None,
         "dispatched_at": None,
+        "deadline": None,
+        "claim_token": None,
+        "claimed_at": None,
+        "claim_host": "",
+        "claim_pid": None,
+        "claim_worker": "",
         "failure_step": failure.step if failure else "",
         "failure_code": failure.code if failure else "",
         "failure_message": failure.message if failure else "",
-        "now": now,
-        "finished_at": now if transition.finished else None,
+        "updated_at": now,
+    }
+    message = _schedule(values, loaded=loaded, transition=transition, now=now)
+    done = transition.step_status in _PHASE_DONE
+    in_action = old.phase is Phase.ACTION
+    params: dict[str, Any] = {
+        "saga_id": saga.id,
+        "position": old.index,
+        **_seen(saga),
+        **{f"saga_{name}": value for name, value in values.items()},
+        "saga_finished_at": now if transition.finished else None,
+        "merge": json.dumps(dict(transition.merge)) if transition.merge else None,
         "step_status": transition.step_status.value,
         "error": transition.error,
-        "position": old.index,
-        "action_finished_at": None,
-        "compensation_finished_at": None,
+        "action_finished_at": now if done and in_action else None,
+        "compensation_finished_at": now if done and not in_action else None,
         "skipped_at": now if transition.step_status is StepStatus.SKIPPED else None,
-        "step": step.name,
-        "phase": old.phase.value,
-        "log_attempt": max(attempt.attempt, 1) if attempt else 1,
-        "log_status": (
-            transition.attempt_status.value
-            if attempt is not None and transition.attempt_status is not None
-            else None
-        ),
-        "started_at": attempt.started_at if attempt else None,
-        "worker": attempt.worker if attempt else "",
     }
-    if transition.step_status in _PHASE_DONE:
-        params[f"{'action' if old.phase is Phase.ACTION else 'compensation'}_finished_at"] = now
-    message = _schedule(
-        params,
-        saga_id=saga_id,
-        saga_type=saga_type,
-        definition=definition,
-        state=state,
-        transition=transition,
-        now=now,
-    )
+    logged = attempt is not None and transition.attempt_status is not None
+    if logged:
+        assert attempt is not None and transition.attempt_status is not None
+        log = _attempt_log(
+            loaded, attempt, status=transition.attempt_status, error=transition.error, now=now
+        )
+        params.update(insert_params(log, prefix="log_"))
     # Prepared after a few runs on the connection (infrastructure.db): this runs on every step.
     with server_binding_cursor() as cursor:
-        cursor.execute(_TRANSITION_SQL, params)
+        cursor.execute(_OUTCOME_SQL[logged], params)
         row = cursor.fetchone()
     if not row or not row[0]:
         return False
@@ -194,55 +559,32 @@ def transition_apply(
 
 
 def _schedule(
-    params: dict[str, Any],
-    *,
-    saga_id: UUID,
-    saga_type: str,
-    definition: SagaDefinition,
-    state: SagaState,
-    transition: Transition,
-    now: datetime,
+    values: dict[str, Any], *, loaded: Loaded, transition: Transition, now: datetime
 ) -> StepMessage | None:
-    """Put the next attempt's cursor and due time in ``params``; return its message, if sent."""
+    """Put the next attempt's cursor and due time in ``values``; return its message, if sent."""
     schedule = transition.next
     if schedule is None:
         return None
+    definition, state = loaded.definition, loaded.state
     target: Cursor = schedule.cursor
     if target != state.cursor:
-        params.update(
+        values.update(
             current_step=definition.steps[target.index].name,
             current_phase=target.phase.value,
             attempt=0,
             round_start=0,
         )
     elif schedule.new_round:
-        params["round_start"] = state.attempt
-    params["due_at"] = now + timedelta(seconds=schedule.delay)
+        values["round_start"] = state.attempt
+    values["due_at"] = now + timedelta(seconds=schedule.delay)
     if not countdown_allowed(schedule.delay):
         # Left to the sweeper: a long countdown would sit in one worker's memory.
         return None
-    params["dispatched_at"] = now
+    values["dispatched_at"] = now
     return StepMessage(
-        saga_id=saga_id,
-        saga_type=saga_type,
+        saga_id=loaded.saga.id,
+        saga_type=loaded.saga.saga_type,
         step=definition.steps[target.index],
         phase=target.phase,
         delay=schedule.delay,
-    )
-
-
-def lost_attempt_log(*, saga: Saga, definition: SagaDefinition, error: str, now: datetime) -> None:
-    """Log the attempt a dead worker left behind (the takeover reruns it)."""
-    SagaStepExecution.objects.create(
-        saga_id=saga.id,
-        step=saga.current_step,
-        position=definition.index(saga.current_step),
-        phase=saga.current_phase,
-        attempt=max(saga.attempt, 1),
-        status=AttemptStatus.WORKER_LOST.value,
-        error=error,
-        started_at=saga.claimed_at,
-        finished_at=now,
-        worker=saga.claim_worker,
-        at=now,
     )

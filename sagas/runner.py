@@ -1,17 +1,16 @@
 """Run one attempt of one saga step: claim it, run the participant, record the outcome.
 
-This is what a ``run_saga_step`` message does in a worker. Three short phases, two round trips
-to PostgreSQL in the normal case:
+This is what a ``run_saga_step`` message does in a worker, in three short phases:
 
-1. **Claim** (``sagas.claims``): mark the attempt running on the saga row, with a deadline,
-   the worker's host and pid and a fresh claim token, if the message names the saga's cursor
-   and the attempt is due and free (or the process holding it died).
+1. **Claim** (``sagas.claims``): read the saga's row and, if the message names the saga's
+   cursor and the attempt is due and free (or the process holding it died), mark the attempt
+   running on it, with a deadline, the worker's host and pid and a fresh claim token.
 2. **Run** the action or compensation outside any transaction (it may call other systems),
    or the failure the fault plan injects for it.
-3. **Record** (``sagas.recorder``): one statement writes the outcome with a compare-and-set
-   on the claim token, the step-log row and the next attempt (due now, or after a backoff),
-   whose message is sent once that has committed. A finisher whose claim was taken over or
-   timed out writes nothing.
+3. **Record** (``sagas.recorder.outcome_record``): one statement writes the outcome with a
+   compare-and-set on the claim, the step-log row and the next attempt (due now, or after a
+   backoff), whose message is sent once that has committed. A finisher whose claim was taken
+   over or timed out writes nothing.
 
 A message that finds nothing to do (a duplicate, a redelivery of a finished step, a stale
 retry, an attempt held by a live worker) is acknowledged as a no-op.
@@ -42,16 +41,9 @@ from sagas.definitions import (
     TransientStepError,
     idempotency_key,
 )
-from sagas.engine import (
-    BusinessFailure,
-    Outcome,
-    Succeeded,
-    TimedOut,
-    TransientFailure,
-    decide,
-)
+from sagas.engine import BusinessFailure, Outcome, Succeeded, TimedOut, TransientFailure, decide
 from sagas.faults import fault_take
-from sagas.recorder import AttemptRecord, transition_apply
+from sagas.recorder import AttemptRecord, outcome_record
 from sagas.statuses import FaultMode, Phase
 from sagas.workers import WorkerIdentity
 
@@ -87,25 +79,17 @@ def step_attempt_run(
     phase: Phase,
     worker: WorkerIdentity,
     clock: Clock,
-    saga_type: str = "",
     rand: Callable[[], float] = random.random,
     abandoned: UUID | None = None,
 ) -> AttemptReport:
     """Run the attempt a ``run_saga_step`` message asks for, if it is still wanted.
 
-    ``saga_type`` (carried by the message) lets the claim take its one-statement fast path;
-    without it, or when it is wrong, the claim reads the saga first. ``abandoned`` is the
-    token of a claim this message's sender gave up (see :class:`AttemptAbandoned`). Raises
-    ``AttemptAbandoned`` when the database fails after the claim, before the outcome.
+    ``abandoned`` is the token of a claim this message's sender gave up (see
+    :class:`AttemptAbandoned`). Raises ``AttemptAbandoned`` when the database fails after
+    the claim, before the outcome.
     """
     claimed = attempt_claim(
-        saga_id=saga_id,
-        saga_type=saga_type,
-        step=step,
-        phase=phase,
-        worker=worker,
-        now=clock(),
-        abandoned=abandoned,
+        saga_id=saga_id, step=step, phase=phase, worker=worker, now=clock(), abandoned=abandoned
     )
     if isinstance(claimed, NotClaimed):
         return AttemptReport(ran=False, detail=claimed.detail)
@@ -120,25 +104,20 @@ def step_attempt_run(
         outcome = _run(saga_id=saga_id, claimed=claimed, fault=fault)
     finally:
         workers.attempt_ended(claimed.token)
-    transition = decide(claimed.definition, claimed.state, outcome, rand=rand())
     # One statement, so no transaction block: it commits (durably) on its own, and the next
     # step's message goes out right after.
     try:
-        applied = transition_apply(
-            saga_id=saga_id,
-            saga_type=claimed.saga_type,
-            definition=claimed.definition,
-            state=claimed.state,
-            transition=transition,
+        recorded = outcome_record(
+            claimed.loaded,
+            lambda definition, state: decide(definition, state, outcome, rand=rand()),
             now=clock(),
-            claim_token=claimed.token,
             attempt=AttemptRecord(
                 attempt=claimed.state.attempt, started_at=claimed.started_at, worker=worker.name
             ),
         )
     except DatabaseError as exc:
         raise AttemptAbandoned(claimed.token) from exc
-    if not applied:
+    if not recorded.applied:
         logger.warning(
             "saga %s step %s %s attempt %s: claim was taken over or timed out; outcome %s dropped",
             saga_id,

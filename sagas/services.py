@@ -3,8 +3,8 @@
 ``saga_start`` joins the caller's transaction, so that what a saga is started for (an order's
 first event, say) and the saga itself commit together or not at all; a saga whose local step
 carries its start needs none, the step's one write carrying the saga's. The operator actions
-each own one durable transaction. ``sagas_sweep`` (the recovery pass) lives in
-``sagas.sweeper`` and is exported here with the rest of the write API.
+(``sagas.operations``) each own one durable transaction. They and ``sagas_sweep`` (the
+recovery pass, in ``sagas.sweeper``) are exported here with the rest of the write API.
 """
 
 from __future__ import annotations
@@ -35,23 +35,16 @@ from sagas.definitions import (
     idempotency_key,
 )
 from sagas.dispatch import StepMessage, publish_on_commit
-from sagas.engine import Transition, decide_operator_retry, decide_operator_skip, first_cursor
-from sagas.errors import (
-    ReasonRequired,
-    SagaAlreadyActive,
-    SagaNotFound,
-    SagaStateConflict,
-    TransactionRequired,
-)
+from sagas.engine import first_cursor
+from sagas.errors import SagaAlreadyActive, TransactionRequired
 from sagas.faults import fault_take
-from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
-from sagas.recorder import saga_state, transition_apply
+from sagas.models import Saga, SagaStep, SagaStepExecution
+from sagas.operations import saga_retry, saga_skip_compensation
 from sagas.registry import get_definition
 from sagas.statuses import (
     ACTIVE_SAGA_STATUSES,
     AttemptStatus,
     FaultMode,
-    OperatorActionKind,
     Phase,
     SagaStatus,
     StepStatus,
@@ -348,73 +341,3 @@ def _local_fault(*, saga_type: str, step: Step, now: datetime) -> None:
         raise TransientStepError(f"injected transient fault in {step.name} action")
     if mode is FaultMode.PERMANENT:
         raise StepBusinessFailure(INJECTED_FAULT, f"injected permanent fault in {step.name} action")
-
-
-def saga_retry(*, saga_id: UUID, actor: str, reason: str = "", now: datetime | None = None) -> None:
-    """Resume a COMPENSATION_FAILED saga at its failed compensation, with fresh retries.
-
-    Two operators clicking at once cause one retry: the saga row is locked, and the second
-    finds the saga COMPENSATING and gets :class:`SagaStateConflict`.
-    """
-    _operator_act(
-        saga_id=saga_id,
-        actor=actor,
-        reason=reason,
-        kind=OperatorActionKind.RETRY,
-        now=now or timezone.now(),
-    )
-
-
-def saga_skip_compensation(
-    *, saga_id: UUID, actor: str, reason: str, now: datetime | None = None
-) -> None:
-    """Mark a saga's failed compensation resolved by hand (SKIPPED) and carry on compensating.
-
-    The reason is required (:class:`ReasonRequired`); the action is recorded with it.
-    """
-    if not reason or not reason.strip():
-        raise ReasonRequired()
-    _operator_act(
-        saga_id=saga_id,
-        actor=actor,
-        reason=reason.strip(),
-        kind=OperatorActionKind.SKIP_COMPENSATION,
-        now=now or timezone.now(),
-    )
-
-
-def _operator_act(
-    *, saga_id: UUID, actor: str, reason: str, kind: OperatorActionKind, now: datetime
-) -> None:
-    with transaction.atomic(durable=True):
-        saga = Saga.objects.select_for_update(no_key=True).filter(pk=saga_id).first()
-        if saga is None:
-            raise SagaNotFound(saga_id)
-        action = "retry" if kind is OperatorActionKind.RETRY else "skip a compensation of"
-        if saga.status != SagaStatus.COMPENSATION_FAILED:
-            raise SagaStateConflict(saga_id=saga_id, status=saga.status, action=action)
-        definition = get_definition(saga.saga_type)
-        state = saga_state(saga, definition)
-        transition: Transition = (
-            decide_operator_retry(definition, state)
-            if kind is OperatorActionKind.RETRY
-            else decide_operator_skip(definition, state)
-        )
-        transition_apply(
-            saga_id=saga.id,
-            saga_type=saga.saga_type,
-            definition=definition,
-            state=state,
-            transition=transition,
-            now=now,
-            claim_token=None,
-            attempt=None,
-        )
-        SagaOperatorAction.objects.create(
-            saga_id=saga.id,
-            action=kind.value,
-            actor=actor,
-            reason=reason,
-            step=saga.current_step,
-            at=now,
-        )

@@ -17,8 +17,10 @@ runs one by hand. A pass finds, from PostgreSQL alone:
   message, or it was published before a restart): send it again.
 
 Re-sending is always safe: a message only runs when the saga row says its attempt is due and
-unclaimed, so a message that was merely slow becomes a no-op. Rows are taken with
-``SKIP LOCKED``: a saga a worker is writing right now is left for the next pass.
+unclaimed, so a message that was merely slow becomes a no-op. Rows to re-send are taken with
+``SKIP LOCKED``: a saga a worker is writing right now is left for the next pass. A stalled
+attempt is timed out through ``sagas.recorder.outcome_record``, a compare-and-set on its
+claim: an outcome its worker wrote in the meantime wins.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from sagas.dispatch import StepMessage, publish_on_commit
 from sagas.engine import TimedOut, decide
 from sagas.errors import UnknownSagaType
 from sagas.models import Saga
-from sagas.recorder import AttemptRecord, saga_state, transition_apply
+from sagas.recorder import AttemptRecord, Loaded, outcome_record, saga_load, saga_state
 from sagas.registry import get_definition
 from sagas.statuses import MOVING_SAGA_STATUSES, Phase
 from sagas.workers import claimant_dead
@@ -175,34 +177,24 @@ def _time_out_stalled(*, now: datetime, limit: int) -> int:
 
 
 def _time_out(*, saga_id: UUID, now: datetime) -> bool:
-    with transaction.atomic(durable=True):
-        saga = (
-            Saga.objects.select_for_update(skip_locked=True, no_key=True)
-            .filter(pk=saga_id, claim_token__isnull=False, deadline__lte=now)
-            .first()
-        )
-        if saga is None:
-            return False
-        try:
-            definition = get_definition(saga.saga_type)
-            state = saga_state(saga, definition)
-        except (UnknownSagaType, KeyError):
-            logger.error("saga %s: no definition for %s", saga.id, saga.saga_type)
-            return False
-        outcome = TimedOut(
-            f"no outcome from {saga.claim_worker or 'its worker'} by the attempt's deadline "
-            f"({saga.deadline:%H:%M:%S}); counted as timed out"
-        )
-        transition = decide(definition, state, outcome, rand=random.random())  # noqa: S311 (jitter, not secrets)
-        return transition_apply(
-            saga_id=saga.id,
-            saga_type=saga.saga_type,
-            definition=definition,
-            state=state,
-            transition=transition,
-            now=now,
-            claim_token=saga.claim_token,
-            attempt=AttemptRecord(
-                attempt=max(saga.attempt, 1), started_at=saga.claimed_at, worker=saga.claim_worker
-            ),
-        )
+    saga = saga_load(saga_id)
+    if saga is None or saga.claim_token is None or saga.deadline is None or saga.deadline > now:
+        return False
+    try:
+        definition = get_definition(saga.saga_type)
+        loaded = Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
+    except (UnknownSagaType, KeyError):
+        logger.error("saga %s: no definition for %s", saga.id, saga.saga_type)
+        return False
+    outcome = TimedOut(
+        f"no outcome from {saga.claim_worker or 'its worker'} by the attempt's deadline "
+        f"({saga.deadline:%H:%M:%S}); counted as timed out"
+    )
+    # A compare-and-set on the claim: an outcome written in the meantime wins, and this
+    # writes nothing.
+    return outcome_record(
+        loaded,
+        lambda d, s: decide(d, s, outcome, rand=random.random()),  # noqa: S311 (jitter, not secrets)
+        now=now,
+        attempt=AttemptRecord.of_claim(saga),
+    ).applied

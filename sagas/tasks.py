@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from celery import Task, shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
@@ -42,8 +43,35 @@ def _drop_unusable_connections() -> None:
             conn.health_check_done = checked  # type: ignore[attr-defined]
 
 
+def step_queue() -> str:
+    """Name the queue saga step messages go to: the project's default queue.
+
+    Read on each use, not at import: a test session points the default queue at one of its
+    own after the task module is loaded.
+    """
+    return str(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+class SagaStepTask(Task[Any, Any]):
+    """Send saga step messages to :func:`step_queue`, whoever sends them."""
+
+    @property
+    def queue(self) -> str:
+        """Name the queue this task's messages go to (see :func:`step_queue`)."""
+        return step_queue()
+
+    def apply_async(self, *args: Any, **options: Any) -> Any:
+        """Send the task to its queue unless the caller names another.
+
+        Celery caches a task's options on first use, so the queue is passed on every call.
+        """
+        options["queue"] = options.get("queue") or step_queue()
+        return super().apply_async(*args, **options)
+
+
 @shared_task(
     bind=True,
+    base=SagaStepTask,
     name="sagas.run_saga_step",
     ignore_result=True,
     acks_late=True,
@@ -57,11 +85,15 @@ def run_saga_step(
     phase: str,
     saga_type: str = "",
     abandoned: str = "",
+    **_ignored: object,
 ) -> None:
     """Run one attempt of a saga step, if the saga still wants it (else a no-op).
 
     ``abandoned`` is set only on this task's own retry after the database failed under an
     attempt it had claimed: the claim's token, so the retry may take that claim over at once.
+    Keyword arguments this version does not know are ignored: during a rolling deploy an
+    older worker still runs the step a newer sender asks for (a message is only a hint; the
+    saga row says what runs).
     """
     _drop_unusable_connections()
     try:
@@ -71,7 +103,6 @@ def run_saga_step(
             phase=Phase(phase),
             worker=current_worker(self.request.hostname or ""),
             clock=timezone.now,
-            saga_type=saga_type,
             abandoned=UUID(abandoned) if abandoned else None,
         )
     except AttemptAbandoned as exc:

@@ -19,9 +19,9 @@ from redis import Redis
 
 from config.celery import app
 from infrastructure import broker
-from lab.worker import delete_queue
 from sagas.dispatch import RUN_STEP_TASK
 from sagas.tasks import run_saga_step
+from tests.support.worker import delete_queue
 
 # Differ between any two messages: fresh ids, the sender's time and process.
 PER_MESSAGE = {"id", "root_id", "eta", "origin"}
@@ -40,7 +40,7 @@ def _kwargs() -> dict[str, str]:
 
 def _sent_by_celery(queue: str, kwargs: dict[str, str], countdown: float) -> None:
     # How sagas.dispatch called Celery before infrastructure.broker existed.
-    run_saga_step.apply_async(  # type: ignore[call-arg]
+    run_saga_step.apply_async(
         kwargs=kwargs,
         argsrepr="()",
         kwargsrepr=repr(kwargs),

@@ -49,7 +49,6 @@ def run_step(
         phase=phase or Phase(saga.current_phase),
         worker=worker or current_worker("inline"),
         clock=clock or SteppingClock(),
-        saga_type=saga.saga_type,
         abandoned=abandoned,
     )
 

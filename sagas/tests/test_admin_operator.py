@@ -12,7 +12,13 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
+from sagas.models import (
+    FailedCompensation,
+    Saga,
+    SagaOperatorAction,
+    SagaStep,
+    SagaStepExecution,
+)
 from sagas.statuses import SagaStatus
 from sagas.tests.harness import drive, fail_b_compensation, failed_compensation_saga, start
 from tests.admin.support import queries_for, staff_client, status_of
@@ -305,3 +311,18 @@ def test_saga_page_queries_do_not_grow_with_attempts_and_operator_actions() -> N
     print(f"\nsaga page: {few} queries with {log_before} attempts, {many} with {log_after}")
     assert SagaOperatorAction.objects.filter(saga_id=saga_id).count() == 6
     assert few == many
+
+
+def test_the_queue_is_the_failed_compensation_models_own_admin_linking_to_each_sagas_page() -> None:
+    client, _ = staff_client("sagas.retry_saga")
+    stuck = failed_compensation_saga()
+    drive(start("test.effects", {}))
+
+    response = client.get(reverse("admin:sagas_failedcompensation_changelist"))
+
+    assert list(FailedCompensation.objects.values_list("id", flat=True)) == [stuck]
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert reverse("admin:sagas_saga_change", args=[stuck]) in html
+    assert reverse("admin:sagas_failedcompensation_change", args=[stuck]) not in html
+    assert RETRY in html and "All sagas" in html

@@ -15,7 +15,7 @@ from sagas.claims import Claimed, NotClaimed, attempt_claim
 from sagas.engine import ClaimView, Cursor, SagaState, Succeeded, decide, decide_claim
 from sagas.faults import fault_rule_set
 from sagas.models import Saga, SagaStep, SagaStepExecution
-from sagas.recorder import AttemptRecord, transition_apply
+from sagas.recorder import AttemptRecord, outcome_record
 from sagas.services import sagas_sweep
 from sagas.statuses import FaultMode, Phase, SagaStatus, StepStatus
 from sagas.testing.models import Call, Effect
@@ -47,7 +47,6 @@ def claim(saga_id, worker: WorkerIdentity, clock: SteppingClock) -> Claimed:
     saga = Saga.objects.get(pk=saga_id)
     claimed = attempt_claim(
         saga_id=saga_id,
-        saga_type=saga.saga_type,
         step=saga.current_step,
         phase=Phase(saga.current_phase),
         worker=worker,
@@ -181,18 +180,14 @@ def test_a_late_outcome_after_a_timeout_is_dropped() -> None:
     # The sweeper finds the attempt past its deadline and schedules a retry.
     assert sagas_sweep(now=clock()).stalled == 1
 
-    late = transition_apply(
-        saga_id=saga_id,
-        saga_type=claimed.saga_type,
-        definition=claimed.definition,
-        state=claimed.state,
-        transition=decide(claimed.definition, claimed.state, Succeeded({"late": True}), rand=0.5),
+    late = outcome_record(
+        claimed.loaded,
+        lambda definition, state: decide(definition, state, Succeeded({"late": True}), rand=0.5),
         now=clock(),
-        claim_token=claimed.token,
         attempt=AttemptRecord(attempt=1, started_at=claimed.started_at, worker=ELSEWHERE.name),
     )
 
-    assert late is False
+    assert late.applied is False
     saga = Saga.objects.get(pk=saga_id)
     assert (saga.current_step, saga.status) == ("a", "RUNNING")
     assert "late" not in saga.context
@@ -271,8 +266,7 @@ def test_faults_are_ignored_unless_fault_injection_is_enabled() -> None:
     assert drive(start("test.effects")).status == SagaStatus.COMPLETED
 
 
-def test_the_fast_claim_path_agrees_with_the_engine_decision() -> None:
-    """The one-statement claim claims exactly when decide_claim answers a plain Claim."""
+def test_a_message_claims_exactly_when_the_engine_decides_a_claim() -> None:
     clock = SteppingClock()
     cases = {
         "due and free": lambda s: None,
@@ -302,7 +296,6 @@ def test_the_fast_claim_path_agrees_with_the_engine_decision() -> None:
         )
         got = attempt_claim(
             saga_id=saga_id,
-            saga_type="test.effects",
             step="a",
             phase=Phase.ACTION,
             worker=ELSEWHERE,

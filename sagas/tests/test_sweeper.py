@@ -61,7 +61,6 @@ def test_an_attempt_past_its_deadline_is_timed_out_and_retried() -> None:
     now = timezone.now()
     claimed = attempt_claim(
         saga_id=saga_id,
-        saga_type="test.effects",
         step="a",
         phase=Phase.ACTION,
         worker=ELSEWHERE,
@@ -123,7 +122,6 @@ def test_a_claim_whose_process_died_on_this_host_is_sent_again_before_its_deadli
     now = timezone.now()
     claimed = attempt_claim(
         saga_id=saga_id,
-        saga_type="test.effects",
         step="a",
         phase=Phase.ACTION,
         worker=claimant(),

@@ -16,6 +16,7 @@ from sagas.faults import fault_rule_set, fault_rules_clear
 from sagas.models import Saga, SagaOperatorAction, SagaStep
 from sagas.services import SweepResult, saga_retry, saga_skip_compensation
 from sagas.statuses import AttemptStatus, FaultMode, Phase, SagaStatus, StepStatus
+from sagas.tasks import run_saga_step
 from sagas.testing.models import Call
 from sagas.tests.harness import (
     calls,
@@ -392,3 +393,38 @@ def test_a_business_failure_at_the_pivot_still_compensates(live_worker: WorkerHa
 
     assert saga.status == SagaStatus.COMPENSATED
     assert effect_order(saga_id) == [("a", "action"), ("a", "compensation")]
+
+
+def test_a_message_with_an_argument_this_worker_does_not_know_still_runs_the_step(
+    live_worker: WorkerHandle, celery_test_queue: str
+) -> None:
+    node = [live_worker.nodename]
+    app.control.cancel_consumer(celery_test_queue, destination=node, reply=True)
+    try:
+        saga_id = start("test.effects")
+        broker = Redis.from_url(str(settings.CELERY_BROKER_URL))
+        # The saga's own first message, taken away so that only the newer-looking one runs.
+        wait_for(
+            lambda: broker.llen(celery_test_queue) == 1,
+            timeout=10,
+            message="the step message waiting in the unconsumed queue",
+        )
+        broker.delete(celery_test_queue)
+    finally:
+        app.control.add_consumer(celery_test_queue, destination=node, reply=True)
+
+    # As a newer sender would write it: one keyword argument more than this version takes.
+    run_saga_step.apply_async(
+        kwargs={
+            "saga_id": str(saga_id),
+            "saga_type": "test.effects",
+            "step": "a",
+            "phase": Phase.ACTION.value,
+            "sent_by_a_newer_version": {"anything": 1},
+        }
+    )
+
+    saga = wait_status(saga_id, *TERMINAL)
+    assert saga.status == SagaStatus.COMPLETED
+    assert effects(saga_id) == ACTIONS
+    assert log_of(saga_id, "a") == [AttemptStatus.SUCCEEDED.value]

@@ -82,18 +82,15 @@ def deliver_each_message_twice(saga_id: UUID) -> Counter[str]:
         saga = Saga.objects.get(pk=saga_id)
         if saga.status not in MOVING_SAGA_STATUSES:
             return ran
-        step, phase, saga_type = saga.current_step, Phase(saga.current_phase), saga.saga_type
+        step, phase = saga.current_step, Phase(saga.current_phase)
 
-        def deliver(
-            index: int, step: str = step, phase: Phase = phase, saga_type: str = saga_type
-        ) -> AttemptReport:
+        def deliver(index: int, step: str = step, phase: Phase = phase) -> AttemptReport:
             return step_attempt_run(
                 saga_id=saga_id,
                 step=step,
                 phase=phase,
                 worker=HOSTS[index],
                 clock=timezone.now,
-                saga_type=saga_type,
             )
 
         reports = twice_at_once(deliver)

@@ -36,7 +36,7 @@ from orders.models import Order
 from sagas.faults import fault_rule_set
 from sagas.models import Saga
 from sagas.statuses import FaultMode, Phase
-from sagas.tests.harness import drive
+from sagas.tests.harness import drive, failed_compensation_saga
 from tests.factories import api_client, make_product, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -162,6 +162,8 @@ MODEL_POLICIES: dict[str, ModelPolicy] = {
     "eventstore.projectioncheckpoint": READ_ONLY,
     # Sagas change only through the engine and the operator services (retry, skip).
     "sagas.saga": READ_ONLY,
+    # The failed-compensation queue: a view of sagas (a proxy model without permissions).
+    "sagas.failedcompensation": READ_ONLY,
     "sagas.faultrule": EDITABLE,
     # Products are added and edited; never deleted (orders and reservations refer to them).
     "inventory.product": ModelPolicy(add=True, change=True),
@@ -191,6 +193,8 @@ ADMIN_EXTRA_URL_RULES: dict[str, tuple[str, ...]] = {
 ADMIN_ACTION_RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("sagas.saga", "retry_failed_compensations"): ("sagas.retry_saga",),
     ("sagas.saga", "skip_failed_compensations"): ("sagas.skip_compensation",),
+    ("sagas.failedcompensation", "retry_failed_compensations"): ("sagas.retry_saga",),
+    ("sagas.failedcompensation", "skip_failed_compensations"): ("sagas.skip_compensation",),
     ("orders.order", "cancel_orders"): ("orders.cancel_order",),
 }
 
@@ -214,8 +218,12 @@ SAMPLE_APP = "orders"
 STANDARD_PAGES = ("changelist", "add", "change", "delete", "history")
 
 
+#: Proxy models without permissions of their own: viewed with their concrete model's.
+VIEWED_AS: dict[str, str] = {"sagas.failedcompensation": "sagas.saga"}
+
+
 def view_perms(label: str) -> tuple[str, str]:
-    app_label, model_name = label.split(".")
+    app_label, model_name = VIEWED_AS.get(label, label).split(".")
     return f"{app_label}.view_{model_name}", f"{app_label}.change_{model_name}"
 
 
@@ -418,6 +426,7 @@ def build_world() -> World:
     cancelled = owner_api.post(f"/api/orders/{placed['id']}/cancel/", {}, format="json")
     assert cancelled.status_code == 202, cancelled.content
     drive(UUID(cancelled.json()["saga"]["id"]))
+    failed_compensation_saga()  # a row in the failed-compensation queue (clears fault rules)
     fault_rule_set(
         saga_type="place_order",
         step="charge_payment",

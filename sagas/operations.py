@@ -1,0 +1,164 @@
+"""Act on a saga as an operator: retry or skip a failed compensation, described once.
+
+A saga waiting in COMPENSATION_FAILED is resolved by hand with *retry* (a new round of
+attempts at the failed compensation) or *skip* (the compensation counts as done by hand, with
+a reason, and compensating carries on). The admin, the REST API and the management commands
+all offer both: each reads the action's :class:`OperatorAction` (its permission, whether a
+reason is required, the service to call and the words to show) instead of spelling it out.
+
+The services record through ``sagas.recorder.outcome_record`` like every other change of a
+saga, and write who did what in the same durable transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from sagas.definitions import SagaDefinition
+from sagas.engine import SagaState, Transition, decide_operator_retry, decide_operator_skip
+from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
+from sagas.models import SagaOperatorAction
+from sagas.recorder import outcome_record, saga_load
+from sagas.statuses import OperatorActionKind
+
+
+def saga_retry(*, saga_id: UUID, actor: str, reason: str = "", now: datetime | None = None) -> None:
+    """Resume a COMPENSATION_FAILED saga at its failed compensation, with fresh retries.
+
+    Two operators clicking at once cause one retry: the write is a compare-and-set on the
+    saga as loaded, and the second finds the saga COMPENSATING and gets
+    :class:`SagaStateConflict`.
+    """
+    _operator_act(saga_id=saga_id, actor=actor, reason=reason, action=RETRY, now=now)
+
+
+def saga_skip_compensation(
+    *, saga_id: UUID, actor: str, reason: str, now: datetime | None = None
+) -> None:
+    """Mark a saga's failed compensation resolved by hand (SKIPPED) and carry on compensating.
+
+    The reason is required (:class:`ReasonRequired`); the action is recorded with it.
+    """
+    if not reason or not reason.strip():
+        raise ReasonRequired()
+    _operator_act(saga_id=saga_id, actor=actor, reason=reason.strip(), action=SKIP, now=now)
+
+
+def _operator_act(
+    *, saga_id: UUID, actor: str, reason: str, action: OperatorAction, now: datetime | None
+) -> None:
+    now = now or timezone.now()
+
+    def decision(definition: SagaDefinition, state: SagaState) -> Transition:
+        try:
+            return action.decide(definition, state)
+        except SagaStateConflict as exc:
+            raise SagaStateConflict(
+                saga_id=saga_id, status=exc.status, action=action.conflict_verb
+            ) from None
+
+    with transaction.atomic(durable=True):
+        recorded = outcome_record(saga_id, decision, now=now)
+        if not recorded.applied:
+            # Another operator (or the engine) changed the saga since it was loaded.
+            saga = saga_load(saga_id)
+            if saga is None:
+                raise SagaNotFound(saga_id)
+            raise SagaStateConflict(
+                saga_id=saga_id, status=saga.status, action=action.conflict_verb
+            )
+        SagaOperatorAction.objects.create(
+            saga_id=saga_id,
+            action=action.kind.value,
+            actor=actor,
+            reason=reason,
+            step=recorded.loaded.saga.current_step,
+            at=now,
+        )
+
+
+@dataclass(frozen=True)
+class OperatorAction:
+    """Describe one operator action on a failed compensation, for every edge that offers it.
+
+    ``run`` is the service (keyword arguments ``saga_id``, ``actor``, ``reason``); it raises
+    ``SagaNotFound``, ``SagaStateConflict`` or ``ReasonRequired``. ``done`` and ``command_done``
+    take ``{step}`` (the compensation's step) and ``{saga_id}``.
+    """
+
+    kind: OperatorActionKind
+    #: The admin action's name (also the bulk action posted by the changelist).
+    admin_action: str
+    #: The Django permission it needs ("app_label.codename").
+    permission: str
+    #: What a user without ``permission`` is told.
+    denied: str
+    needs_reason: bool
+    #: What an operator is told when a required reason is missing.
+    reason_required: str
+    #: Help for the reason field (the admin form, the command's option).
+    reason_help: str
+    #: Page titles: several sagas at once, one saga.
+    title: str
+    single_title: str
+    #: The confirmation button.
+    verb: str
+    #: What happened, after "Saga <id> ".
+    done: str
+    #: The management command's help and its success line.
+    command_help: str
+    command_done: str
+    #: The verb in "cannot <verb> saga ...: it is <status>".
+    conflict_verb: str
+    run: Callable[..., None]
+    decide: Callable[[SagaDefinition, SagaState], Transition]
+
+
+RETRY = OperatorAction(
+    kind=OperatorActionKind.RETRY,
+    admin_action="retry_failed_compensations",
+    permission="sagas.retry_saga",
+    denied="Retrying a saga needs the retry permission.",
+    needs_reason=False,
+    reason_required="",
+    reason_help="why (recorded with the action)",
+    title="Retry failed compensations",
+    single_title="Retry the failed compensation",
+    verb="Yes, retry",
+    done="retried: its compensation {step} runs again",
+    command_help="Retry a saga's failed compensation (the saga must be COMPENSATION_FAILED).",
+    command_done="saga {saga_id}: compensation retried",
+    conflict_verb="retry",
+    run=saga_retry,
+    decide=decide_operator_retry,
+)
+SKIP = OperatorAction(
+    kind=OperatorActionKind.SKIP_COMPENSATION,
+    admin_action="skip_failed_compensations",
+    permission="sagas.skip_compensation",
+    denied="Skipping a compensation needs the skip permission.",
+    needs_reason=True,
+    reason_required="A reason is required to skip a compensation.",
+    reason_help="Why this compensation is resolved by hand (recorded with your name).",
+    title="Skip failed compensations",
+    single_title="Skip the failed compensation",
+    verb="Yes, skip",
+    done="skipped {step}'s compensation; compensating continues",
+    command_help=(
+        "Skip a COMPENSATION_FAILED saga's failed compensation (its step becomes SKIPPED) and "
+        "continue with the compensations before it. A reason is required."
+    ),
+    command_done="saga {saga_id}: compensation skipped",
+    conflict_verb="skip a compensation of",
+    run=saga_skip_compensation,
+    decide=decide_operator_skip,
+)
+
+#: Every operator action, by kind.
+OPERATOR_ACTIONS = {action.kind: action for action in (RETRY, SKIP)}
