@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import BasePermission
@@ -18,8 +23,8 @@ from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
 from infrastructure.api.params import choice_param, query_param
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
 from sagas.models import Saga
+from sagas.operations import RETRY, SKIP, OperatorAction
 from sagas.selectors import saga_detail, saga_list
-from sagas.services import saga_retry, saga_skip_compensation
 from sagas.statuses import SagaStatus
 
 
@@ -39,13 +44,13 @@ class CanViewSagas(StaffWith):
 
 
 class CanRetrySagas(StaffWith):
-    perm = "sagas.retry_saga"
-    message = "Retrying a saga needs the retry permission."
+    perm = RETRY.permission
+    message = RETRY.denied
 
 
 class CanSkipCompensations(StaffWith):
-    perm = "sagas.skip_compensation"
-    message = "Skipping a compensation needs the skip permission."
+    perm = SKIP.permission
+    message = SKIP.denied
 
 
 class SagaStepSerializer(serializers.Serializer):
@@ -201,52 +206,21 @@ class SagaDetailView(APIView):
         return Response(_detail(_parse_id(saga_id)))
 
 
-class SagaRetryView(APIView):
-    permission_classes = [CanRetrySagas]
+class OperatorActionView(APIView):
+    """Run one operator action (``sagas.operations``) on a saga; answer with its detail."""
 
-    @extend_schema(
-        summary="Resume a saga from its failed compensation",
-        request=ReasonSerializer,
-        responses={
-            202: SagaDetailSerializer,
-            **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415),
-        },
-    )
+    operator_action: ClassVar[OperatorAction]
+    reason_serializer: ClassVar[type[serializers.Serializer]]
+
     def post(self, request: Request, saga_id: str) -> Response:
         uid = _parse_id(saga_id)
-        payload = ReasonSerializer(data=request.data)
+        payload = self.reason_serializer(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            saga_retry(
+            self.operator_action.run(
                 saga_id=uid,
                 actor=_actor(request),
                 reason=payload.validated_data.get("reason", ""),
-            )
-        except SagaNotFound as exc:
-            raise NotFound("No saga with this id.") from exc
-        except SagaStateConflict as exc:
-            return error_response(409, str(exc))
-        return Response(_detail(uid), status=202)
-
-
-class SagaSkipView(APIView):
-    permission_classes = [CanSkipCompensations]
-
-    @extend_schema(
-        summary="Mark the failed compensation resolved by hand, then continue",
-        request=SkipSerializer,
-        responses={
-            202: SagaDetailSerializer,
-            **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415),
-        },
-    )
-    def post(self, request: Request, saga_id: str) -> Response:
-        uid = _parse_id(saga_id)
-        payload = SkipSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        try:
-            saga_skip_compensation(
-                saga_id=uid, actor=_actor(request), reason=payload.validated_data["reason"]
             )
         except ReasonRequired as exc:
             raise ValidationError({"reason": [str(exc)]}) from exc
@@ -255,3 +229,40 @@ class SagaSkipView(APIView):
         except SagaStateConflict as exc:
             return error_response(409, str(exc))
         return Response(_detail(uid), status=202)
+
+
+_OPERATOR_ERRORS = ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Resume a saga from its failed compensation",
+        description=(
+            "Starts a new round of attempts at the failed compensation. 409 unless the saga "
+            "is COMPENSATION_FAILED."
+        ),
+        request=ReasonSerializer,
+        responses={202: SagaDetailSerializer, **_OPERATOR_ERRORS},
+    )
+)
+class SagaRetryView(OperatorActionView):
+    permission_classes = [CanRetrySagas]
+    operator_action = RETRY
+    reason_serializer = ReasonSerializer
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Mark the failed compensation resolved by hand, then continue",
+        description=(
+            "Marks the failed compensation SKIPPED, recording the reason, and carries on "
+            "compensating. 409 unless the saga is COMPENSATION_FAILED."
+        ),
+        request=SkipSerializer,
+        responses={202: SagaDetailSerializer, **_OPERATOR_ERRORS},
+    )
+)
+class SagaSkipView(OperatorActionView):
+    permission_classes = [CanSkipCompensations]
+    operator_action = SKIP
+    reason_serializer = SkipSerializer
