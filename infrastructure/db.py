@@ -82,43 +82,7 @@ def pipelined_transaction() -> Iterator[None]:
 
 
 #: Statement texts by model (and WHERE clause): built once, so that each prepares.
-_INSERTS: dict[type[Model], tuple[str, tuple[Field[Any, Any], ...], bool]] = {}
 _SELECTS: dict[tuple[type[Model], str], str] = {}
-
-
-def prepared_insert(obj: Model) -> None:
-    """INSERT one model instance through a prepared statement, as ``save(force_insert=True)``.
-
-    For the few rows written on every order (a payment, the simulated processor's charge):
-    the ORM would compile its INSERT on every call. Every concrete field is written, from
-    ``pre_save`` and ``get_db_prep_save`` as the ORM does; an auto-increment primary key left
-    unset comes back from the database. No signals are sent (none are connected to these
-    models).
-    """
-    model = type(obj)
-    if model not in _INSERTS:
-        meta = obj._meta
-        auto_pk = isinstance(meta.pk, AutoFieldMixin)
-        fields = tuple(f for f in meta.concrete_fields if not (auto_pk and f is meta.pk))
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-        sql = (
-            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
-            f"VALUES ({', '.join(['%s'] * len(fields))})"
-        )
-        if auto_pk:
-            assert meta.pk is not None
-            sql += f" RETURNING {connection.ops.quote_name(meta.pk.column)}"
-        _INSERTS[model] = (sql, fields, auto_pk)
-    sql, fields, auto_pk = _INSERTS[model]
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with server_binding_cursor() as cursor:
-        cursor.execute(sql, values)
-        if auto_pk:
-            row = cursor.fetchone()
-            assert row is not None
-            obj.pk = row[0]
-    obj._state.adding = False
-    obj._state.db = connection.alias
 
 
 _MANY_INSERTS: dict[tuple[type[Model], int, bool], str] = {}
@@ -164,25 +128,19 @@ def prepared_insert_rows(objs: Sequence[Model], *, ignore_conflicts: bool = Fals
         cursor.execute(_MANY_INSERTS[key], values)
 
 
-def prepared_select(model: type[M], where: str, params: Sequence[Any]) -> list[M]:
-    """Return the model's rows matching ``where`` (SQL with ``%s`` placeholders), prepared.
-
-    Every concrete field is read; a field that converts what the database returns (a
-    ``JSONField``) converts it as the ORM would (Django's connection hands ``jsonb`` over as
-    text for that).
-    """
-    return prepared_select_sent(model, where, params)()
-
-
 def prepared_select_sent(
     model: type[M], where: str, params: Sequence[Any]
 ) -> Callable[[], list[M]]:
-    """Send ``prepared_select``'s query now; return the function that reads its rows.
+    """Send a prepared SELECT of the model's rows matching ``where``; return their reader.
+
+    ``where`` is SQL with ``%s`` placeholders, written by the module that owns the table.
+    Every concrete field is read; a field that converts what the database returns (a
+    ``JSONField``) converts it as the ORM would.
 
     In pipeline mode (``pipelined_transaction``) the query travels with the statements
     around it and its answer arrives when the pipeline next waits (its end, say), so a read
     whose answer is needed only after the writes costs no round trip of its own. Outside
-    pipeline mode this is ``prepared_select`` in two halves.
+    pipeline mode it is a plain query in two halves.
     """
     key = (model, where)
     meta = model._meta

@@ -14,7 +14,7 @@ for the first of them instead of each holding what the other waits for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -63,9 +63,6 @@ __all__ = [
     "reservation_reserve",
     "reservation_restock",
 ]
-
-_PRODUCT_STOCK_FIELDS = ["stock_on_hand", "stock_reserved", "updated_at"]
-
 
 # --- reservations ----------------------------------------------------------------------------
 
@@ -258,12 +255,6 @@ def _merge_lines(lines: Sequence[tuple[str, int]]) -> dict[str, int]:
     return dict(sorted(merged.items()))
 
 
-def _lock_products(skus: Iterable[str]) -> dict[str, Product]:
-    """Lock the products with these skus, in sku order, and return them by sku."""
-    locked = Product.objects.select_for_update().filter(sku__in=list(skus)).order_by("sku")
-    return {product.sku: product for product in locked}
-
-
 # --- the catalogue -----------------------------------------------------------------------------
 
 
@@ -334,16 +325,15 @@ def product_adjust_stock(*, sku: str, delta: int) -> int:
     would remain.
     """
     with transaction.atomic():
-        product = _lock_products([sku]).get(sku)
-        if product is None:
+        stock = lock_stock([sku]).get(sku)
+        if stock is None:
             raise UnknownProduct([sku])
-        new_on_hand = product.stock_on_hand + delta
-        if new_on_hand < product.stock_reserved:
+        new_on_hand = stock.on_hand + delta
+        if new_on_hand < stock.reserved:
             raise StockBelowReserved(
-                sku=sku, stock_on_hand=new_on_hand, stock_reserved=product.stock_reserved
+                sku=sku, stock_on_hand=new_on_hand, stock_reserved=stock.reserved
             )
-        product.stock_on_hand = new_on_hand
-        product.save(update_fields=_PRODUCT_STOCK_FIELDS)
+        save_stock([replace(stock, on_hand=new_on_hand)], at=timezone.now())
         return new_on_hand
 
 
@@ -363,19 +353,22 @@ def product_update(
     ``ValidationError`` for a price not above zero.
     """
     with transaction.atomic():
-        product = _lock_products([sku]).get(sku)
-        if product is None:
+        stock = lock_stock([sku]).get(sku)
+        if stock is None:
             raise UnknownProduct([sku])
-        if expected_stock_on_hand is not None and product.stock_on_hand != expected_stock_on_hand:
-            raise StockChanged(
-                sku=sku, expected=expected_stock_on_hand, actual=product.stock_on_hand
-            )
-        if stock_on_hand < product.stock_reserved:
+        if expected_stock_on_hand is not None and stock.on_hand != expected_stock_on_hand:
+            raise StockChanged(sku=sku, expected=expected_stock_on_hand, actual=stock.on_hand)
+        if stock_on_hand < stock.reserved:
             raise StockBelowReserved(
-                sku=sku, stock_on_hand=stock_on_hand, stock_reserved=product.stock_reserved
+                sku=sku, stock_on_hand=stock_on_hand, stock_reserved=stock.reserved
             )
-        product.name = name
-        product.price = price
-        product.stock_on_hand = stock_on_hand
+        product = Product(
+            pk=stock.product_id,
+            sku=sku,
+            name=name,
+            price=price,
+            stock_on_hand=stock_on_hand,
+            stock_reserved=stock.reserved,
+        )
         product.clean()
-        product.save(update_fields=["name", "price", *_PRODUCT_STOCK_FIELDS])
+        product.save(update_fields=["name", "price", "stock_on_hand", "updated_at"])

@@ -32,7 +32,7 @@ from backoffice.admin import (
 from eventstore.admin import correlation_links, register_stream_admin
 from eventstore.errors import VersionNotFound
 from infrastructure.snapshots import read_snapshot
-from orders.domain import CancellationReason, OrderNotCancellable, OrderStatus
+from orders.domain import OrderNotCancellable, OrderStatus
 from orders.models import Order
 from orders.selectors import OrderAsOf, order_replay, order_stream_events
 from orders.services import OrderNotFound, order_request_cancellation, order_subject
@@ -244,8 +244,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             saga_id = order_request_cancellation(
                 order_id=order.id,
                 actor=f"user:{request.user.pk}",
-                reason=CancellationReason.CANCELLED_BY_STAFF,
-                may_cancel_any=True,
+                acting_as_staff=True,
             )
         except (OrderNotCancellable, OrderNotFound) as exc:
             self.message_user(request, f"Order {order.id} not cancelled: {exc}.", messages.ERROR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,19 +17,12 @@ from rest_framework.views import APIView
 
 from eventstore.errors import VersionNotFound
 from infrastructure.api.errors import ERROR_RESPONSES, error_response
+from infrastructure.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from infrastructure.api.idempotency import KEY_SCHEMA
 from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
 from infrastructure.api.params import choice_param, int_param, query_param
-from orders.domain import CancellationReason, InvalidOrder, OrderNotCancellable, OrderStatus
-from orders.idempotency import (
-    MAX_KEY_LENGTH,
-    IdempotencyKeyReused,
-    InvalidIdempotencyKey,
-    RequestInFlight,
-    StoredResponse,
-    check_key,
-    idempotent_request,
-    request_fingerprint,
-)
+from orders.domain import InvalidOrder, OrderNotCancellable, OrderStatus
+from orders.idempotency import order_keys
 from orders.selectors import (
     just_placed_sagas,
     order_as_of,
@@ -43,9 +37,10 @@ from orders.serializers import (
     OrderEventSerializer,
     OrderSerializer,
     order_representation,
-    plainly_valid_order,
+    orders_representation,
 )
 from orders.services import (
+    OrderAlreadyPlaced,
     OrderLineRequest,
     OrderNotFound,
     order_place,
@@ -75,9 +70,19 @@ def correlation_of(request: Request) -> str:
     return str(uuid4())
 
 
-def order_body(order: Any, request: Request) -> dict[str, Any]:
-    sagas = saga_summaries(order_ids=[order.id])
-    return OrderSerializer(order, context={"request": request, "sagas_by_order": sagas}).data
+def order_body(order: Any) -> dict[str, Any]:
+    """Return ``order`` as the API shows it, with its sagas read afresh."""
+    return order_representation(order, saga_summaries(order_ids=[order.id])[str(order.id)])
+
+
+def accepted(
+    request: Request, order: Any, sagas: Sequence[Mapping[str, Any]] | None = None
+) -> Response:
+    """Answer 202 with the order and its ``Location`` (``sagas`` read when not given)."""
+    body = order_body(order) if sagas is None else order_representation(order, sagas)
+    response = Response(body, status=status.HTTP_202_ACCEPTED)
+    response["Location"] = request.build_absolute_uri(order_location(order.id))
+    return response
 
 
 def order_location(order_id: UUID) -> str:
@@ -113,10 +118,7 @@ class OrderListCreateView(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(orders, request, view=self) or []
         sagas = saga_summaries(order_ids=[o.id for o in page])
-        body = OrderSerializer(
-            page, many=True, context={"request": request, "sagas_by_order": sagas}
-        ).data
-        return paginator.get_paginated_response(body)
+        return paginator.get_paginated_response(orders_representation(page, sagas))
 
     @extend_schema(
         summary="Place an order",
@@ -130,14 +132,8 @@ class OrderListCreateView(APIView):
         request=OrderCreateInputSerializer,
         parameters=[
             OpenApiParameter(
-                "Idempotency-Key",
-                # Printable ASCII; HTTP drops spaces around a header value, so none there.
-                {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": MAX_KEY_LENGTH,
-                    "pattern": "^[!-~]([ -~]*[!-~])?$",
-                },
+                IDEMPOTENCY_HEADER,
+                KEY_SCHEMA,
                 OpenApiParameter.HEADER,
                 description="Replays of the same request with this key create nothing.",
             ),
@@ -160,53 +156,29 @@ class OrderListCreateView(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        key = request.headers.get("Idempotency-Key")
-        if key is not None:
+        payload = OrderCreateInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        order = payload.validated_data
+
+        def place(order_id: UUID | None) -> Response:
             try:
-                check_key(key)
-            except InvalidIdempotencyKey as exc:
-                return error_response(400, str(exc))
-        data = plainly_valid_order(request.data)
-        if data is None:
-            payload = OrderCreateInputSerializer(data=request.data)
-            payload.is_valid(raise_exception=True)
-            data = payload.validated_data
-
-        def place() -> StoredResponse:
-            placed = order_place(
-                customer_id=data["customer_id"],
-                lines=[OrderLineRequest(i["sku"], i["quantity"]) for i in data["items"]],
-                payment_token=data["payment_token"],
-                actor=actor_of(request),
-                correlation_id=correlation_of(request),
-            )
-            body = order_representation(placed.order, just_placed_sagas(placed))
-            return StoredResponse(202, body, order_location(placed.order_id))
-
-        try:
-            if key is None:
-                result = place()
-            else:
-                result = idempotent_request(
-                    user_id=int(request.user.pk or 0),
-                    key=key,
-                    fingerprint=request_fingerprint(
-                        method="POST", path=request.path, data=request.data
-                    ),
-                    action=place,
+                placed = order_place(
+                    customer_id=order["customer_id"],
+                    lines=[OrderLineRequest(i["sku"], i["quantity"]) for i in order["items"]],
+                    payment_token=order["payment_token"],
+                    actor=actor_of(request),
+                    correlation_id=correlation_of(request),
+                    order_id=order_id,
                 )
-        except InvalidOrder as exc:
-            raise ValidationError(exc.errors) from exc
-        except RequestInFlight as exc:
-            return error_response(409, str(exc))
-        except IdempotencyKeyReused as exc:
-            return error_response(422, str(exc))
-        response = Response(result.body, status=result.status)
-        if result.location:
-            response["Location"] = request.build_absolute_uri(result.location)
-        if result.replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
+            except InvalidOrder as exc:
+                raise ValidationError(exc.errors) from exc
+            except OrderAlreadyPlaced:
+                # A retry of a request whose answer was lost after its order committed.
+                assert order_id is not None
+                return accepted(request, order_get(user=request.user, order_id=order_id))
+            return accepted(request, placed.order, just_placed_sagas(placed))
+
+        return order_keys.respond(request, place)
 
 
 class OrderDetailView(APIView):
@@ -233,7 +205,7 @@ class OrderDetailView(APIView):
             raise NotFound("No order with this id.") from exc
         except VersionNotFound as exc:
             raise NotFound(f"Order {oid} has versions 1 to {exc.current}.") from exc
-        return Response(order_body(order, request))
+        return Response(order_body(order))
 
 
 class OrderEventsView(APIView):
@@ -260,9 +232,9 @@ class OrderCancelView(APIView):
         summary="Cancel a confirmed order",
         description=(
             "Starts the cancel saga: refund the payment, put the units back in stock, mark the "
-            "order CANCELLED (`cancelled_by_client`, or `cancelled_by_staff` for staff with "
-            "the cancel permission). 409 unless the order is CONFIRMED and no other "
-            "cancellation of it is running."
+            "order CANCELLED (`cancelled_by_client` for your own order, `cancelled_by_staff` "
+            "for staff with the cancel permission cancelling another's). 409 unless the order "
+            "is CONFIRMED and no other cancellation of it is running."
         ),
         request=OrderCancelInputSerializer,
         responses={202: OrderSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415)},
@@ -271,16 +243,12 @@ class OrderCancelView(APIView):
         oid = parse_order_id(order_id)
         OrderCancelInputSerializer(data=request.data).is_valid(raise_exception=True)
         user = request.user
-        as_staff = bool(user.is_staff and user.has_perm("orders.cancel_order"))
         try:
             order_get(user=user, order_id=oid)
             order_request_cancellation(
                 order_id=oid,
                 actor=actor_of(request),
-                reason=CancellationReason.CANCELLED_BY_STAFF
-                if as_staff
-                else CancellationReason.CANCELLED_BY_CLIENT,
-                may_cancel_any=as_staff,
+                acting_as_staff=bool(user.is_staff and user.has_perm("orders.cancel_order")),
                 correlation_id=correlation_of(request),
             )
         except OrderNotFound as exc:
@@ -289,7 +257,4 @@ class OrderCancelView(APIView):
             return error_response(409, str(exc))
         except SagaAlreadyActive:
             return error_response(409, f"A cancellation of order {oid} is already under way.")
-        order = order_get(user=user, order_id=oid)
-        response = Response(order_body(order, request), status=status.HTTP_202_ACCEPTED)
-        response["Location"] = request.build_absolute_uri(order_location(oid))
-        return response
+        return accepted(request, order_get(user=user, order_id=oid))

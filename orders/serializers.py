@@ -1,18 +1,21 @@
-"""Input and output serializers of the orders API.
+"""Input and output serializers of the orders API: one parser and one format for an order.
 
-Input serializers only parse and check shapes; the order's rules (lines, quantities, SKUs,
-prices) are the domain's and the catalogue's, and their errors come back as field errors.
+``OrderCreateInputSerializer`` is where a new order's input rules are written: the view
+parses with it, its messages are the 400's field errors, and the OpenAPI schema is generated
+from it. What only the catalogue knows (unknown SKUs, one currency per order) comes back from
+``order_place`` as field errors too. ``OrderSerializer`` is the one format of an order in
+every answer. Both build their fields once per class (``infrastructure.api.serializers``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from decimal import Context, Decimal
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.utils import timezone
 from rest_framework import serializers
 
+from infrastructure.api.serializers import PrebuiltSerializer
 from orders.domain import MAX_LINES, MAX_QUANTITY, OrderStatus
 
 # Fields a client might send hoping to set what only the catalogue or the saga decides.
@@ -84,21 +87,20 @@ class PrintableCharField(serializers.CharField):
         return value
 
 
-# The longest customer id, SKU and payment token a new order may carry (the serializers
-# below and plainly_valid_order share them).
+# The longest customer id, SKU and payment token a new order may carry.
 CUSTOMER_ID_MAX = 64
 SKU_MAX = 64
 PAYMENT_TOKEN_MAX = 100
 
 
-class OrderLineInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+class OrderLineInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
     """A line of a new order: a catalogue SKU and a whole quantity from 1 to 1000."""
 
     sku = PrintableCharField(max_length=SKU_MAX, trim_whitespace=False)
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
-class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
     """A new order: 1 to 100 lines of distinct catalogue SKUs, priced by the catalogue."""
 
     customer_id = PrintableCharField(
@@ -119,50 +121,11 @@ class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, serializers.Serialize
         return items
 
 
-_ORDER_KEYS = frozenset(("customer_id", "items", "payment_token"))
-_LINE_KEYS = frozenset(("sku", "quantity"))
-
-
-def _printable(value: object, longest: int) -> bool:
-    return type(value) is str and 0 < len(value) <= longest and value.isprintable()
-
-
-def plainly_valid_order(data: object) -> dict[str, Any] | None:
-    """Return a new order's fields when the body is plainly valid, else None.
-
-    The same rules as :class:`OrderCreateInputSerializer`, checked directly: DRF deep-copies
-    the serializer's fields, the nested line serializer's included, for every request, which
-    cost a twentieth of an order's CPU. Only the answer "valid" is given here; on None the
-    caller runs the serializer, which words the errors. ``orders/tests/test_input.py``
-    checks that the two agree.
-    """
-    if type(data) is not dict or data.keys() != _ORDER_KEYS:
-        return None
-    customer_id, items, token = data["customer_id"], data["items"], data["payment_token"]
-    if not (_printable(customer_id, CUSTOMER_ID_MAX) and _printable(token, PAYMENT_TOKEN_MAX)):
-        return None
-    if type(items) is not list or not 0 < len(items) <= MAX_LINES:
-        return None
-    lines = []
-    for item in items:
-        if type(item) is not dict or item.keys() != _LINE_KEYS:
-            return None
-        sku, quantity = item["sku"], item["quantity"]
-        if not _printable(sku, SKU_MAX) or type(quantity) is not int:
-            return None
-        if not 1 <= quantity <= MAX_QUANTITY:
-            return None
-        lines.append({"sku": sku, "quantity": quantity})
-    if len({line["sku"] for line in lines}) != len(lines):
-        return None
-    return {"customer_id": customer_id, "items": lines, "payment_token": token}
-
-
 class OrderCancelInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """An empty body, or none: the reason follows from who asks."""
 
 
-class OrderSagaSerializer(serializers.Serializer):
+class OrderSagaSerializer(PrebuiltSerializer):
     """A saga acting on an order, as the order shows it: id, type, status."""
 
     id = serializers.UUIDField()
@@ -170,7 +133,9 @@ class OrderSagaSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
-class OrderLineSerializer(serializers.Serializer):
+class OrderLineSerializer(PrebuiltSerializer):
+    """A line of an order, priced by the catalogue when the order was placed."""
+
     sku = serializers.CharField()
     name = serializers.CharField()
     quantity = serializers.IntegerField()
@@ -178,92 +143,61 @@ class OrderLineSerializer(serializers.Serializer):
     line_total = serializers.DecimalField(max_digits=14, decimal_places=2)
 
 
-class OrderSerializer(serializers.Serializer):
+class BlankAsNullCharField(serializers.CharField):
+    """Show an empty string as null (a cancellation reason an order does not have)."""
+
+    def to_representation(self, value: Any) -> str | None:  # type: ignore[override]
+        return str(value) if value else None
+
+
+@dataclass(frozen=True)
+class ShownOrder:
+    """Pair an order with the sagas acting on it, newest first: what the API shows of it.
+
+    ``order`` is anything with the read model's fields: its row, an order as of a version,
+    or the values ``order_place`` wrote.
+    """
+
+    order: Any
+    sagas: Sequence[Mapping[str, Any]]
+
+    @property
+    def saga(self) -> Mapping[str, Any] | None:
+        return self.sagas[0] if self.sagas else None
+
+
+class OrderSerializer(PrebuiltSerializer):
     """An order as the API shows it (from the read model, or replayed as of a version)."""
 
-    id = serializers.UUIDField()
-    customer_id = serializers.CharField()
-    status = serializers.ChoiceField(choices=[s.value for s in OrderStatus])
-    cancellation_reason = serializers.CharField(allow_null=True)
-    items = OrderLineSerializer(many=True)
-    total = serializers.DecimalField(max_digits=14, decimal_places=2)
-    currency = serializers.CharField()
-    version = serializers.IntegerField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
+    # The instance is a ShownOrder: the order, and its sagas beside it.
+
+    id = serializers.UUIDField(source="order.id")
+    customer_id = serializers.CharField(source="order.customer_id")
+    status = serializers.ChoiceField(choices=[s.value for s in OrderStatus], source="order.status")
+    cancellation_reason = BlankAsNullCharField(allow_null=True, source="order.cancellation_reason")
+    items = OrderLineSerializer(many=True, source="order.items")
+    total = serializers.DecimalField(max_digits=14, decimal_places=2, source="order.total")
+    currency = serializers.CharField(source="order.currency")
+    version = serializers.IntegerField(source="order.version")
+    created_at = serializers.DateTimeField(source="order.created_at")
+    updated_at = serializers.DateTimeField(source="order.updated_at")
     saga = OrderSagaSerializer(allow_null=True, help_text="The newest saga acting on the order.")
     sagas = OrderSagaSerializer(many=True, help_text="Every saga of the order, newest first.")
 
-    def to_representation(self, instance: Any) -> dict[str, Any]:
-        sagas = self.context.get("sagas_by_order", {}).get(str(instance.id), [])
-        return order_representation(instance, sagas)
-
-
-# What OrderSerializer's fields make of an order, written out: DRF's generic path (copying
-# the declared fields, then one field object per value, ~110 us) was a sixth of a POST's own
-# Python time, for a dozen values whose formats are fixed. orders/tests/test_representation.py
-# checks that the two give the same answer for every kind of order.
-_CENT = Decimal("0.01")
-# DecimalField(max_digits=14, decimal_places=2): the default context's rounding, 14 digits.
-_MONEY_CONTEXT = Context(prec=14)
-_STATUSES = {s.value: s.value for s in OrderStatus}
-
-
-def _money(value: Any) -> str:
-    if not isinstance(value, Decimal):
-        value = Decimal(str(value).strip())
-    return f"{value.quantize(_CENT, context=_MONEY_CONTEXT):f}"
-
-
-def _timestamp(value: Any) -> str | None:
-    if not value:
-        return None
-    if isinstance(value, str) or not timezone.is_aware(value):
-        # Strings pass through, naive times get DRF's own handling (neither occurs here).
-        stamp: str | None = serializers.DateTimeField().to_representation(value)
-        return stamp
-    stamp = value.astimezone(timezone.get_current_timezone()).isoformat()
-    return stamp[:-6] + "Z" if stamp.endswith("+00:00") else stamp
-
-
-def _line(line: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "sku": _text(line["sku"]),
-        "name": _text(line["name"]),
-        "quantity": None if line["quantity"] is None else int(line["quantity"]),
-        "unit_price": None if line["unit_price"] is None else _money(line["unit_price"]),
-        "line_total": None if line["line_total"] is None else _money(line["line_total"]),
-    }
-
-
-def _saga(saga: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": _text(saga["id"]), "type": _text(saga["type"]), "status": _text(saga["status"])}
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
 
 def order_representation(order: Any, sagas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Return ``order`` (a read-model row, or an order as of a version) as the API shows it.
+    """Return ``order`` as the API shows it, with its ``sagas`` (newest first)."""
+    body: dict[str, Any] = OrderSerializer(ShownOrder(order, sagas)).data
+    return body
 
-    ``sagas`` are the order's sagas, newest first (``orders.selectors.saga_summaries``).
-    """
-    status = order.status
-    return {
-        "id": _text(order.id),
-        "customer_id": _text(order.customer_id),
-        "status": None if status is None else _STATUSES.get(str(status), status),
-        "cancellation_reason": _text(order.cancellation_reason or None),
-        "items": None if order.items is None else [_line(line) for line in order.items],
-        "total": None if order.total is None else _money(order.total),
-        "currency": _text(order.currency),
-        "version": None if order.version is None else int(order.version),
-        "created_at": _timestamp(order.created_at),
-        "updated_at": _timestamp(order.updated_at),
-        "saga": _saga(sagas[0]) if sagas else None,
-        "sagas": [_saga(saga) for saga in sagas],
-    }
+
+def orders_representation(
+    orders: Iterable[Any], sagas_by_order: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Return each order as the API shows it; ``sagas_by_order`` is keyed by order id."""
+    shown = [ShownOrder(order, sagas_by_order.get(str(order.id), [])) for order in orders]
+    body: list[dict[str, Any]] = list(OrderSerializer(shown, many=True).data)
+    return body
 
 
 class OrderEventSerializer(serializers.Serializer):

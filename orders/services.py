@@ -153,25 +153,32 @@ def order_request_cancellation(
     *,
     order_id: UUID,
     actor: str,
-    reason: CancellationReason,
-    may_cancel_any: bool,
+    acting_as_staff: bool,
     correlation_id: str | None = None,
 ) -> UUID:
     """Start the cancel saga for a confirmed order (refund, restock, mark cancelled).
 
-    ``may_cancel_any`` is the caller's permission to cancel other people's orders; without
-    it, an order placed by someone else is reported as not found, as it is to their reads.
-    Raises ``OrderNotCancellable`` unless the order is confirmed, and ``SagaAlreadyActive``
-    while another cancellation of it is under way. The saga's start is the transaction: its
-    first step checks the order again inside it.
+    ``acting_as_staff`` says the actor is staff allowed to cancel anyone's order; without it,
+    an order placed by someone else is reported as not found, as it is to their reads. The
+    reason recorded follows from who cancels: ``cancelled_by_staff`` for staff cancelling
+    another's order, ``cancelled_by_client`` for anyone cancelling their own. Raises
+    ``OrderNotCancellable`` unless the order is confirmed, and ``SagaAlreadyActive`` while
+    another cancellation of it is under way. The saga's start is the transaction: its first
+    step checks the order again inside it.
     """
     repository = order_repository()
     try:
         order = repository.load(str(order_id))
     except StreamNotFound:
         raise OrderNotFound(order_id) from None
-    if not may_cancel_any and order.placed_by != actor:
+    own_order = order.placed_by == actor
+    if not (own_order or acting_as_staff):
         raise OrderNotFound(order_id)
+    reason = (
+        CancellationReason.CANCELLED_BY_CLIENT
+        if own_order
+        else CancellationReason.CANCELLED_BY_STAFF
+    )
     return saga_start(
         saga_type=CANCEL_ORDER,
         context={"order_id": str(order_id), "reason": reason.value},

@@ -19,9 +19,9 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from infrastructure.db import prepared_insert, prepared_select
 from payments.errors import (
     IdempotencyKeyConflict,
     InvalidPaymentAmount,
@@ -84,10 +84,11 @@ def payment_charge(
         # One query for both questions: this key's payment, and another settled payment of
         # the order (at most one of each: the key is unique, and so is an order's settled
         # payment).
-        known = prepared_select(
-            Payment,
-            "idempotency_key = %s OR (order_id = %s AND status = ANY(%s::text[]))",
-            [idempotency_key, order_id, [s.value for s in SETTLED_STATUSES]],
+        known = list(
+            Payment.objects.filter(
+                Q(idempotency_key=idempotency_key)
+                | Q(order_id=order_id, status__in=SETTLED_STATUSES)
+            )
         )
     previous = next((p for p in known if p.idempotency_key == idempotency_key), None)
     settled = next((p for p in known if p.idempotency_key != idempotency_key), None)
@@ -125,8 +126,7 @@ def payment_charge(
 
     try:
         with transaction.atomic(durable=True):
-            # Prepared (infrastructure.db): every order's charge writes one.
-            prepared_insert(row)
+            row.save(force_insert=True)
     except IntegrityError:
         previous = Payment.objects.filter(idempotency_key=idempotency_key).first()
         if previous is None:

@@ -26,7 +26,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from infrastructure.db import prepared_insert, prepared_select
 from payments.gateway import (
     CardDeclined,
     GatewayCharge,
@@ -65,10 +64,9 @@ class SimulatedGateway:
     ) -> GatewayCharge:
         """Charge, or answer as the first charge with this key did."""
         stored_token = storable_token(token)
-        # Prepared statements (infrastructure.db) here and for the insert: every order charges.
-        found = prepared_select(SimulatedCharge, "idempotency_key = %s", [idempotency_key])
-        if found:
-            return _replay_charge(found[0], amount=amount, currency=currency, token=stored_token)
+        found = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
+        if found is not None:
+            return _replay_charge(found, amount=amount, currency=currency, token=stored_token)
         if token == FLAKY_TOKEN and _fail_transiently(idempotency_key):
             raise GatewayTransientError(f"simulated timeout talking to the processor ({token})")
         if token in APPROVING_TOKENS or token == FLAKY_TOKEN:
@@ -78,7 +76,7 @@ class SimulatedGateway:
             code, message = DECLINES.get(token, INVALID_TOKEN)
         try:
             with transaction.atomic(durable=True):
-                row = SimulatedCharge(
+                row = SimulatedCharge.objects.create(
                     reference=f"ch_sim_{secrets.token_hex(12)}",
                     idempotency_key=idempotency_key,
                     token=stored_token,
@@ -89,7 +87,6 @@ class SimulatedGateway:
                     decline_message=message,
                     created_at=timezone.now(),
                 )
-                prepared_insert(row)
         except IntegrityError:
             # A concurrent call with the same key recorded its charge first: answer as it did.
             row = SimulatedCharge.objects.get(idempotency_key=idempotency_key)

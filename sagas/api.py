@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
-from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import BasePermission
@@ -18,8 +22,9 @@ from infrastructure.api.errors import ERROR_RESPONSES, error_response
 from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
 from infrastructure.api.params import choice_param, query_param
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
-from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
-from sagas.services import saga_retry, saga_skip_compensation
+from sagas.models import Saga
+from sagas.operations import RETRY, SKIP, OperatorAction
+from sagas.selectors import saga_detail, saga_list
 from sagas.statuses import SagaStatus
 
 
@@ -39,13 +44,13 @@ class CanViewSagas(StaffWith):
 
 
 class CanRetrySagas(StaffWith):
-    perm = "sagas.retry_saga"
-    message = "Retrying a saga needs the retry permission."
+    perm = RETRY.permission
+    message = RETRY.denied
 
 
 class CanSkipCompensations(StaffWith):
-    perm = "sagas.skip_compensation"
-    message = "Skipping a compensation needs the skip permission."
+    perm = SKIP.permission
+    message = SKIP.denied
 
 
 class SagaStepSerializer(serializers.Serializer):
@@ -145,23 +150,22 @@ class SkipSerializer(serializers.Serializer):
     )
 
 
-def _detail_queryset() -> QuerySet[Saga]:
-    return Saga.objects.prefetch_related(
-        Prefetch("steps", queryset=SagaStep.objects.order_by("position")),
-        Prefetch("executions", queryset=SagaStepExecution.objects.order_by("at", "id")),
-        Prefetch("operator_actions", queryset=SagaOperatorAction.objects.order_by("at", "id")),
-    )
-
-
-def _get(saga_id: str) -> Saga:
+def _detail(saga_id: UUID) -> dict[str, Any]:
+    """Return the saga's detail as the API shows it (404 for an unknown id)."""
     try:
-        uid = UUID(saga_id)
+        detail = saga_detail(saga_id=saga_id)
+    except SagaNotFound:
+        raise NotFound("No saga with this id.") from None
+    # The selector's saga carries its steps, log and operator actions, prefetched in order.
+    body: dict[str, Any] = SagaDetailSerializer(detail.saga).data
+    return body
+
+
+def _parse_id(saga_id: str) -> UUID:
+    try:
+        return UUID(saga_id)
     except ValueError:
         raise NotFound("No saga with this id.") from None
-    saga = _detail_queryset().filter(id=uid).first()
-    if saga is None:
-        raise NotFound("No saga with this id.")
-    return saga
 
 
 def _actor(request: Request) -> str:
@@ -182,13 +186,10 @@ class SagaListView(APIView):
         responses={200: SagaSummarySerializer(many=True), **ERROR_RESPONSES(400, 401, 403, 404)},
     )
     def get(self, request: Request) -> Response:
-        sagas = Saga.objects.order_by("-created_at", "-id")
-        wanted = choice_param(request, "status", [s.value for s in SagaStatus])
-        if wanted is not None:
-            sagas = sagas.filter(status=wanted)
-        saga_type = query_param(request, "type")
-        if saga_type:
-            sagas = sagas.filter(saga_type=saga_type)
+        sagas = saga_list(
+            status=choice_param(request, "status", [s.value for s in SagaStatus]),
+            saga_type=query_param(request, "type") or None,
+        )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(sagas, request, view=self) or []
         return paginator.get_paginated_response(SagaSummarySerializer(page, many=True).data)
@@ -202,55 +203,24 @@ class SagaDetailView(APIView):
         responses={200: SagaDetailSerializer, **ERROR_RESPONSES(401, 403, 404)},
     )
     def get(self, request: Request, saga_id: str) -> Response:
-        return Response(SagaDetailSerializer(_get(saga_id)).data)
+        return Response(_detail(_parse_id(saga_id)))
 
 
-class SagaRetryView(APIView):
-    permission_classes = [CanRetrySagas]
+class OperatorActionView(APIView):
+    """Run one operator action (``sagas.operations``) on a saga; answer with its detail."""
 
-    @extend_schema(
-        summary="Resume a saga from its failed compensation",
-        request=ReasonSerializer,
-        responses={
-            202: SagaDetailSerializer,
-            **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415),
-        },
-    )
+    operator_action: ClassVar[OperatorAction]
+    reason_serializer: ClassVar[type[serializers.Serializer]]
+
     def post(self, request: Request, saga_id: str) -> Response:
-        saga = _get(saga_id)
-        payload = ReasonSerializer(data=request.data)
+        uid = _parse_id(saga_id)
+        payload = self.reason_serializer(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            saga_retry(
-                saga_id=saga.id,
+            self.operator_action.run(
+                saga_id=uid,
                 actor=_actor(request),
                 reason=payload.validated_data.get("reason", ""),
-            )
-        except SagaNotFound as exc:
-            raise NotFound("No saga with this id.") from exc
-        except SagaStateConflict as exc:
-            return error_response(409, str(exc))
-        return Response(SagaDetailSerializer(_get(saga_id)).data, status=202)
-
-
-class SagaSkipView(APIView):
-    permission_classes = [CanSkipCompensations]
-
-    @extend_schema(
-        summary="Mark the failed compensation resolved by hand, then continue",
-        request=SkipSerializer,
-        responses={
-            202: SagaDetailSerializer,
-            **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415),
-        },
-    )
-    def post(self, request: Request, saga_id: str) -> Response:
-        saga = _get(saga_id)
-        payload = SkipSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        try:
-            saga_skip_compensation(
-                saga_id=saga.id, actor=_actor(request), reason=payload.validated_data["reason"]
             )
         except ReasonRequired as exc:
             raise ValidationError({"reason": [str(exc)]}) from exc
@@ -258,4 +228,41 @@ class SagaSkipView(APIView):
             raise NotFound("No saga with this id.") from exc
         except SagaStateConflict as exc:
             return error_response(409, str(exc))
-        return Response(SagaDetailSerializer(_get(saga_id)).data, status=202)
+        return Response(_detail(uid), status=202)
+
+
+_OPERATOR_ERRORS = ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Resume a saga from its failed compensation",
+        description=(
+            "Starts a new round of attempts at the failed compensation. 409 unless the saga "
+            "is COMPENSATION_FAILED."
+        ),
+        request=ReasonSerializer,
+        responses={202: SagaDetailSerializer, **_OPERATOR_ERRORS},
+    )
+)
+class SagaRetryView(OperatorActionView):
+    permission_classes = [CanRetrySagas]
+    operator_action = RETRY
+    reason_serializer = ReasonSerializer
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Mark the failed compensation resolved by hand, then continue",
+        description=(
+            "Marks the failed compensation SKIPPED, recording the reason, and carries on "
+            "compensating. 409 unless the saga is COMPENSATION_FAILED."
+        ),
+        request=SkipSerializer,
+        responses={202: SagaDetailSerializer, **_OPERATOR_ERRORS},
+    )
+)
+class SagaSkipView(OperatorActionView):
+    permission_classes = [CanSkipCompensations]
+    operator_action = SKIP
+    reason_serializer = SkipSerializer

@@ -1,27 +1,21 @@
-"""The prepared-statement helpers (infrastructure.db) and the shared-client Redis cache."""
+"""The server-binding cursor (infrastructure.db) and the shared-client Redis cache."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from uuid import uuid4
 
 import pytest
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from eventstore.models import StoredEvent
-from eventstore.postgres import PostgresEventStore
-from eventstore.records import NewEvent
 from infrastructure.db import (
     pipelined_transaction,
-    prepared_insert,
     prepared_insert_rows,
-    prepared_select,
     server_binding_cursor,
 )
-from payments.models import Payment, PaymentStatus, SimulatedCharge, SimulatedChargeOutcome
+from payments.models import SimulatedCharge, SimulatedChargeOutcome
 
 pytestmark = pytest.mark.django_db
 
@@ -36,65 +30,6 @@ def _charge(key: str) -> SimulatedCharge:
         outcome=SimulatedChargeOutcome.APPROVED,
         created_at=datetime(2026, 11, 26, 12, 0, tzinfo=UTC),
     )
-
-
-def _payment(key: str, status: PaymentStatus, **fields: str) -> Payment:
-    at = datetime(2026, 11, 26, tzinfo=UTC)
-    return Payment(
-        order_id=uuid4(),
-        idempotency_key=key,
-        amount=Decimal("3.00"),
-        currency="EUR",
-        token="tok_visa",
-        status=status,
-        created_at=at,
-        updated_at=at,
-        **fields,
-    )
-
-
-def test_prepared_insert_writes_every_field_and_returns_an_auto_primary_key() -> None:
-    first, second = _charge("k1"), _charge("k2")
-
-    prepared_insert(first)
-    prepared_insert(second)
-
-    assert first.pk is not None and second.pk == first.pk + 1
-    assert not first._state.adding
-    stored = SimulatedCharge.objects.get(pk=first.pk)
-    assert (stored.idempotency_key, stored.amount, stored.outcome, stored.decline_code) == (
-        "k1",
-        Decimal("12.50"),
-        "APPROVED",
-        "",
-    )
-    assert stored.created_at == datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-def test_prepared_insert_keeps_a_client_chosen_primary_key_and_the_constraints() -> None:
-    payment = _payment("pay-1", PaymentStatus.CHARGED, gateway_reference="ch_1")
-    prepared_insert(payment)
-    assert Payment.objects.get(pk=payment.pk).idempotency_key == "pay-1"
-
-    twin = _payment("pay-1", PaymentStatus.DECLINED, decline_code="card_declined")
-    with pytest.raises(IntegrityError), transaction.atomic():
-        prepared_insert(twin)
-
-
-def test_prepared_select_returns_model_instances_and_decodes_what_the_orm_decodes() -> None:
-    prepared_insert(_charge("a"))
-    prepared_insert(_charge("b"))
-
-    found = prepared_select(SimulatedCharge, "idempotency_key = ANY(%s::text[])", [["b", "x"]])
-
-    assert [c.idempotency_key for c in found] == ["b"]
-    assert found[0].amount == Decimal("12.50") and not found[0]._state.adding
-    stream = str(uuid4())
-    PostgresEventStore().append(
-        stream_type="t", stream_id=stream, expected_version=0, events=[NewEvent("E", {"n": [1]})]
-    )
-    [event] = prepared_select(StoredEvent, "stream_id = %s", [stream])
-    assert (event.data, event.metadata) == ({"n": [1]}, {})
 
 
 def test_prepared_insert_rows_writes_every_field_defaults_included_and_reads_nothing() -> None:

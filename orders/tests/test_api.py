@@ -9,18 +9,20 @@ from __future__ import annotations
 import json
 import threading
 from decimal import Decimal
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
-from django.db import connection, transaction
+import requests
 from rest_framework.test import APIClient
 
+import orders.api
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
-from orders.idempotency import _lock_id
+from infrastructure.api.idempotency import IdempotencyKeys, request_id
 from orders.models import IdempotencyRecord, Order
 from orders.projections import COMPARED_FIELDS, OrderProjector, row_from_stream
 from sagas.models import Saga
+from sagas.tests.harness import drive
 from tests.factories import api_client, make_product, make_user
 
 pytestmark = pytest.mark.django_db
@@ -383,6 +385,33 @@ def test_cancelling_a_pending_order_is_a_409(client, products) -> None:
     assert Saga.objects.filter(saga_type="cancel_order").count() == 0
 
 
+def confirmed_order(client: APIClient) -> str:
+    body = post(client, order_body()).json()
+    assert drive(UUID(body["saga"]["id"])).status == "COMPLETED"
+    return str(body["id"])
+
+
+def cancellation_reason(client: APIClient, order_id: str) -> str:
+    response = client.post(f"{URL}{order_id}/cancel/", {}, format="json")
+    assert response.status_code == 202, response.content
+    cancel = Saga.objects.get(subject=f"order:{order_id}", saga_type="cancel_order")
+    return str(cancel.context["reason"])
+
+
+def test_a_client_cancelling_their_order_cancels_it_as_the_client(client, products) -> None:
+    assert cancellation_reason(client, confirmed_order(client)) == "cancelled_by_client"
+
+
+def test_staff_cancelling_someone_elses_order_cancel_it_as_staff(client, products) -> None:
+    staff = api_client(make_user(staff=True, perms=("orders.cancel_order", "orders.view_order")))
+    assert cancellation_reason(staff, confirmed_order(client)) == "cancelled_by_staff"
+
+
+def test_staff_cancelling_their_own_order_cancel_it_as_its_client(products) -> None:
+    staff = api_client(make_user(staff=True, perms=("orders.cancel_order", "orders.view_order")))
+    assert cancellation_reason(staff, confirmed_order(staff)) == "cancelled_by_client"
+
+
 # --- who sees what ----------------------------------------------------------------------------
 
 
@@ -486,33 +515,100 @@ def test_malformed_keys_are_a_400(client, products, key) -> None:
     assert nothing_created()
 
 
+def token_session(user) -> requests.Session:
+    from rest_framework.authtoken.models import Token
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {Token.objects.get_or_create(user=user)[0].key}"
+    return session
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_key_still_in_flight_gets_409(client_user) -> None:
+def test_a_key_still_in_flight_gets_409(live_server, client_user, monkeypatch) -> None:
     make_product("SKU-A", price="4.50")
     make_product("SKU-B", price="1.25")
-    holding, release = threading.Event(), threading.Event()
+    inside, release = threading.Event(), threading.Event()
+    place = orders.api.order_place
 
-    def first_request_in_flight() -> None:
-        # Stand in for the first request: it holds the key's lock in an open transaction.
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(%s)", [_lock_id(client_user.pk, "k-5")]
-                )
-                holding.set()
-                release.wait(timeout=30)
-        finally:
-            connection.close()
+    def held_inside_the_service(**kwargs):
+        inside.set()
+        assert release.wait(timeout=30)
+        return place(**kwargs)
 
-    thread = threading.Thread(target=first_request_in_flight)
+    # The first request stops inside the service, holding its key, until the test lets go.
+    monkeypatch.setattr(orders.api, "order_place", held_inside_the_service)
+    url, headers = live_server.url + URL, {"Idempotency-Key": "k-5"}
+    first: dict[str, requests.Response] = {}
+    # Made here: the thread below must open no database connection of its own.
+    first_session = token_session(client_user)
+
+    def send_first() -> None:
+        first["response"] = first_session.post(url, json=order_body(), headers=headers, timeout=60)
+
+    thread = threading.Thread(target=send_first)
     thread.start()
     try:
-        assert holding.wait(timeout=30)
-        response = post(api_client(client_user), order_body(), HTTP_IDEMPOTENCY_KEY="k-5")
+        assert inside.wait(timeout=30)
+        second = token_session(client_user).post(
+            url, json=order_body(), headers=headers, timeout=60
+        )
     finally:
         release.set()
-        thread.join(timeout=30)
+        thread.join(timeout=60)
 
-    assert response.status_code == 409
-    assert "still in flight" in response.json()["detail"]
-    assert not Order.objects.exists()
+    assert second.status_code == 409, second.text
+    assert "still in flight" in second.json()["detail"]
+    assert first["response"].status_code == 202, first["response"].text
+    again = token_session(client_user).post(url, json=order_body(), headers=headers, timeout=60)
+    assert (again.status_code, again.headers["Idempotent-Replayed"]) == (202, "true")
+    assert again.json() == first["response"].json()
+    assert Order.objects.count() == 1 and Saga.objects.count() == 1
+
+
+def lose_the_first_answer(monkeypatch) -> None:
+    """Make the first request die after its order committed, before its answer is stored."""
+    store = IdempotencyKeys._store
+    calls = []
+
+    def crash_once(self, record, response):
+        calls.append(response)
+        if len(calls) == 1:
+            raise ConnectionError("the web process died here")
+        return store(self, record, response)
+
+    monkeypatch.setattr(IdempotencyKeys, "_store", crash_once)
+
+
+def test_a_retry_after_a_lost_answer_gets_the_order_already_placed(
+    client, products, monkeypatch
+) -> None:
+    lose_the_first_answer(monkeypatch)
+    lost = post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-6")
+    assert lost.status_code == 500
+
+    retry = post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-6")
+
+    assert retry.status_code == 202, retry.content
+    assert Order.objects.count() == 1 and Saga.objects.count() == 1
+    assert retry.json() == client.get(retry["Location"]).json()
+    replay = post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-6")
+    assert replay.json() == retry.json() and replay["Idempotent-Replayed"] == "true"
+
+
+def test_after_a_lost_answer_the_key_still_refuses_another_body(
+    client, products, monkeypatch
+) -> None:
+    lose_the_first_answer(monkeypatch)
+    assert post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-7").status_code == 500
+
+    other = post(client, order_body(customer_id="c-other"), HTTP_IDEMPOTENCY_KEY="k-7")
+
+    assert other.status_code == 422
+    assert not Order.objects.filter(customer_id="c-other").exists()
+
+
+def test_the_order_id_of_a_keyed_request_is_the_same_on_every_retry(client_user) -> None:
+    first = request_id(user_id=client_user.pk, key="k-8")
+    assert first == request_id(user_id=client_user.pk, key="k-8")
+    assert first != request_id(user_id=client_user.pk, key="k-9")
+    assert first != request_id(user_id=client_user.pk + 1, key="k-8")

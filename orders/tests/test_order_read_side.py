@@ -23,7 +23,6 @@ from eventstore.records import RecordedEvent
 from eventstore.registry import events as registry
 from eventstore.verify import event_store_verify
 from lab.worker import delete_queue
-from orders.domain import CancellationReason
 from orders.domain import Order as OrderAggregate
 from orders.models import Order
 from orders.projections import ORDER_EVENTS
@@ -58,9 +57,8 @@ def place(*, confirm: bool = True, cancel: bool = False) -> PlacedOrder:
         drive(
             order_request_cancellation(
                 order_id=placed.order_id,
-                actor="user:1",
-                reason=CancellationReason.CANCELLED_BY_STAFF,
-                may_cancel_any=True,
+                actor="user:2",
+                acting_as_staff=True,
             )
         )
     return placed

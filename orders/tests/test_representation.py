@@ -1,7 +1,8 @@
-"""The API's order body, written out by hand, is what OrderSerializer's DRF fields would make.
+"""An order's body is what OrderSerializer's declared fields make of each of its values.
 
-``order_representation`` skips DRF's generic path for speed; these tests hold it to the
-declared fields' own formatting for every kind of value an order can carry.
+``order_representation`` reads the order through ``ShownOrder`` and shares the serializer's
+fields between uses (``infrastructure.api.serializers``); these tests hold its answer to each
+field's own formatting of the value it names, for every kind of value an order can carry.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.utils import timezone as django_timezone
 from orders.domain import OrderStatus
 from orders.models import Order
 from orders.selectors import OrderAsOf
-from orders.serializers import OrderSerializer, order_representation
+from orders.serializers import OrderSerializer, order_representation, orders_representation
 
 
 def drf_representation(order: Any, sagas: list[dict[str, Any]]) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def drf_representation(order: Any, sagas: list[dict[str, Any]]) -> dict[str, Any
         "saga": sagas[0] if sagas else None,
         "sagas": sagas,
     }
-    fields = OrderSerializer().fields
+    fields = OrderSerializer._declared_fields
     assert set(fields) == set(values), "OrderSerializer's fields changed: update this test"
     return {
         name: None if values[name] is None else field.to_representation(values[name])
@@ -142,12 +143,12 @@ def test_an_order_as_of_a_version_looks_as_drf_would_show_it() -> None:
     assert order_representation(as_of, []) == drf_representation(as_of, [])
 
 
-def test_the_serializer_itself_uses_the_same_formatting() -> None:
+def test_money_is_a_two_decimal_string_and_a_missing_reason_is_null() -> None:
     row = order(**ORDERS["placed"])
-    sagas = [saga()]
-    shown = OrderSerializer(row, context={"sagas_by_order": {str(row.id): sagas}}).data
-    assert dict(shown) == drf_representation(row, sagas)
+    sagas = [saga("COMPENSATED"), saga("COMPLETED")]
+    shown = order_representation(row, sagas)
     assert shown["total"] == "31.97"
+    assert shown["cancellation_reason"] is None
     assert shown["items"][1] == {
         "sku": "SKU-1",
         "name": "Widget «deluxe»",
@@ -155,3 +156,12 @@ def test_the_serializer_itself_uses_the_same_formatting() -> None:
         "unit_price": "10.99",
         "line_total": "21.98",
     }
+    assert shown["saga"] == shown["sagas"][0]
+    assert [s["status"] for s in shown["sagas"]] == ["COMPENSATED", "COMPLETED"]
+
+
+def test_a_list_shows_each_order_with_its_own_sagas() -> None:
+    first, second = order(), order(customer_id="c-7")
+    sagas = [saga()]
+    shown = orders_representation([first, second], {str(first.id): sagas})
+    assert shown == [order_representation(first, sagas), order_representation(second, [])]

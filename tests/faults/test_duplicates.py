@@ -23,7 +23,6 @@ from django.utils import timezone
 from eventstore.models import StoredEvent
 from inventory.models import Product, Reservation
 from orders import sagas as order_sagas
-from orders.domain import CancellationReason
 from orders.services import (
     CANCEL_ORDER,
     PLACE_ORDER,
@@ -173,8 +172,7 @@ def test_each_step_message_delivered_twice_at_once_runs_once(baseline: dict[str,
     cancel = order_request_cancellation(
         order_id=confirmed_order,
         actor="user:1",
-        reason=CancellationReason.CANCELLED_BY_STAFF,
-        may_cancel_any=True,
+        acting_as_staff=True,
     )
     ran[cancel] = deliver_each_message_twice(cancel)
 
@@ -215,8 +213,7 @@ def test_each_participant_called_twice_at_once_has_one_effect(baseline: dict[str
     cancel = order_request_cancellation(
         order_id=order_id,
         actor="user:1",
-        reason=CancellationReason.CANCELLED_BY_STAFF,
-        may_cancel_any=True,
+        acting_as_staff=True,
     )
     for step in ("refund_payment", "restock_items", "mark_cancelled"):
         results = call_twice_at_once(cancel, step, Phase.ACTION)

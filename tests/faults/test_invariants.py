@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from backoffice.invariants import invariants_check
 from inventory.models import Product
-from orders.domain import CancellationReason
 from orders.models import Order
 from orders.services import (
     PLACE_ORDER,
@@ -69,8 +68,7 @@ def cancel(order_id: UUID) -> UUID:
     saga_id = order_request_cancellation(
         order_id=order_id,
         actor="user:1",
-        reason=CancellationReason.CANCELLED_BY_STAFF,
-        may_cancel_any=True,
+        acting_as_staff=True,
     )
     drive(saga_id)
     return saga_id

@@ -40,7 +40,6 @@ from backoffice.invariants import (
     registered_checks,
 )
 from inventory.models import Product, Reservation, ReservationLine, ReservationStatus
-from orders.domain import CancellationReason
 from orders.models import Order
 from orders.services import (
     PLACE_ORDER,
@@ -134,9 +133,8 @@ def cancel(order_id: UUID) -> UUID:
     """Cancel the order through its cancel saga, run to rest; return the saga's id."""
     saga_id = order_request_cancellation(
         order_id=order_id,
-        actor="user:1",
-        reason=CancellationReason.CANCELLED_BY_STAFF,
-        may_cancel_any=True,
+        actor="user:2",
+        acting_as_staff=True,
     )
     drive(saga_id)
     return saga_id
