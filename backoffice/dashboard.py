@@ -63,8 +63,8 @@ def dashboard(*, user: Any, now: datetime | None = None) -> Dashboard:
             counts[SagaStatus.COMPENSATION_FAILED.value],
             reverse("admin:sagas_saga_failed_compensations"),
         )
-    if user.has_perm("orders.view_order"):
-        orders_url = reverse("admin:orders_order_changelist")
+    if user.has_perm("orders.view_ordersummary"):
+        orders_url = reverse("admin:orders_ordersummary_changelist")
         start, end = _today(now)
         day = {"created_at__gte": str(start), "created_at__lt": str(end)}
         counts = order_counts_by_status(created_from=start, created_before=end)

@@ -151,15 +151,15 @@ def _seed(*, first_order: int, orders: int, total_events: int, filler_from: int)
 def _pages() -> dict[str, str]:
     """Name each measured page and its URL, on whatever rows exist now."""
     from eventstore.models import StoredEvent
-    from orders.models import Order
+    from orders.models import OrderSummary
     from sagas.models import Saga
 
-    order = Order.objects.filter(status="CANCELLED").order_by("created_position").first()
+    order = OrderSummary.objects.filter(status="CANCELLED").order_by("created_position").first()
     saga = Saga.objects.filter(status="COMPENSATION_FAILED").order_by("created_at").first()
     assert order is not None and saga is not None
     event = StoredEvent.objects.filter(stream_type="order", stream_id=str(order.id)).first()
     assert event is not None
-    orders = "/admin/orders/order/"
+    orders = "/admin/orders/ordersummary/"
     events = "/admin/eventstore/storedevent/"
     sagas = "/admin/sagas/saga/"
     by_correlation = urlencode({"correlation_id": order.correlation_id})

@@ -568,7 +568,7 @@ def _fixed_rate_rounds(
 
 def _orders_batch(port: int, tokens: list[str], skus: list[str], count: int) -> float:
     """POST ``count`` orders and wait until every one is CONFIRMED; return orders/s."""
-    from orders.models import Order
+    from orders.models import OrderSummary
 
     tag = f"bench-e2e-{uuid.uuid4().hex[:10]}"
     result = _run_load(
@@ -581,7 +581,7 @@ def _orders_batch(port: int, tokens: list[str], skus: list[str], count: int) -> 
         count=count,
     )
     assert result.sent_first is not None
-    orders = Order.objects.filter(customer_id=tag)
+    orders = OrderSummary.objects.filter(customer_id=tag)
     posted = len(result.latencies)
     deadline = time.monotonic() + E2E_TIMEOUT
     while True:

@@ -1,7 +1,7 @@
 """A read-only browser of the event log for staff, with links out to what events are about.
 
 The event store knows nothing of the apps that write to it. Those apps tell the browser where
-to link instead: ``register_stream_admin("order", "admin:orders_order_change")`` links every
+to link instead: ``register_stream_admin("order", "admin:orders_ordersummary_change")`` links every
 event of an order stream to that order's admin page, ``register_event_linker`` adds any other
 link an app can read off an event (the saga that caused it, say), and
 ``register_correlation_view`` lists a changelist filtered by correlation id ("sagas sharing

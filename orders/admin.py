@@ -33,7 +33,7 @@ from eventstore.admin import correlation_links, register_stream_admin
 from eventstore.errors import VersionNotFound
 from infrastructure.snapshots import read_snapshot
 from orders.domain import OrderNotCancellable, OrderStatus
-from orders.models import Order
+from orders.models import OrderSummary
 from orders.selectors import OrderAsOf, order_replay, order_stream_events
 from orders.services import OrderNotFound, order_request_cancellation, order_subject
 from sagas.errors import SagaAlreadyActive
@@ -42,11 +42,11 @@ from sagas.selectors import sagas_for_subject
 
 CANCEL_PERMISSION = "orders.cancel_order"
 
-register_stream_admin("order", "admin:orders_order_change", label="order")
-register_subject_admin("order", "admin:orders_order_change")
+register_stream_admin("order", "admin:orders_ordersummary_change", label="order")
+register_subject_admin("order", "admin:orders_ordersummary_change")
 
 
-@admin.register(Order)
+@admin.register(OrderSummary)
 class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     list_display = (
         "id",
@@ -64,7 +64,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     ordering = ("-created_position",)
     list_per_page = 100
     show_full_result_count = False
-    change_form_template = "admin/orders/order/change_form.html"
+    change_form_template = "admin/orders/ordersummary/change_form.html"
     actions = ("cancel_orders",)
     fields = (
         "id",
@@ -86,7 +86,9 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         return request.user.has_perm(CANCEL_PERMISSION)
 
     @admin.action(permissions=["cancel"], description="Cancel the selected confirmed orders")
-    def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> HttpResponse | None:
+    def cancel_orders(
+        self, request: HttpRequest, queryset: QuerySet[OrderSummary]
+    ) -> HttpResponse | None:
         """Confirm, then start the cancel saga of each selected order, one message each."""
         orders = list(queryset)
         if confirmed(request):
@@ -95,7 +97,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             return None
         return self._confirmation(request, orders, back_url=request.get_full_path(), single=False)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OrderSummary]:
         # The newest saga acting on each order, in the list's own query (the subject index
         # answers each row with one probe).
         newest = Saga.objects.filter(
@@ -112,7 +114,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         )
 
     @admin.display(description="newest saga")
-    def saga(self, obj: Order) -> str:
+    def saga(self, obj: OrderSummary) -> str:
         saga_id = getattr(obj, "saga_id", None)
         if saga_id is None:
             return ""
@@ -125,8 +127,8 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         )
 
     def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
-    ) -> tuple[QuerySet[Order], bool]:
+        self, request: HttpRequest, queryset: QuerySet[OrderSummary], search_term: str
+    ) -> tuple[QuerySet[OrderSummary], bool]:
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -137,11 +139,11 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             return queryset.filter(customer_id__icontains=term), False
 
     @admin.display(description="total", ordering="total")
-    def amount(self, obj: Order) -> str:
+    def amount(self, obj: OrderSummary) -> str:
         return f"{obj.total} {obj.currency}"
 
     @admin.display(description="items")
-    def items_table(self, obj: Order) -> str:
+    def items_table(self, obj: OrderSummary) -> str:
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -158,7 +160,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         )
 
     @admin.display(description="correlation id")
-    def correlation(self, obj: Order) -> str:
+    def correlation(self, obj: OrderSummary) -> str:
         if not obj.correlation_id:
             return ""
         return format_html(
@@ -170,7 +172,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             path(
                 "<uuid:order_id>/cancel/",
                 self.admin_site.admin_view(self.cancel_view),
-                name="orders_order_cancel",
+                name="orders_ordersummary_cancel",
             ),
         ]
         return own + super().get_urls()
@@ -189,10 +191,12 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             if order is not None and self.has_view_permission(request, order):
                 context.update(self._history_context(request, order))
                 if order.status == OrderStatus.CONFIRMED and self.has_cancel_permission(request):
-                    context["cancel_url"] = reverse("admin:orders_order_cancel", args=[order.id])
+                    context["cancel_url"] = reverse(
+                        "admin:orders_ordersummary_cancel", args=[order.id]
+                    )
             return super().change_view(request, object_id, form_url, context)
 
-    def _history_context(self, request: HttpRequest, order: Order) -> dict[str, Any]:
+    def _history_context(self, request: HttpRequest, order: OrderSummary) -> dict[str, Any]:
         # change_view checked has_view_permission (Django's view-or-change rule) already.
         events = list(order_stream_events(order_id=order.id))
         sagas = list(sagas_for_subject(subject=order_subject(order.id)))
@@ -230,16 +234,16 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         """Confirm, then start the cancel saga for a confirmed order."""
         if not (self.has_view_permission(request) and self.has_cancel_permission(request)):
             raise PermissionDenied
-        order = Order.objects.filter(pk=order_id).first()
+        order = OrderSummary.objects.filter(pk=order_id).first()
         if order is None:
             raise Http404("No order with this id.")
-        back = reverse("admin:orders_order_change", args=[order.id])
+        back = reverse("admin:orders_ordersummary_change", args=[order.id])
         if confirmed(request):
             self._cancel(request, order)
             return HttpResponseRedirect(back)
         return self._confirmation(request, [order], back_url=back, single=True)
 
-    def _cancel(self, request: HttpRequest, order: Order) -> None:
+    def _cancel(self, request: HttpRequest, order: OrderSummary) -> None:
         try:
             saga_id = order_request_cancellation(
                 order_id=order.id,
@@ -263,12 +267,12 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             )
 
     def _confirmation(
-        self, request: HttpRequest, orders: list[Order], *, back_url: str, single: bool
+        self, request: HttpRequest, orders: list[OrderSummary], *, back_url: str, single: bool
     ) -> HttpResponse:
         return confirmation_page(
             self,
             request,
-            "admin/orders/order/cancel_confirmation.html",
+            "admin/orders/ordersummary/cancel_confirmation.html",
             title="Cancel order" if single else "Cancel orders",
             single=single,
             back_url=back_url,

@@ -21,7 +21,7 @@ from uuid import UUID
 from backoffice.invariants import InvariantOptions, InvariantReport, Violation, invariant
 from inventory.models import Reservation, ReservationLine, ReservationStatus
 from orders.domain import OrderStatus
-from orders.models import Order
+from orders.models import OrderSummary
 from orders.services import CANCEL_ORDER, PLACE_ORDER, order_subject
 from payments.models import SETTLED_STATUSES, Payment, Refund
 from sagas.models import Saga
@@ -31,7 +31,7 @@ from sagas.statuses import MOVING_SAGA_STATUSES, SagaStatus
 @invariant("orders")
 def check_orders(report: InvariantReport, options: InvariantOptions) -> None:
     """Check every order against its sagas, its payments and its reservation."""
-    orders = {o.id: o for o in Order.objects.all()}
+    orders = {o.id: o for o in OrderSummary.objects.all()}
     report.count("orders", (o.status for o in orders.values()))
     _check_orders(report, orders, list(Saga.objects.all().order_by("created_at")))
     _check_money(report, orders)
@@ -40,7 +40,7 @@ def check_orders(report: InvariantReport, options: InvariantOptions) -> None:
 
 def _check_orders(
     report: InvariantReport,
-    orders: Mapping[UUID, Order],
+    orders: Mapping[UUID, OrderSummary],
     sagas: list[Saga],
 ) -> None:
     by_subject: dict[str, list[Saga]] = defaultdict(list)
@@ -96,7 +96,7 @@ def _check_orders(
             )
 
 
-def _check_money(report: InvariantReport, orders: Mapping[UUID, Order]) -> None:
+def _check_money(report: InvariantReport, orders: Mapping[UUID, OrderSummary]) -> None:
     settled: Counter[UUID] = Counter(
         Payment.objects.filter(status__in=SETTLED_STATUSES).values_list("order_id", flat=True)
     )
@@ -121,7 +121,7 @@ def _check_money(report: InvariantReport, orders: Mapping[UUID, Order]) -> None:
             )
 
 
-def _check_stock(report: InvariantReport, orders: Mapping[UUID, Order]) -> None:
+def _check_stock(report: InvariantReport, orders: Mapping[UUID, OrderSummary]) -> None:
     lines_by_reservation: dict[int, dict[str, int]] = defaultdict(dict)
     for line in ReservationLine.objects.select_related("product"):
         lines_by_reservation[line.reservation_id][line.product.sku] = line.quantity

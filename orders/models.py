@@ -11,7 +11,7 @@ from django.db import models
 from orders.domain import CancellationReason, OrderStatus
 
 
-class Order(models.Model):
+class OrderSummary(models.Model):
     """One row per order, as its events say it is now: what lists and filters read."""
 
     id = models.UUIDField(primary_key=True)

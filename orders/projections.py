@@ -28,7 +28,7 @@ from eventstore.records import NewEvent, RecordedEvent
 from eventstore.registry import events as registry
 from infrastructure.db import prepared_insert_rows, prepared_select_sent, server_binding_cursor
 from orders.domain import Order as OrderAggregate
-from orders.models import Order
+from orders.models import OrderSummary
 
 ORDER_EVENTS = frozenset({"OrderCreated", "OrderConfirmed", "OrderCancelled"})
 COMPARED_FIELDS = (
@@ -49,7 +49,7 @@ COMPARED_FIELDS = (
 # This module owns the SQL of the order read model's table. A new order's row is written
 # through infrastructure.db.prepared_insert_rows, whose column list comes from the model's fields;
 # later events change only the columns below.
-_TABLE = connection.ops.quote_name(Order._meta.db_table)
+_TABLE = connection.ops.quote_name(OrderSummary._meta.db_table)
 _UPDATE_SQL = f"""
 UPDATE {_TABLE}
 SET version = %(version)s, updated_at = %(updated_at)s, status = %(status)s,
@@ -58,13 +58,13 @@ WHERE id = %(id)s AND version = %(before)s
 """  # noqa: S608
 
 
-def order_row_sent(order_id: UUID) -> Callable[[], Order | None]:
+def order_row_sent(order_id: UUID) -> Callable[[], OrderSummary | None]:
     """Send the read of an order's read-model row; return the function that reads the answer.
 
     One prepared statement (infrastructure.db). In a pipelined transaction its answer comes with
     the transaction's other statements; the row is as this transaction sees it.
     """
-    rows = prepared_select_sent(Order, "id = %s", [order_id])
+    rows = prepared_select_sent(OrderSummary, "id = %s", [order_id])
     return lambda: next(iter(rows()), None)
 
 
@@ -138,7 +138,11 @@ class OrderProjector(Projector):
             updated = cursor.rowcount
         if updated:
             return
-        current = Order.objects.filter(id=event.stream_id).values_list("version", flat=True).first()
+        current = (
+            OrderSummary.objects.filter(id=event.stream_id)
+            .values_list("version", flat=True)
+            .first()
+        )
         if current is not None and current >= event.version:
             return  # already applied
         self._heal(event.stream_id)
@@ -147,7 +151,9 @@ class OrderProjector(Projector):
         # ON CONFLICT DO NOTHING makes a replayed OrderCreated a no-op in one statement. A
         # prepared statement (infrastructure.db), not the ORM's compile on every order placed.
         fields = row_from_stream([event])
-        prepared_insert_rows([Order(id=UUID(event.stream_id), **fields)], ignore_conflicts=True)
+        prepared_insert_rows(
+            [OrderSummary(id=UUID(event.stream_id), **fields)], ignore_conflicts=True
+        )
 
     @staticmethod
     def _changes(event: RecordedEvent) -> dict[str, Any]:
@@ -161,13 +167,13 @@ class OrderProjector(Projector):
         if not events:
             return
         fields = row_from_stream(events)
-        Order.objects.update_or_create(id=UUID(stream_id), defaults=fields)
+        OrderSummary.objects.update_or_create(id=UUID(stream_id), defaults=fields)
 
     def reset(self) -> None:
-        Order.objects.all().delete()
+        OrderSummary.objects.all().delete()
 
     def verify(self) -> Iterable[str]:
-        rows = {str(r.pk): r for r in Order.objects.all().iterator(chunk_size=2000)}
+        rows = {str(r.pk): r for r in OrderSummary.objects.all().iterator(chunk_size=2000)}
         seen: set[str] = set()
         for stream_id, events in PostgresEventStore().read_streams(stream_type="order"):
             seen.add(stream_id)

@@ -15,7 +15,7 @@ from eventstore.errors import StreamNotFound, VersionNotFound
 from eventstore.models import StoredEvent
 from orders.domain import Order as OrderAggregate
 from orders.domain import OrderStatus
-from orders.models import Order
+from orders.models import OrderSummary
 from orders.services import (
     PLACE_ORDER,
     OrderNotFound,
@@ -30,13 +30,13 @@ User = AbstractBaseUser | AnonymousUser
 
 def can_see_all_orders(user: Any) -> bool:
     """Staff with the view permission see every order; everyone else sees their own."""
-    return bool(user.is_staff and user.has_perm("orders.view_order"))
+    return bool(user.is_staff and user.has_perm("orders.view_ordersummary"))
 
 
 def order_list(
     *, user: Any, status: str | None = None, customer_id: str | None = None
-) -> QuerySet[Order]:
-    orders = Order.objects.all()
+) -> QuerySet[OrderSummary]:
+    orders = OrderSummary.objects.all()
     if not can_see_all_orders(user):
         orders = orders.filter(placed_by_user_id=user.pk)
     if status:
@@ -46,7 +46,7 @@ def order_list(
     return orders.order_by("-created_position")
 
 
-def order_get(*, user: Any, order_id: UUID) -> Order:
+def order_get(*, user: Any, order_id: UUID) -> OrderSummary:
     """Return the order's read-model row, or raise OrderNotFound (also for others' orders)."""
     order = order_list(user=user).filter(id=order_id).first()
     if order is None:
@@ -166,7 +166,7 @@ def order_counts_by_status(*, created_from: datetime, created_before: datetime) 
     """Count the orders created in [from, before) in each status (zero when none), one query."""
     counts = dict.fromkeys((s.value for s in OrderStatus), 0)
     rows = (
-        Order.objects.filter(created_at__gte=created_from, created_at__lt=created_before)
+        OrderSummary.objects.filter(created_at__gte=created_from, created_at__lt=created_before)
         .order_by()
         .values_list("status")
         .annotate(n=Count("id"))

@@ -27,7 +27,7 @@ from orders.domain import (
     OrderAlreadyCancelled,
     PricedItem,
 )
-from orders.models import Order as OrderRow
+from orders.models import OrderSummary
 from orders.projections import order_row_sent
 from sagas.services import saga_begin, saga_start
 
@@ -72,7 +72,7 @@ class PlacedOrder:
 
     order_id: UUID
     saga_id: UUID
-    order: OrderRow
+    order: OrderSummary
 
 
 def order_place(

@@ -26,7 +26,7 @@ def test_events_link_to_their_order_and_to_the_saga_that_wrote_them() -> None:
     listing = client.get(CHANGELIST).content.decode()
     page = client.get(reverse("admin:eventstore_storedevent_change", args=[confirmed.pk]))
 
-    order_url = reverse("admin:orders_order_change", args=[str(order_id)])
+    order_url = reverse("admin:orders_ordersummary_change", args=[str(order_id)])
     saga_url = reverse("admin:sagas_saga_change", args=[saga.pk])
     assert order_url in listing and saga_url in listing
     html = page.content.decode()

@@ -7,22 +7,22 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from eventstore.models import StoredEvent
-from orders.models import Order
+from orders.models import OrderSummary
 from sagas.models import Saga
 from sagas.tests.harness import drive
 from tests.admin.support import confirmed_order, place, queries_for, staff_client
 
 pytestmark = pytest.mark.django_db
 
-CHANGELIST = reverse("admin:orders_order_changelist")
+CHANGELIST = reverse("admin:orders_ordersummary_changelist")
 
 
 def change_url(order_id) -> str:
-    return reverse("admin:orders_order_change", args=[order_id])
+    return reverse("admin:orders_ordersummary_change", args=[order_id])
 
 
 def cancel_url(order_id) -> str:
-    return reverse("admin:orders_order_cancel", args=[order_id])
+    return reverse("admin:orders_ordersummary_cancel", args=[order_id])
 
 
 def test_changelist_filters_by_status_and_date_and_searches_id_and_customer() -> None:
@@ -33,7 +33,7 @@ def test_changelist_filters_by_status_and_date_and_searches_id_and_customer() ->
     by_status = client.get(CHANGELIST, {"status__exact": "CONFIRMED"}).content.decode()
     by_id = client.get(CHANGELIST, {"q": str(pending)}).content.decode()
     by_customer = client.get(CHANGELIST, {"q": "alice"}).content.decode()
-    created = Order.objects.get(pk=pending).created_at
+    created = OrderSummary.objects.get(pk=pending).created_at
     day = {
         "created_at__gte": created.strftime("%Y-%m-%d 00:00:00+00:00"),
         "created_at__lt": "2999-01-01 00:00:00+00:00",
@@ -84,12 +84,12 @@ def test_orders_cannot_be_added_changed_or_deleted() -> None:
     client, _ = staff_client("orders.cancel_order")
     order_id = confirmed_order()
 
-    assert client.get(reverse("admin:orders_order_add")).status_code == 403
+    assert client.get(reverse("admin:orders_ordersummary_add")).status_code == 403
     assert client.post(change_url(order_id), {"status": "CANCELLED"}).status_code == 403
-    delete = reverse("admin:orders_order_delete", args=[order_id])
+    delete = reverse("admin:orders_ordersummary_delete", args=[order_id])
     assert client.post(delete, {"post": "yes"}).status_code == 403
     assert 'name="_save"' not in client.get(change_url(order_id)).content.decode()
-    assert Order.objects.get(pk=order_id).status == "CONFIRMED"
+    assert OrderSummary.objects.get(pk=order_id).status == "CONFIRMED"
 
 
 def test_staff_with_the_permission_cancel_a_confirmed_order_after_confirming() -> None:
@@ -108,7 +108,7 @@ def test_staff_with_the_permission_cancel_a_confirmed_order_after_confirming() -
     assert cancel_saga.actor == f"user:{user.pk}"
     assert any(str(cancel_saga.pk) in str(m) for m in get_messages(done.wsgi_request))
     assert drive(cancel_saga.pk).status == "COMPLETED"
-    order = Order.objects.get(pk=order_id)
+    order = OrderSummary.objects.get(pk=order_id)
     assert (order.status, order.cancellation_reason) == ("CANCELLED", "cancelled_by_staff")
     timeline = client.get(change_url(order_id)).content.decode().split('id="event-timeline"')[1]
     assert "OrderCancelled" in timeline and f"{user.username} (user:{user.pk})" in timeline
@@ -188,7 +188,7 @@ def test_changelist_queries_do_not_grow_with_rows() -> None:
     many = queries_for(client, CHANGELIST)
 
     print(f"\norder changelist: {few} queries with 3 rows, {many} with 30")
-    assert Order.objects.count() == 30
+    assert OrderSummary.objects.count() == 30
     assert few == many
 
 

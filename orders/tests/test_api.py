@@ -19,7 +19,7 @@ import orders.api
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from infrastructure.api.idempotency import IdempotencyKeys, request_id
-from orders.models import IdempotencyRecord, Order
+from orders.models import IdempotencyRecord, OrderSummary
 from orders.projections import COMPARED_FIELDS, OrderProjector, row_from_stream
 from sagas.models import Saga
 from sagas.tests.harness import drive
@@ -64,7 +64,7 @@ def post(client: APIClient, body, **extra):
 
 def nothing_created() -> bool:
     return (
-        not Order.objects.exists()
+        not OrderSummary.objects.exists()
         and not Saga.objects.exists()
         and not StoredEvent.objects.exists()
     )
@@ -113,7 +113,7 @@ def test_a_post_commits_the_order_its_row_and_its_saga(client, products) -> None
     assert posted.status_code == 202, posted.content
     order_id = posted.json()["id"]
     events = PostgresEventStore().read_stream(stream_type="order", stream_id=order_id)
-    row = Order.objects.filter(id=order_id).values(*COMPARED_FIELDS).get()
+    row = OrderSummary.objects.filter(id=order_id).values(*COMPARED_FIELDS).get()
     # The row written with the event is the row a replay of its stream gives.
     assert row == {f: row_from_stream(events)[f] for f in COMPARED_FIELDS}
     saga = Saga.objects.get(subject=f"order:{order_id}")
@@ -127,10 +127,10 @@ def test_a_post_commits_the_order_its_row_and_its_saga(client, products) -> None
 def test_a_replayed_creation_leaves_the_stored_row_alone(products) -> None:
     api_client(make_user()).post(URL, order_body(), format="json")
     event = StoredEvent.objects.get(event_type="OrderCreated")
-    Order.objects.filter(id=event.stream_id).update(customer_id="edited")
+    OrderSummary.objects.filter(id=event.stream_id).update(customer_id="edited")
     (recorded,) = PostgresEventStore().read_stream(stream_type="order", stream_id=event.stream_id)
     OrderProjector().handle(recorded)
-    assert Order.objects.get(id=event.stream_id).customer_id == "edited"
+    assert OrderSummary.objects.get(id=event.stream_id).customer_id == "edited"
 
 
 def test_get_after_post_shows_the_order_at_once(client, products) -> None:
@@ -327,17 +327,17 @@ def test_list_filters_and_paginates(client, products) -> None:
 
 
 def test_page_size_is_capped_at_500(client) -> None:
-    Order.objects.bulk_create([_read_model_row(n) for n in range(501)])
-    staff = make_user(staff=True, perms=("orders.view_order",))
+    OrderSummary.objects.bulk_create([_read_model_row(n) for n in range(501)])
+    staff = make_user(staff=True, perms=("orders.view_ordersummary",))
     body = api_client(staff).get(URL, {"page_size": 1000}).json()
     assert body["count"] == 501 and len(body["results"]) == 500
 
 
-def _read_model_row(position: int) -> Order:
+def _read_model_row(position: int) -> OrderSummary:
     from django.utils import timezone
 
     now = timezone.now()
-    return Order(
+    return OrderSummary(
         id=uuid4(),
         customer_id="bulk",
         status="PENDING",
@@ -403,12 +403,16 @@ def test_a_client_cancelling_their_order_cancels_it_as_the_client(client, produc
 
 
 def test_staff_cancelling_someone_elses_order_cancel_it_as_staff(client, products) -> None:
-    staff = api_client(make_user(staff=True, perms=("orders.cancel_order", "orders.view_order")))
+    staff = api_client(
+        make_user(staff=True, perms=("orders.cancel_order", "orders.view_ordersummary"))
+    )
     assert cancellation_reason(staff, confirmed_order(client)) == "cancelled_by_staff"
 
 
 def test_staff_cancelling_their_own_order_cancel_it_as_its_client(products) -> None:
-    staff = api_client(make_user(staff=True, perms=("orders.cancel_order", "orders.view_order")))
+    staff = api_client(
+        make_user(staff=True, perms=("orders.cancel_order", "orders.view_ordersummary"))
+    )
     assert cancellation_reason(staff, confirmed_order(staff)) == "cancelled_by_client"
 
 
@@ -444,7 +448,7 @@ def test_staff_need_the_view_permission_to_see_every_order(products) -> None:
     post(api_client(make_user()), order_body())
 
     assert api_client(make_user(staff=True)).get(URL).json()["count"] == 0
-    viewer = make_user(staff=True, perms=("orders.view_order",))
+    viewer = make_user(staff=True, perms=("orders.view_ordersummary",))
     assert api_client(viewer).get(URL).json()["count"] == 2
     assert api_client(make_user(superuser=True)).get(URL).json()["count"] == 2
 
@@ -478,7 +482,7 @@ def test_same_key_and_body_replays_the_first_response(client, products) -> None:
     assert again.json() == first.json()
     assert again["Location"] == first["Location"]
     assert again["Idempotent-Replayed"] == "true"
-    assert Order.objects.count() == 1 and Saga.objects.count() == 1
+    assert OrderSummary.objects.count() == 1 and Saga.objects.count() == 1
 
 
 def test_same_key_with_another_body_is_a_422(client, products) -> None:
@@ -486,7 +490,7 @@ def test_same_key_with_another_body_is_a_422(client, products) -> None:
     response = post(client, order_body(customer_id="someone-else"), HTTP_IDEMPOTENCY_KEY="k-2")
     assert response.status_code == 422
     assert "different request" in response.json()["detail"]
-    assert Order.objects.count() == 1
+    assert OrderSummary.objects.count() == 1
 
 
 def test_keys_belong_to_their_user(products) -> None:
@@ -494,7 +498,7 @@ def test_keys_belong_to_their_user(products) -> None:
     post(api_client(alice), order_body(), HTTP_IDEMPOTENCY_KEY="shared")
     response = post(api_client(bob), order_body(), HTTP_IDEMPOTENCY_KEY="shared")
     assert response.status_code == 202
-    assert Order.objects.count() == 2
+    assert OrderSummary.objects.count() == 2
 
 
 def test_a_rejected_request_stores_no_key(client, products) -> None:
@@ -562,7 +566,7 @@ def test_a_key_still_in_flight_gets_409(live_server, client_user, monkeypatch) -
     again = token_session(client_user).post(url, json=order_body(), headers=headers, timeout=60)
     assert (again.status_code, again.headers["Idempotent-Replayed"]) == (202, "true")
     assert again.json() == first["response"].json()
-    assert Order.objects.count() == 1 and Saga.objects.count() == 1
+    assert OrderSummary.objects.count() == 1 and Saga.objects.count() == 1
 
 
 def lose_the_first_answer(monkeypatch) -> None:
@@ -589,7 +593,7 @@ def test_a_retry_after_a_lost_answer_gets_the_order_already_placed(
     retry = post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-6")
 
     assert retry.status_code == 202, retry.content
-    assert Order.objects.count() == 1 and Saga.objects.count() == 1
+    assert OrderSummary.objects.count() == 1 and Saga.objects.count() == 1
     assert retry.json() == client.get(retry["Location"]).json()
     replay = post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-6")
     assert replay.json() == retry.json() and replay["Idempotent-Replayed"] == "true"
@@ -604,7 +608,7 @@ def test_after_a_lost_answer_the_key_still_refuses_another_body(
     other = post(client, order_body(customer_id="c-other"), HTTP_IDEMPOTENCY_KEY="k-7")
 
     assert other.status_code == 422
-    assert not Order.objects.filter(customer_id="c-other").exists()
+    assert not OrderSummary.objects.filter(customer_id="c-other").exists()
 
 
 def test_the_order_id_of_a_keyed_request_is_the_same_on_every_retry(client_user) -> None:

@@ -24,7 +24,7 @@ from eventstore.registry import events as registry
 from eventstore.verify import event_store_verify
 from lab.worker import delete_queue
 from orders.domain import Order as OrderAggregate
-from orders.models import Order
+from orders.models import OrderSummary
 from orders.projections import ORDER_EVENTS
 from orders.services import (
     OrderLineRequest,
@@ -95,7 +95,7 @@ def shown(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def row(order_id: UUID) -> tuple[str, int, Decimal]:
-    order = Order.objects.get(pk=order_id)
+    order = OrderSummary.objects.get(pk=order_id)
     return order.status, order.version, order.total
 
 
@@ -130,11 +130,11 @@ def test_each_version_of_an_order_is_the_replay_of_its_events_up_to_it(catalogue
 def test_an_event_the_row_already_holds_changes_nothing(catalogue: None) -> None:
     placed = place(cancel=True)
     confirmed = stream(placed.order_id)[1]
-    before = Order.objects.get(pk=placed.order_id)
+    before = OrderSummary.objects.get(pk=placed.order_id)
 
     get_projector("orders").handle(confirmed)
 
-    after = Order.objects.get(pk=placed.order_id)
+    after = OrderSummary.objects.get(pk=placed.order_id)
     assert (after.status, after.version, after.updated_at) == (
         "CANCELLED",
         3,
@@ -147,7 +147,7 @@ def test_an_event_past_a_gap_rebuilds_the_row_from_its_stream(catalogue: None) -
     placed = place(cancel=True)
     events = stream(placed.order_id)
     # The row as it was at version 1, as a reader that met version 3 before 2 would find it.
-    Order.objects.filter(pk=placed.order_id).update(
+    OrderSummary.objects.filter(pk=placed.order_id).update(
         status="PENDING", version=1, cancellation_reason="", updated_at=events[0].recorded_at
     )
 
@@ -160,7 +160,7 @@ def test_an_event_past_a_gap_rebuilds_the_row_from_its_stream(catalogue: None) -
 @pytest.mark.django_db
 def test_an_update_for_a_missing_row_heals_it_from_its_stream(catalogue: None) -> None:
     placed = place()
-    Order.objects.filter(pk=placed.order_id).delete()
+    OrderSummary.objects.filter(pk=placed.order_id).delete()
 
     get_projector("orders").handle(stream(placed.order_id)[1])
 
@@ -206,7 +206,7 @@ def test_catch_up_applies_what_came_after_its_checkpoint_and_restores_a_lost_row
     projection_rebuild(name="orders")
     later = [place(), place(cancel=True)]
     lost = later[1].order_id
-    Order.objects.filter(pk=lost).delete()
+    OrderSummary.objects.filter(pk=lost).delete()
     wait_until_the_log_shows_every_order_event()
 
     result = projection_catch_up(name="orders")
@@ -224,8 +224,8 @@ def test_catch_up_applies_what_came_after_its_checkpoint_and_restores_a_lost_row
 @pytest.mark.usefixtures("committed")
 def test_rebuild_projections_orders_restores_every_row_from_the_log(catalogue: None) -> None:
     confirmed, cancelled, pending = place(), place(cancel=True), place(confirm=False)
-    Order.objects.filter(pk=confirmed.order_id).update(total=Decimal("0.01"))
-    Order.objects.filter(pk=cancelled.order_id).delete()
+    OrderSummary.objects.filter(pk=confirmed.order_id).update(total=Decimal("0.01"))
+    OrderSummary.objects.filter(pk=cancelled.order_id).delete()
     assert not event_store_verify().ok
     wait_until_the_log_shows_every_order_event()
     out = io.StringIO()

@@ -17,7 +17,7 @@ import pytest
 from django.utils import timezone as django_timezone
 
 from orders.domain import OrderStatus
-from orders.models import Order
+from orders.models import OrderSummary
 from orders.selectors import OrderAsOf
 from orders.serializers import OrderSerializer, order_representation, orders_representation
 
@@ -85,7 +85,7 @@ ORDERS: dict[str, dict[str, Any]] = {
 }
 
 
-def order(**changes: Any) -> Order:
+def order(**changes: Any) -> OrderSummary:
     fields: dict[str, Any] = {
         "id": uuid4(),
         "customer_id": "c-42",
@@ -100,7 +100,7 @@ def order(**changes: Any) -> Order:
         "updated_at": WHEN + timedelta(seconds=2),
     }
     fields.update(changes)
-    return Order(**fields)
+    return OrderSummary(**fields)
 
 
 @pytest.mark.parametrize("changes", ORDERS.values(), ids=ORDERS.keys())

@@ -12,7 +12,7 @@ from django.db.models import Model
 from django.test.utils import CaptureQueriesContext
 
 from eventstore.models import StoredEvent
-from orders.models import Order
+from orders.models import OrderSummary
 from orders.services import OrderAlreadyPlaced, OrderLineRequest, PlacedOrder, order_place
 from sagas import recorder
 from sagas.models import Saga, SagaStep
@@ -36,8 +36,8 @@ def place(**overrides: object) -> PlacedOrder:
 def test_placing_returns_the_read_model_row_as_written() -> None:
     placed = place()
 
-    stored = Order.objects.get(id=placed.order_id)
-    for field in Order._meta.concrete_fields:
+    stored = OrderSummary.objects.get(id=placed.order_id)
+    for field in OrderSummary._meta.concrete_fields:
         assert getattr(placed.order, field.attname) == getattr(stored, field.attname), field.name
     assert (placed.order.status, placed.order.total, placed.order.version) == (
         "PENDING",
@@ -75,14 +75,14 @@ def test_the_order_its_row_and_its_saga_commit_together_or_not_at_all(
         place(order_id=order_id)
 
     assert not StoredEvent.objects.filter(stream_id=str(order_id)).exists()
-    assert not Order.objects.filter(id=order_id).exists()
+    assert not OrderSummary.objects.filter(id=order_id).exists()
     assert not Saga.objects.exists() and not SagaStep.objects.exists()
 
 
 def test_placing_owns_its_transaction() -> None:
     with transaction.atomic(), pytest.raises(RuntimeError, match="durable"):
         place()
-    assert not Order.objects.exists()
+    assert not OrderSummary.objects.exists()
 
 
 def test_the_read_model_row_is_written_with_every_column_of_its_model(
@@ -94,10 +94,10 @@ def test_the_read_model_row_is_written_with_every_column_of_its_model(
     with CaptureQueriesContext(connection) as queries:
         place()
 
-    table = Order._meta.db_table
+    table = OrderSummary._meta.db_table
     [insert] = [
         q["sql"] for q in queries.captured_queries if q["sql"].startswith(f'INSERT INTO "{table}"')
     ]
     column_list = insert.split("(", 1)[1].split(")", 1)[0]
     written = {c.strip().strip('"') for c in column_list.split(",")}
-    assert written == {f.column for f in Order._meta.concrete_fields}
+    assert written == {f.column for f in OrderSummary._meta.concrete_fields}

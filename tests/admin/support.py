@@ -20,7 +20,7 @@ from sagas.tests.harness import drive
 from tests.factories import make_product, make_user
 
 VIEW_ALL = (
-    "orders.view_order",
+    "orders.view_ordersummary",
     "sagas.view_saga",
     "eventstore.view_storedevent",
     "eventstore.view_projectioncheckpoint",

@@ -79,7 +79,7 @@ def test_dashboard_counts_and_links_to_the_filtered_lists() -> None:
 
 
 def test_dashboard_shows_only_what_the_user_may_view() -> None:
-    user = make_user(staff=True, perms=("orders.view_order",))
+    user = make_user(staff=True, perms=("orders.view_ordersummary",))
     client, _ = staff_client()
     client.force_login(user)
 

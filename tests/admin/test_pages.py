@@ -122,7 +122,7 @@ def test_staff_see_the_index_and_every_changelist_they_may_view() -> None:
 
     assert client.get(reverse("admin:index")).status_code == 200
     for url in (
-        "admin:orders_order_changelist",
+        "admin:orders_ordersummary_changelist",
         "admin:sagas_saga_changelist",
         "admin:sagas_saga_failed_compensations",
         "admin:eventstore_storedevent_changelist",

@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_staff_user_logs_in_and_sees_the_admin_index(admin_login, live_server) -> None:
-    operator = make_user(staff=True, perms=("orders.view_order", "sagas.view_saga"))
+    operator = make_user(staff=True, perms=("orders.view_ordersummary", "sagas.view_saga"))
 
     page = admin_login(operator)
 

@@ -20,7 +20,7 @@ from tests.factories import make_user
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 VIEW_PERMS = (
-    "orders.view_order",
+    "orders.view_ordersummary",
     "sagas.view_saga",
     "eventstore.view_storedevent",
     "inventory.view_product",
@@ -125,7 +125,7 @@ def test_an_operator_retries_a_failed_compensation_and_the_order_is_cancelled(
     screenshot(page, "saga-step-timeline", scroll_to="#step-timeline")
 
     # The order's page: cancelled, its events telling how.
-    page.goto(f"{live_server.url}/admin/orders/order/{order_id}/change/")
+    page.goto(f"{live_server.url}/admin/orders/ordersummary/{order_id}/change/")
     events = page.locator("#event-timeline tbody tr td:nth-child(2)")
     reload_until(
         page,
@@ -143,7 +143,7 @@ def test_an_operator_retries_a_failed_compensation_and_the_order_is_cancelled(
         page.click("#as-of-submit")
     assert "PENDING" in page.inner_text("#as-of-state")
 
-    page.goto(f"{live_server.url}/admin/orders/order/")
+    page.goto(f"{live_server.url}/admin/orders/ordersummary/")
     assert order_id in page.inner_text("#result_list")
     screenshot(page, "orders-changelist")
 

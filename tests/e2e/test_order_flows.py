@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from inventory.models import Product
-from orders.models import Order
+from orders.models import OrderSummary
 from payments.selectors import payment_totals_for_order
 from sagas.models import FaultRule
 from tests.factories import make_product, make_user
@@ -78,7 +78,7 @@ def operator_http(live_server) -> Http:
     operator = make_user(
         staff=True,
         perms=(
-            "orders.view_order",
+            "orders.view_ordersummary",
             "sagas.view_saga",
             "sagas.retry_saga",
             "sagas.skip_compensation",
@@ -345,4 +345,4 @@ def test_eight_concurrent_orders_for_the_last_three_units(client_http, operator_
     assert lowest["on_hand"] >= 0 and lowest["available"] >= 0
     confirmed = [o["id"] for o in outcomes if o["status"] == "CONFIRMED"]
     assert all(money(oid) == (Decimal("1.00"), Decimal("0")) for oid in confirmed)
-    assert Order.objects.filter(status="CONFIRMED").count() == 3
+    assert OrderSummary.objects.filter(status="CONFIRMED").count() == 3

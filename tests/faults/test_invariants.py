@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from backoffice.invariants import invariants_check
 from inventory.models import Product
-from orders.models import Order
+from orders.models import OrderSummary
 from orders.services import (
     PLACE_ORDER,
     OrderLineRequest,
@@ -94,7 +94,7 @@ def test_a_clean_run_of_every_outcome_passes(baseline: dict[str, int], place: Pl
 
     report = assert_invariants(stock_baseline=baseline)
 
-    assert Order.objects.get(pk=confirmed.order_id).status == "CONFIRMED"
+    assert OrderSummary.objects.get(pk=confirmed.order_id).status == "CONFIRMED"
     assert Saga.objects.get(pk=waiting.saga_id).status == SagaStatus.COMPENSATION_FAILED
     assert report.by_kind("orders") == {"CONFIRMED": 1, "CANCELLED": 3, "PENDING": 1}
     assert report.by_kind("sagas")[SagaStatus.COMPENSATION_FAILED] == 1
@@ -218,7 +218,7 @@ def test_a_projection_that_differs_from_a_replay_is_a_violation(
     baseline: dict[str, int], place: Place
 ) -> None:
     placed = place()
-    Order.objects.filter(pk=placed.order_id).update(total=Decimal("0.01"))
+    OrderSummary.objects.filter(pk=placed.order_id).update(total=Decimal("0.01"))
 
     assert kinds() == {"event_store"}
 

@@ -32,7 +32,7 @@ from rest_framework.test import APIClient
 
 from eventstore.models import ProjectionCheckpoint
 from eventstore.projections import projectors
-from orders.models import Order
+from orders.models import OrderSummary
 from sagas.faults import fault_rule_set
 from sagas.models import Saga
 from sagas.statuses import FaultMode, Phase
@@ -72,7 +72,7 @@ class ApiRule:
     """Who may use one method of one API route.
 
     ``kind``: "public" (anyone), "authenticated" (any signed-in user), "order" (the order's
-    owner, or staff holding ``orders.view_order`` and every permission of ``perms``; others
+    owner, or staff holding ``orders.view_ordersummary`` and every permission of ``perms``; others
     get 404 so they cannot learn that the order exists), "staff" (staff holding every
     permission of ``perms``).
     """
@@ -117,7 +117,7 @@ def api_may(persona: Persona, rule: ApiRule) -> bool:
         return True
     if rule.kind == "order":
         return persona.owns_sample_order or (
-            persona.staff and all(persona.has(p) for p in ("orders.view_order", *rule.perms))
+            persona.staff and all(persona.has(p) for p in ("orders.view_ordersummary", *rule.perms))
         )
     if rule.kind == "staff":
         return persona.staff and all(persona.has(p) for p in rule.perms)
@@ -183,7 +183,7 @@ ADMIN_EXTRA_URL_RULES: dict[str, tuple[str, ...]] = {
     "sagas_saga_failed_compensations": (),
     "sagas_saga_retry": ("sagas.retry_saga",),
     "sagas_saga_skip": ("sagas.skip_compensation",),
-    "orders_order_cancel": ("orders.cancel_order",),
+    "orders_ordersummary_cancel": ("orders.cancel_order",),
     # Django's own: setting another user's password needs the change permission.
     "auth_user_password_change": ("auth.change_user",),
 }
@@ -513,7 +513,9 @@ def check_api(persona: Persona, world: World, problems: list[str]) -> None:
     # Lists never show another user's order unless staff may see every order.
     if not persona.anonymous:
         listed = {o["id"] for o in client.get("/api/orders/", {"page_size": 500}).json()["results"]}
-        sees = persona.owns_sample_order or (persona.staff and persona.has("orders.view_order"))
+        sees = persona.owns_sample_order or (
+            persona.staff and persona.has("orders.view_ordersummary")
+        )
         if (str(world.order_id) in listed) != sees:
             problems.append(f"{persona.name}: order list shows the sample order: {not sees}")
 
@@ -724,5 +726,5 @@ def test_a_client_never_sees_another_clients_order() -> None:
     assert other.post(f"/api/orders/{world.order_id}/cancel/", {}, format="json").status_code == 404
     assert other.get("/api/orders/").json()["count"] == 0
     assert other.get("/api/orders/", {"customer_id": "c-matrix"}).json()["count"] == 0
-    assert Order.objects.filter(id=world.order_id).exists()
+    assert OrderSummary.objects.filter(id=world.order_id).exists()
     assert Saga.objects.filter(id=world.saga_id).exists()
