@@ -8,6 +8,8 @@
 #   make audit  pip-audit of every pinned dependency (fails on a vulnerability, and when no
 #               vulnerability service answers; AUDIT_UNREACHABLE=warn only warns about that)
 #   make soak   orders under scheduled faults, then check_invariants (SOAK_ORDERS=40: short)
+#   make mutation  mutmut over the core modules with their fast tests; writes docs/mutation.json
+#               (MUTATION_MODULES="sagas/engine.py": those alone)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -26,7 +28,7 @@ run test bench bench-compare: export DEBUG ?= true
 lint: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lint-only
 lint: export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help venv venv-dev run test lint bench bench-compare soak audit
+.PHONY: help venv venv-dev run test lint bench bench-compare soak audit mutation
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -59,6 +61,12 @@ COMPARE_ARGS ?=
 bench-compare: venv-dev
 	@test -n "$(REV)" || { echo "usage: make bench-compare REV=<commit> [COMPARE_ARGS=...]" >&2; exit 2; }
 	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench.compare $(REV) $(COMPARE_ARGS)
+
+# Outside `make test`: it takes minutes. The runner sets placeholder server URLs when none are
+# set (the fast tests it runs connect to neither) and runs one test process at a time.
+MUTATION_MODULES ?=
+mutation: venv-dev
+	@$(VENV_PYTHON) -m devtools.mutation $(MUTATION_MODULES)
 
 # The soak starts its own private PostgreSQL and Redis (it kills and restarts them).
 soak: venv-dev

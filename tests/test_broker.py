@@ -156,6 +156,7 @@ def test_a_broker_that_does_not_answer_raises_after_its_retries() -> None:
         broker.send_task(unreachable, RUN_STEP_TASK, kwargs=_kwargs(), queue="nowhere")
 
 
+@pytest.mark.internals
 def test_a_connection_the_broker_dropped_is_replaced_and_the_message_still_sent(
     queue: str,
 ) -> None:
@@ -172,6 +173,7 @@ def test_a_connection_the_broker_dropped_is_replaced_and_the_message_still_sent(
     assert Redis.from_url(str(settings.CELERY_BROKER_URL)).llen(queue) == 2
 
 
+@pytest.mark.internals
 def test_a_send_that_fails_midway_goes_again_through_the_clients_retries(queue: str) -> None:
     fresh = _app()
     broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
@@ -196,6 +198,7 @@ def test_a_send_that_fails_midway_goes_again_through_the_clients_retries(queue: 
     assert Redis.from_url(str(settings.CELERY_BROKER_URL)).llen(queue) == 2
 
 
+@pytest.mark.internals
 def test_each_sending_thread_keeps_one_connection_of_its_own(queue: str) -> None:
     fresh = _app()
     sender = broker._sender(fresh)

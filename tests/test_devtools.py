@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from devtools.run import banner
 from devtools.server_users import ServerUsers
 from devtools.servers import ProjectServers, ServerUrls, write_runtime_file
 from devtools.supervisor import StepFailed, Supervisor, run_step
+from tests.support.worker import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,13 +67,13 @@ def live(pid: int) -> bool:
 
 
 def wait_until_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
-    """Return the pids still alive after waiting up to ``timeout`` (reparented ones take a beat)."""
-    deadline = time.monotonic() + timeout
-    alive = [pid for pid in pids if live(pid)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [pid for pid in alive if live(pid)]
-    return alive
+    """Wait (bounded) until none of ``pids`` lives (reparented ones take a beat); return []."""
+    wait_for(
+        lambda: not [pid for pid in pids if live(pid)],
+        timeout=timeout,
+        message=lambda: f"processes {[pid for pid in pids if live(pid)]} to be gone",
+    )
+    return []
 
 
 def postgres_url_for_psycopg(url: str) -> str:
@@ -370,11 +370,12 @@ def start_supervisor(grace: float, *commands: str) -> tuple[subprocess.Popen[str
         if line.strip() == "READY":
             break
     supervisor = psutil.Process(process.pid)
-    deadline = time.monotonic() + 10
     # Each sleeper shell becomes two sleeps; wait until all of them exist.
-    while len(supervisor.children(recursive=True)) < 2 * len(commands):
-        assert time.monotonic() < deadline, "the children did not all start"
-        time.sleep(0.05)
+    wait_for(
+        lambda: len(supervisor.children(recursive=True)) >= 2 * len(commands),
+        timeout=10,
+        message="the children to all start",
+    )
     return process, [child.pid for child in supervisor.children(recursive=True)]
 
 

@@ -130,6 +130,7 @@ def test_a_pipelined_transaction_commits_its_unread_writes_or_none_of_them() -> 
             pass
 
 
+@pytest.mark.internals
 def test_the_server_binding_cursor_prepares_a_statement_it_runs_repeatedly() -> None:
     sql = "SELECT count(*) FROM payments_simulatedcharge WHERE idempotency_key = %s"
     for _ in range(6):
@@ -145,6 +146,7 @@ def test_the_server_binding_cursor_prepares_a_statement_it_runs_repeatedly() -> 
         assert cursor.fetchone() == (1,)
 
 
+@pytest.mark.internals
 def test_the_cache_reuses_one_redis_client() -> None:
     cache.set("config-db-test", 1)
 

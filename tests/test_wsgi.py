@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = """
@@ -16,6 +18,7 @@ print(gc.get_freeze_count(), "orders.api" in sys.modules, flush=True)
 """
 
 
+@pytest.mark.internals
 def test_importing_the_wsgi_application_freezes_the_loaded_objects() -> None:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings")
     probe = subprocess.run(

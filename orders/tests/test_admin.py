@@ -176,6 +176,7 @@ def test_cancel_needs_a_csrf_token() -> None:
     assert not Saga.objects.filter(saga_type="cancel_order").exists()
 
 
+@pytest.mark.internals
 def test_changelist_queries_do_not_grow_with_rows() -> None:
     client, _ = staff_client()
     for _ in range(3):
@@ -191,6 +192,7 @@ def test_changelist_queries_do_not_grow_with_rows() -> None:
     assert few == many
 
 
+@pytest.mark.internals
 def test_order_page_queries_do_not_grow_with_events_and_sagas() -> None:
     client, user = staff_client("orders.cancel_order")
     small = place(actor=f"user:{user.pk}").order_id

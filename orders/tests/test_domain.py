@@ -57,12 +57,17 @@ def test_create_prices_lines_and_totals_from_the_catalogue_prices() -> None:
     )
 
     (event,) = order.pending_events
-    assert isinstance(event, OrderCreated)
-    assert event.lines == (
-        OrderLine("SKU-1", "Mug", 2, Decimal("4.50"), Decimal("9.00")),
-        OrderLine("SKU-2", "Tea", 3, Decimal("1.33"), Decimal("4.00")),
+    assert event == OrderCreated(
+        order_id=OID,
+        customer_id="c-42",
+        lines=(
+            OrderLine("SKU-1", "Mug", 2, Decimal("4.50"), Decimal("9.00")),
+            OrderLine("SKU-2", "Tea", 3, Decimal("1.33"), Decimal("4.00")),
+        ),
+        total=Decimal("13.00"),
+        currency="EUR",
+        placed_by="user:7",
     )
-    assert event.total == Decimal("13.00")
     assert (order.status, order.version) == (OrderStatus.PENDING, 1)
 
 
@@ -81,6 +86,99 @@ def test_create_refuses_orders_that_break_the_rules(items: list[PricedItem], mes
     with pytest.raises(InvalidOrder, match=message) as caught:
         Order.create(order_id=OID, customer_id="c", items=items, currency="EUR", placed_by="u")
     assert "items" in caught.value.errors
+
+
+def test_create_accepts_an_order_at_every_limit() -> None:
+    at_limits = [
+        PricedItem("LOW", "x", 1, Decimal("0.01")),
+        PricedItem("HIGH", "x", 1000, Decimal("1")),
+        *(PricedItem(f"S{i}", "x", 1, Decimal("0.5")) for i in range(98)),
+    ]
+
+    order = Order.create(
+        order_id=OID, customer_id="c", items=at_limits, currency="EUR", placed_by="u"
+    )
+
+    assert len(order.lines) == 100
+    assert order.total == Decimal("1049.01")
+
+
+@pytest.mark.parametrize(
+    ("items", "errors"),
+    [
+        ([], ["An order needs at least one line."]),
+        (
+            [PricedItem(sku, "x", 1, Decimal(1)) for sku in ("B", "A", "B", "A", "C")],
+            ["Each SKU may appear once; repeated: A, B."],
+        ),
+        (
+            [PricedItem("S", "x", 0, Decimal(0)), PricedItem("T", "x", 1001, Decimal(-1))],
+            [
+                "S: quantity must be between 1 and 1000.",
+                "S: price must be positive.",
+                "T: quantity must be between 1 and 1000.",
+                "T: price must be positive.",
+            ],
+        ),
+    ],
+)
+def test_create_names_every_broken_rule(items: list[PricedItem], errors: list[str]) -> None:
+    with pytest.raises(InvalidOrder) as caught:
+        Order.create(order_id=OID, customer_id="c", items=items, currency="EUR", placed_by="u")
+    assert caught.value.errors == {"items": errors}
+
+
+def test_an_invalid_order_reads_as_each_field_and_its_messages() -> None:
+    error = InvalidOrder({"items": ["No lines.", "No SKU."], "currency": ["Unknown."]})
+    assert str(error) == "items: No lines. No SKU.; currency: Unknown."
+
+
+def test_created_order_holds_what_the_event_says() -> None:
+    order = given(CREATED)
+    assert (
+        order.customer_id,
+        order.lines,
+        order.total,
+        order.currency,
+        order.placed_by,
+        order.status,
+        order.cancellation_reason,
+    ) == (
+        "c-42",
+        CREATED.lines,
+        Decimal("9.00"),
+        "EUR",
+        "user:7",
+        OrderStatus.PENDING,
+        None,
+    )
+
+
+def test_an_order_refuses_an_event_of_another_aggregate() -> None:
+    class StockReserved(DomainEvent):
+        pass
+
+    order = given(CREATED)
+    with pytest.raises(TypeError, match=r"^Order cannot apply StockReserved$"):
+        order.replay(StockReserved())
+
+
+def test_refusals_name_the_order_and_its_status() -> None:
+    confirmed = given(CREATED, OrderConfirmed(OID))
+    with pytest.raises(OrderNotPending) as not_pending:
+        confirmed.confirm()
+    assert str(not_pending.value) == f"order {OID} is CONFIRMED, not PENDING"
+
+    cancelled = given(CREATED, OrderCancelled(OID, "step_failed", "PENDING"))
+    with pytest.raises(OrderAlreadyCancelled) as twice:
+        cancelled.cancel(CancellationReason.CANCELLED_BY_STAFF)
+    assert str(twice.value) == f"order {OID} is already cancelled"
+
+    with pytest.raises(OrderNotCancellable) as pending:
+        given(CREATED).check_cancellation_request()
+    assert str(pending.value) == (
+        f"only a CONFIRMED order can be cancelled; order {OID} is PENDING"
+    )
 
 
 def test_confirm_a_pending_order() -> None:

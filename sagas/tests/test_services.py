@@ -319,6 +319,7 @@ def test_two_operators_acting_at_once_cause_one_action(action: str) -> None:
     assert SagaOperatorAction.objects.filter(saga_id=saga_id).count() == 1
 
 
+@pytest.mark.internals
 def test_saga_detail_loads_everything_in_four_queries(django_assert_num_queries: Any) -> None:
     # One clock for the whole story, so the log's times follow the order things happened.
     clock = SteppingClock()

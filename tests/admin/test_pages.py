@@ -63,6 +63,7 @@ def detail_urls() -> list[str]:
     ]
 
 
+@pytest.mark.internals
 def test_every_list_and_page_renders_and_costs_the_same_for_3_and_30_rows() -> None:
     client = superuser_client()
     for _ in range(3):

@@ -20,6 +20,7 @@ import requests
 
 from lab.chaos import BROKER_RATE_ENV, DB_RATE_ENV
 from lab.servers import Lab, LabClient
+from tests.support.worker import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -49,9 +50,12 @@ def test_whole_worker_sigkill_then_restart_finishes_every_saga(lab: Lab) -> None
     before = sum(lab.saga_counts().values())
     place_mix(client, 12)
     # Kill as soon as a step is claimed: the worker dies holding work in flight.
-    deadline = time.monotonic() + 20
-    while not lab.sql("SELECT 1 FROM sagas_saga WHERE claim_token IS NOT NULL"):
-        assert time.monotonic() < deadline, "no step was ever claimed"
+    wait_for(
+        lambda: lab.sql("SELECT 1 FROM sagas_saga WHERE claim_token IS NOT NULL"),
+        timeout=20,
+        interval=0.005,
+        message="a step to be claimed",
+    )
     lab.kill_worker()
     moving_at_kill = lab.moving()
     lab.worker.start()
@@ -147,16 +151,17 @@ def _failed_compensation(lab: Lab, client: LabClient) -> tuple[str, str]:
     )  # fmt: skip
     try:
         order_id = client.place([("FLT-2", 1)], "tok_chargeDeclined")[0]
-        deadline = time.monotonic() + 60
-        while True:
-            rows = lab.sql(
-                "SELECT id::text, status FROM sagas_saga WHERE subject = %s",
+        saga_id: str = wait_for(
+            lambda: lab.sql(
+                "SELECT id::text FROM sagas_saga WHERE subject = %s "
+                "AND status = 'COMPENSATION_FAILED'",
                 [f"order:{order_id}"],
-            )
-            if rows and rows[0][1] == "COMPENSATION_FAILED":
-                return order_id, rows[0][0]
-            assert time.monotonic() < deadline, f"saga never failed its compensation: {rows}"
-            time.sleep(0.2)
+            ),
+            timeout=60,
+            interval=0.2,
+            message=f"order {order_id}'s saga to fail its compensation",
+        )[0][0]
+        return order_id, saga_id
     finally:
         lab.manage("faults", "clear")
 

@@ -7,7 +7,11 @@ Redis.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,7 @@ from tests.support.worker import wait_for
 pytestmark = pytest.mark.django_db
 
 LOGIN = "/admin/login/"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -124,13 +129,54 @@ def test_a_cache_that_does_not_answer_lets_logins_through(staff, settings) -> No
 # --- API rate limits -----------------------------------------------------------------------------
 
 
-def test_api_throttling_is_on_by_default_with_env_driven_rates() -> None:
+def test_api_throttling_is_on_by_default() -> None:
     rest = django_settings.REST_FRAMEWORK
     assert rest["DEFAULT_THROTTLE_CLASSES"] == [
         "infrastructure.api.throttling.AnonThrottle",
         "infrastructure.api.throttling.UserThrottle",
     ]
-    assert set(rest["DEFAULT_THROTTLE_RATES"]) == {"anon", "user"}
+
+
+def in_fresh_process(code: str, **env: str) -> str:
+    """Run ``code`` after Django's setup in a new interpreter (settings read afresh)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("API_THROTTLE_")}
+    clean.update(env, DJANGO_SETTINGS_MODULE="config.test_settings")
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django\ndjango.setup()\n{code}"],
+        env=clean,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+RATES = "from django.conf import settings; print(settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'])"
+
+
+def test_the_rates_default_to_the_readmes_figures() -> None:
+    assert in_fresh_process(RATES) == str({"anon": "120/min", "user": "6000/min"})
+
+
+def test_the_rates_are_read_from_the_environment() -> None:
+    rates = in_fresh_process(RATES, API_THROTTLE_ANON="7/hour", API_THROTTLE_USER="9/min")
+
+    assert rates == str({"anon": "7/hour", "user": "9/min"})
+
+
+def test_a_rate_from_the_environment_is_the_one_enforced() -> None:
+    # A fresh address: the count lives in the shared cache, under the client's address.
+    address = f"198.18.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
+    code = (
+        "from rest_framework.test import APIClient\n"
+        f"client = APIClient(REMOTE_ADDR={address!r})\n"
+        "print([client.get('/api/health/').status_code for _ in range(4)])"
+    )
+
+    assert in_fresh_process(code, API_THROTTLE_ANON="3/hour") == "[200, 200, 200, 429]"
 
 
 def test_a_client_over_its_rate_gets_a_json_429_with_retry_after(monkeypatch) -> None:

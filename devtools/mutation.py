@@ -1,0 +1,291 @@
+"""Run mutation testing over the core modules with mutmut: ``python -m devtools.mutation``.
+
+``make mutation`` runs it. Each module in ``TARGETS`` is mutated on its own, in a scratch copy
+of the project under ``.local/mutation/<module>/``, against only the fast unit tests listed
+beside it (no database, no broker: each mutant reruns the tests that reach the mutated
+function, in a forked process). The counts go to ``docs/mutation.json``, one entry per module:
+
+    [{"module": "sagas/engine.py", "killed": 380, "survived": 20, "timeout": 0, "score": 95.0}]
+
+``score`` is the percentage of mutants detected: killed (a test failed) or timed out (a test
+ran far past its usual time, as an endless loop does). ``survived`` counts every other mutant
+mutmut tried: those no test failed for, and those no selected test reaches at all. The last
+line printed is the score over all the modules run, ``mutation score: N%``; the exit code is
+1 when a module scores under its ``minimum``.
+
+A surviving mutant either deserves a test that kills it or is equivalent to the original
+code (no test could tell them apart); docs/mutation-equivalents.md lists those, with why.
+To see a survivor's diff: ``cd .local/mutation/<module> && ../../../.venv/bin/mutmut show
+NAME``, or rerun with ``--show``.
+
+Arguments name modules of ``TARGETS`` to run only those (CI may run the engine alone); the
+other entries of docs/mutation.json are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = ROOT / ".local" / "mutation"
+REPORT = ROOT / "docs" / "mutation.json"
+#: The machine is shared: one forked test process at a time unless asked otherwise.
+DEFAULT_CHILDREN = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """Name a module to mutate, the fast tests that cover it and the score it must reach."""
+
+    module: str
+    tests: tuple[str, ...]
+    minimum: float
+
+
+#: Every module under mutation testing, in one place: add a module here to have it run.
+TARGETS: tuple[Target, ...] = (
+    Target(
+        "sagas/engine.py",
+        (
+            "sagas/tests/test_engine.py",
+            "sagas/tests/test_engine_transitions.py",
+            "sagas/tests/test_definitions.py",
+            "orders/tests/test_sagas.py",
+        ),
+        minimum=90.0,
+    ),
+    Target(
+        "sagas/definitions.py",
+        (
+            "sagas/tests/test_definitions.py",
+            "sagas/tests/test_definition_rules.py",
+            "sagas/tests/test_engine.py",
+            "sagas/tests/test_engine_transitions.py",
+        ),
+        minimum=90.0,
+    ),
+    Target(
+        "orders/domain.py",
+        ("orders/tests/test_domain.py",),
+        minimum=90.0,
+    ),
+    Target(
+        "eventstore/aggregates.py",
+        ("eventstore/tests/test_aggregates.py", "orders/tests/test_domain.py"),
+        minimum=80.0,
+    ),
+    Target(
+        "eventstore/registry.py",
+        (
+            "eventstore/tests/test_registry.py",
+            "eventstore/tests/test_encoding.py",
+            "eventstore/tests/test_repository.py",
+        ),
+        minimum=80.0,
+    ),
+)
+
+#: Not copied into the scratch project: caches, the virtualenv, outputs, other work.
+_NOT_COPIED = (".git", ".venv", ".local", "test-artifacts", "__pycache__", "*.pyc", ".*_cache")
+
+
+@dataclass(frozen=True)
+class ModuleScore:
+    """Count what became of one module's mutants."""
+
+    module: str
+    killed: int
+    survived: int
+    timeout: int
+
+    @property
+    def score(self) -> float:
+        """Return the percentage of mutants detected (killed or timed out)."""
+        total = self.killed + self.survived + self.timeout
+        return 100.0 * (self.killed + self.timeout) / total if total else 100.0
+
+    def as_json(self) -> dict[str, object]:
+        """Return the entry docs/mutation.json holds for the module."""
+        return {
+            "module": self.module,
+            "killed": self.killed,
+            "survived": self.survived,
+            "timeout": self.timeout,
+            "score": round(self.score, 1),
+        }
+
+
+class MutationRunError(Exception):
+    """mutmut did not finish a module's run."""
+
+
+def scratch_dir(target: Target) -> Path:
+    """Return the folder where ``target``'s mutants are generated and run."""
+    return SCRATCH / target.module.removesuffix(".py").replace("/", ".")
+
+
+def mutmut_config(target: Target, project: Path) -> str:
+    """Return the ``[tool.mutmut]`` section that mutates ``target`` alone in ``project``."""
+    # mutmut copies the source paths into mutants/ and runs the tests there, so every package
+    # the tests import must be a source path; only_mutate keeps the mutations to one module.
+    packages = sorted(p.name for p in project.iterdir() if (p / "__init__.py").is_file())
+    also_copy = sorted(
+        p.name
+        for p in project.iterdir()
+        if (p.is_file() and p.suffix == ".py") or p.name == "templates"
+    )
+    settings = {
+        "source_paths": [p for p in packages if p != "tests"],
+        "only_mutate": [target.module],
+        "also_copy": also_copy,
+        # A listed test file may hold database tests too: they are not fast, so they never run.
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-m", "not django_db"],
+        "pytest_add_cli_args_test_selection": list(target.tests),
+    }
+    lines = ["", "[tool.mutmut]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(target: Target) -> Path:
+    """Copy the project into a fresh scratch folder configured to mutate ``target``."""
+    missing = [p for p in (target.module, *target.tests) if not (ROOT / p).is_file()]
+    if missing:
+        raise MutationRunError(f"{target.module}: no such file: {', '.join(missing)}")
+    folder = scratch_dir(target)
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(*_NOT_COPIED), symlinks=True)
+    pyproject = folder / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + mutmut_config(target, folder))
+    return folder
+
+
+def _mutmut(folder: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess[str]:
+    # The venv's console script: mutmut refuses to run as ``python -m mutmut``.
+    command = [str(Path(sys.executable).parent / "mutmut"), *args]
+    if log is None:
+        return subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False)
+    with log.open("w") as out:
+        return subprocess.run(
+            command, cwd=folder, stdout=out, stderr=subprocess.STDOUT, text=True, check=False
+        )
+
+
+def run_target(target: Target, *, max_children: int) -> tuple[ModuleScore, list[str]]:
+    """Mutate one module and run its tests; return its counts and its survivors' names."""
+    folder = prepare(target)
+    log = folder / "mutmut.log"
+    ran = _mutmut(folder, "run", "--max-children", str(max_children), log=log)
+    if ran.returncode != 0:
+        raise MutationRunError(f"{target.module}: mutmut run exited {ran.returncode}; see {log}")
+    exported = _mutmut(folder, "export-cicd-stats")
+    stats_file = folder / "mutants" / "mutmut-cicd-stats.json"
+    if exported.returncode != 0 or not stats_file.is_file():
+        raise MutationRunError(f"{target.module}: mutmut export-cicd-stats failed")
+    stats = json.loads(stats_file.read_text())
+    if stats["check_was_interrupted_by_user"]:
+        raise MutationRunError(f"{target.module}: the run was interrupted")
+    detected = stats["killed"] + stats["timeout"]
+    score = ModuleScore(
+        module=target.module,
+        killed=stats["killed"],
+        timeout=stats["timeout"],
+        # Not detected: survivors, mutants no selected test reaches, suspicious ones.
+        survived=stats["total"] - stats["skipped"] - detected,
+    )
+    listed = _mutmut(folder, "results").stdout.splitlines()
+    survivors = [line.strip() for line in listed if line.strip()]
+    return score, survivors
+
+
+def merge_report(
+    previous: Iterable[dict[str, object]], scores: Sequence[ModuleScore]
+) -> list[dict[str, object]]:
+    """Return the report's entries: the new scores, and earlier ones for modules not run."""
+    by_module = {str(entry["module"]): entry for entry in previous}
+    by_module.update({s.module: s.as_json() for s in scores})
+    order = [t.module for t in TARGETS]
+    return [by_module[m] for m in order if m in by_module]
+
+
+def aggregate_score(scores: Sequence[ModuleScore]) -> float:
+    """Return the percentage of mutants detected over all ``scores``."""
+    total = ModuleScore(
+        module="all",
+        killed=sum(s.killed for s in scores),
+        survived=sum(s.survived for s in scores),
+        timeout=sum(s.timeout for s in scores),
+    )
+    return total.score
+
+
+def select(names: Sequence[str]) -> list[Target]:
+    """Return the targets named (all of them when none is)."""
+    if not names:
+        return list(TARGETS)
+    known = {t.module: t for t in TARGETS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise MutationRunError(
+            f"not a mutation target: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    return [known[n] for n in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected modules, write docs/mutation.json, print the aggregate score."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.mutation", description=__doc__)
+    parser.add_argument("modules", nargs="*", help="modules of TARGETS to run (default: all)")
+    parser.add_argument("--max-children", type=int, default=DEFAULT_CHILDREN)
+    parser.add_argument("--show", action="store_true", help="print each survivor's diff")
+    args = parser.parse_args(argv)
+    # Settings need server URLs to parse; the selected tests never connect to either.
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mutation-only")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    os.environ.setdefault("DEBUG", "true")
+    try:
+        targets = select(args.modules)
+        scores: list[ModuleScore] = []
+        for target in targets:
+            started = time.monotonic()
+            print(f"==> {target.module}: {', '.join(target.tests)}", flush=True)
+            score, survivors = run_target(target, max_children=args.max_children)
+            scores.append(score)
+            print(
+                f"    {score.killed} killed, {score.survived} survived, {score.timeout} timed out:"
+                f" {score.score:.1f}% (minimum {target.minimum:.0f}%)"
+                f" in {time.monotonic() - started:.0f} s",
+                flush=True,
+            )
+            for line in survivors:
+                print(f"    {line}")
+                if args.show:
+                    name = line.split(":")[0]
+                    print(_mutmut(scratch_dir(target), "show", name).stdout)
+    except MutationRunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    previous = json.loads(REPORT.read_text()) if REPORT.is_file() else []
+    REPORT.write_text(json.dumps(merge_report(previous, scores), indent=2) + "\n")
+    below = [
+        f"{s.module} scores {s.score:.1f}%, under its minimum of {t.minimum:.0f}%"
+        for s, t in zip(scores, targets, strict=True)
+        if s.score < t.minimum
+    ]
+    for line in below:
+        print(f"error: {line}", file=sys.stderr)
+    print(f"mutation score: {aggregate_score(scores):.1f}%")
+    return 1 if below else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
