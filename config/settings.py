@@ -2,7 +2,7 @@
 
 Production is the default: ``DEBUG`` is off unless the environment turns it on, and then
 ``SECRET_KEY`` must come from the environment. ``make run`` and ``make test`` export
-``DEBUG=true`` for local work. See README.md ("Configuration") for every variable.
+``DEBUG=true`` for local work. docs/configuration.md lists every variable.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # --- Security (tested in tests/security/) ------------------------------------------------------
 # Production defaults pass `manage.py check --deploy` with no warnings: HTTPS only, secure
 # cookies, HSTS. Local http work (DEBUG or tests) turns them off; each one can be set from the
-# environment either way (README.md, "Configuration").
+# environment either way (docs/configuration.md).
 _PRODUCTION = not (DEBUG or TESTING)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _PRODUCTION)
 # Load balancers probe health over plain http inside the network.
@@ -361,8 +361,8 @@ SAGA_MAX_REDELIVERIES = env_int("SAGA_MAX_REDELIVERIES", 3)
 # From a step's timeout (soft time limit: a transient failure) to the hard kill of its process.
 SAGA_HARD_TIME_LIMIT_GRACE_SECONDS = env_int("SAGA_HARD_TIME_LIMIT_GRACE_SECONDS", 5)
 # Celery's Django fixup closes the database connection before and after every task unless
-# this is set: a new PostgreSQL connection per saga step cost more than the step itself
-# (docs/benchmarks.md). Connections are recycled every N tasks; each saga task first drops
+# this is set: a new PostgreSQL connection per saga step would cost more than the step
+# itself. Connections are recycled every N tasks; each saga task first drops
 # one that broke or outlived CONN_MAX_AGE, as Django does per request (sagas/tasks.py).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_BEAT_SCHEDULE["sagas-sweep"] = {

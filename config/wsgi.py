@@ -13,7 +13,7 @@ application = get_wsgi_application()
 # Load the URLconf (and with it every view, serializer and schema module) now rather than on
 # the first request, then move everything loaded so far out of the collector's sight: those
 # objects live as long as the process. A full collection then walks only what requests
-# create. Under load a worker's full collection paused both its threads for 53-71 ms, and
-# 7.5 ms once frozen (docs/benchmarks.md, "REST API").
+# create, which shortens the pauses a full collection makes under load
+# (docs/performance.md).
 get_resolver().url_patterns  # noqa: B018
 gc.freeze()

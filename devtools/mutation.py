@@ -14,7 +14,7 @@ line printed is the score over all the modules run, ``mutation score: N%``; the 
 1 when a module scores under its ``minimum``.
 
 A surviving mutant either deserves a test that kills it or is equivalent to the original
-code (no test could tell them apart); docs/mutation-equivalents.md lists those, with why.
+code (no test could tell them apart); docs/testing.md ("Mutation testing") lists those.
 To see a survivor's diff: ``cd .local/mutation/<module> && ../../../.venv/bin/mutmut show
 NAME``, or rerun with ``--show``.
 

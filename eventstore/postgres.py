@@ -13,7 +13,7 @@ only events whose transaction id is below the oldest transaction still running
 order. Every transaction below that horizon has finished, so nothing can later commit behind
 the reader's checkpoint. Writers never wait for each other (unlike a table lock, which
 eventsourcing's Django recorder takes on every append); the price is that readers lag behind
-by the longest-running writing transaction, measured in docs/benchmarks.md.
+by the longest-running writing transaction (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Send Celery task messages to a Redis broker with one LPUSH each.
 
 Celery's ``apply_async`` routes the task, takes a producer from its pool, makes sure the queue
-is declared, and kombu's Redis channel then builds a new Redis client for every message: on
-POST /api/orders/ that was a fifth of the request's CPU, and every saga step pays it again
-for the next step's message (docs/benchmarks.md). :func:`send_task` sends the same message,
+is declared, and kombu's Redis channel then builds a new Redis client for every message, a
+large share of POST /api/orders/'s CPU that every saga step pays again for the next step's
+message (docs/performance.md). :func:`send_task` sends the same message,
 built by Celery itself (``app.amqp.as_task_v2``) and wrapped in kombu's Redis envelope, over
 one long-lived connection per sending thread. A worker cannot tell it from one sent by
 ``apply_async``: ``tests/test_broker.py`` compares the two field by field, and every

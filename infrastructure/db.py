@@ -4,7 +4,7 @@ Why a second kind of cursor: Django's psycopg backend binds parameters on the cl
 (``ClientCursor``), and a client-bound query is never prepared, so PostgreSQL parses and
 plans it on every run. For the few statements that run on every event append and every saga
 step (fixed texts, run thousands of times per connection) that is a large share of their
-cost: about 0.3 ms of a 1.2 to 3 ms append here (docs/benchmarks.md). On a plain
+cost (docs/performance.md). On a plain
 ``psycopg.Cursor`` the parameters travel separately and, with ``prepare_threshold`` in the
 database OPTIONS (config/settings.py), psycopg prepares a statement once it has run that many
 times on the connection; later runs skip parse and plan. Django's own cursors stay

@@ -3,8 +3,8 @@
 Two paths run it: the reservation steps of every order (reserve, confirm, release, restock)
 and the catalogue lookup that prices every order inside its POST. Each function is one
 statement whose text does not depend on the number of lines, run on a server-binding cursor
-(``infrastructure.db``) so that it is prepared after a few runs instead of being compiled by the ORM
-on every call (``docs/benchmarks.md`` has the figures). The rules live in
+(``infrastructure.db``) so that it is prepared after a few runs instead of being compiled by
+the ORM on every call (docs/performance.md). The rules live in
 ``inventory.services``. Table and column names come from the models' fields, every value is
 bound, and an INSERT writes every concrete field, a new one with its default
 (``inventory/tests/test_statements.py`` checks both).
