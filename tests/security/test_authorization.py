@@ -175,7 +175,7 @@ MODEL_POLICIES: dict[str, ModelPolicy] = {
     "payments.simulatedrefund": READ_ONLY,
     "payments.simulatedtransientfailure": READ_ONLY,
     # The order read model is a projection of the order's events.
-    "orders.order": READ_ONLY,
+    "orders.ordersummary": READ_ONLY,
 }
 
 #: A ModelAdmin's own URLs (by URL name): the permissions each needs besides viewing the model.
@@ -195,7 +195,7 @@ ADMIN_ACTION_RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("sagas.saga", "skip_failed_compensations"): ("sagas.skip_compensation",),
     ("sagas.failedcompensation", "retry_failed_compensations"): ("sagas.retry_saga",),
     ("sagas.failedcompensation", "skip_failed_compensations"): ("sagas.skip_compensation",),
-    ("orders.order", "cancel_orders"): ("orders.cancel_order",),
+    ("orders.ordersummary", "cancel_orders"): ("orders.cancel_order",),
 }
 
 #: The admin site's own pages (by URL name): "login" is open (staff already signed in are sent
