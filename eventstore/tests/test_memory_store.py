@@ -146,6 +146,22 @@ def test_a_rolled_back_transaction_leaves_no_event_id_or_snapshot_behind(
     assert (again.duplicate, again.to_version) == (False, 2)
 
 
+def test_a_rolled_back_transaction_restores_streams_and_snapshots_it_found(
+    store: InMemoryEventStore,
+) -> None:
+    store.append(stream_type="acct", stream_id="a", expected_version=0, events=[new()])
+    store.save_snapshot(StoredSnapshot("acct", "a", 1, 1, {"n": 1}))
+
+    with pytest.raises(RuntimeError), store.transaction():
+        store.append(stream_type="acct", stream_id="a", expected_version=1, events=[new()])
+        store.save_snapshot(StoredSnapshot("acct", "a", 2, 1, {"n": 2}))
+        raise RuntimeError("the unit of work failed")
+
+    assert [e.version for e in store.read_stream(stream_type="acct", stream_id="a")] == [1]
+    kept = store.latest_snapshot(stream_type="acct", stream_id="a", schema_version=1)
+    assert kept is not None and kept.state == {"n": 1}
+
+
 def test_a_transaction_inside_another_commits_or_rolls_back_with_the_outer_one(
     store: InMemoryEventStore,
 ) -> None:
