@@ -81,17 +81,42 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "eventstore/aggregates.py",
         ("eventstore/tests/test_aggregates.py", "orders/tests/test_domain.py"),
-        minimum=80.0,
+        minimum=90.0,
     ),
     Target(
         "eventstore/registry.py",
+        ("eventstore/tests/test_registry.py", "eventstore/tests/test_repository.py"),
+        minimum=80.0,
+    ),
+    Target(
+        "eventstore/serialization.py",
         (
-            "eventstore/tests/test_registry.py",
+            "eventstore/tests/test_serialization.py",
             "eventstore/tests/test_encoding.py",
-            "eventstore/tests/test_repository.py",
+            "eventstore/tests/test_registry.py",
         ),
         minimum=80.0,
     ),
+    Target(
+        "eventstore/repository.py",
+        ("eventstore/tests/test_repository_rules.py", "eventstore/tests/test_repository.py"),
+        minimum=80.0,
+    ),
+    Target(
+        # The contract tests through test_memory_store.py, and the store's own tests there.
+        "eventstore/memory.py",
+        ("eventstore/tests/test_memory_store.py",),
+        minimum=80.0,
+    ),
+    Target(
+        # The invariant checker's frame: the report, registration, order, options.
+        "backoffice/invariants.py",
+        ("backoffice/tests/test_invariant_report.py",),
+        minimum=80.0,
+    ),
+    # Not here: eventstore/postgres.py and the rules (orders/invariants.py and each app's
+    # invariants module). Their tests need PostgreSQL; docs/testing.md ("Mutation testing")
+    # says why that rules them out.
 )
 
 #: Not copied into the scratch project: caches, the virtualenv, outputs, other work.

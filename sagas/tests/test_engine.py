@@ -480,3 +480,15 @@ def test_forward_steps_retry_at_the_longest_delay_instead_of_compensating(
 def test_a_local_step_cannot_retry_forever() -> None:
     with pytest.raises(ValueError, match="local"):
         Step(name="x", action=noop, local=True, forward="always")
+
+
+def test_an_outcome_the_engine_does_not_know_is_refused_naming_it() -> None:
+    # A kind of outcome added without a decision for it fails loudly, saying which it was.
+    @dataclass(frozen=True)
+    class Stranger:
+        why: str
+
+    state = SagaState(status=SagaStatus.RUNNING, cursor=Cursor(0, A), attempt=1)
+
+    with pytest.raises(AssertionError, match=r"Stranger\(why='new'\)"):
+        decide(saga("ab"), state, Stranger("new"), rand=0.5)  # type: ignore[arg-type]
