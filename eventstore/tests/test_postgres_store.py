@@ -18,6 +18,7 @@ from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from eventstore.records import LOG_START, NewEvent, RecordedEvent
 from eventstore.tests.contract import EventStoreContract, new
+from eventstore.tests.horizon import eventually
 from infrastructure.db import pipelined_transaction
 
 
@@ -191,7 +192,7 @@ def test_global_log_reader_never_skips_a_transaction_that_commits_late(
     thread.join(timeout=30)
     assert not errors
 
-    seen = ours()
+    seen = eventually(ours, lambda events: len(events) == 2)
     assert [e.event_type for e in seen] == ["Slow", "Fast"]
     assert seen[0].position < seen[1].position
     # And from a checkpoint after the first, the second still comes.

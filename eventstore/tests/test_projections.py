@@ -23,6 +23,7 @@ from eventstore.projections import (
 )
 from eventstore.records import NewEvent, RecordedEvent
 from eventstore.sample import registry as sample_registry
+from eventstore.tests.horizon import wait_until_readable
 from eventstore.verify import event_store_verify
 
 TABLE = "eventstore_test_seen"
@@ -95,13 +96,16 @@ def seen_rows() -> list[tuple[str, int, str]]:
         return list(cursor.fetchall())
 
 
-def append(stream_id: str, *types: str, expected: int = 0) -> None:
+def append(stream_id: str, *types: str, expected: int = 0, readable: bool = True) -> None:
+    """Append events; with ``readable``, wait until the log's readers can see them."""
     PostgresEventStore().append(
         stream_type="t",
         stream_id=stream_id,
         expected_version=expected,
         events=[NewEvent(event_type=t, data={}) for t in types],
     )
+    if readable:
+        wait_until_readable()
 
 
 def test_catch_up_applies_its_event_types_once_and_moves_the_checkpoint(seen: None) -> None:
@@ -170,7 +174,7 @@ def test_projector_sees_an_event_whose_transaction_commits_after_a_later_one(see
     def slow() -> None:
         try:
             with transaction.atomic():
-                append("slow", "Tick")
+                append("slow", "Tick", readable=False)
                 written.set()
                 release.wait(timeout=30)
         finally:
@@ -179,11 +183,13 @@ def test_projector_sees_an_event_whose_transaction_commits_after_a_later_one(see
     thread = threading.Thread(target=slow)
     thread.start()
     assert written.wait(timeout=30)
-    append("fast", "Tock")
+    # Not readable while the slow transaction is open: that is what is tested.
+    append("fast", "Tock", readable=False)
 
     while_open = projection_catch_up(name="seen")
     release.set()
     thread.join(timeout=30)
+    wait_until_readable()
     after_commit = projection_catch_up(name="seen")
 
     assert while_open.events == 0
