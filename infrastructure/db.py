@@ -85,7 +85,7 @@ def pipelined_transaction() -> Iterator[None]:
 _SELECTS: dict[tuple[type[Model], str], str] = {}
 
 
-_MANY_INSERTS: dict[tuple[type[Model], int, bool], str] = {}
+_INSERTS: dict[tuple[tuple[tuple[type[Model], int], ...], bool], str] = {}
 
 
 def insert_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
@@ -107,6 +107,19 @@ def _insert_sql(model: type[Model], rows: int, *, ignore_conflicts: bool = False
     )
 
 
+def _grouped_insert_sql(
+    shape: tuple[tuple[type[Model], int], ...], *, ignore_conflicts: bool
+) -> str:
+    # Every group but the last is a data-modifying CTE of the last one's INSERT: PostgreSQL
+    # runs each of them exactly once, whether or not anything reads it.
+    *leading, (last_model, last_rows) = shape
+    final = _insert_sql(last_model, last_rows, ignore_conflicts=ignore_conflicts)
+    if not leading:
+        return final
+    ctes = ", ".join(f"w{n} AS ({_insert_sql(m, rows)})" for n, (m, rows) in enumerate(leading))
+    return f"WITH {ctes} {final}"
+
+
 def prepared_insert_rows(objs: Sequence[Model], *, ignore_conflicts: bool = False) -> None:
     """INSERT instances of one model in one prepared statement, reading nothing back.
 
@@ -116,16 +129,40 @@ def prepared_insert_rows(objs: Sequence[Model], *, ignore_conflicts: bool = Fals
     fetched: in pipeline mode (``pipelined_transaction``) the statement costs no round trip
     of its own. ``ignore_conflicts`` skips a conflicting row. No signals are sent.
     """
-    if not objs:
-        return
-    model = type(objs[0])
-    key = (model, len(objs), ignore_conflicts)
-    if key not in _MANY_INSERTS:
-        _MANY_INSERTS[key] = _insert_sql(model, len(objs), ignore_conflicts=ignore_conflicts)
-    fields = insert_fields(model)
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+    if objs:
+        _insert_groups([objs], ignore_conflicts=ignore_conflicts)
+
+
+def prepared_insert_row_groups(groups: Sequence[Sequence[Model]]) -> None:
+    """INSERT several groups of instances, one model per group, in one prepared statement.
+
+    Each group is written as :func:`prepared_insert_rows` writes it (every concrete field,
+    defaults included, nothing read back); empty groups are left out. One statement instead
+    of one per group: what a statement costs the client and the server on its own (its
+    execute, its parse-bind-execute messages, its result) is paid once. The statement's text
+    is built once per sequence of (model, row count), so that it prepares.
+    """
+    present = [group for group in groups if group]
+    if present:
+        _insert_groups(present, ignore_conflicts=False)
+
+
+def _insert_groups(groups: Sequence[Sequence[Model]], *, ignore_conflicts: bool) -> None:
+    shape = tuple((type(group[0]), len(group)) for group in groups)
+    key = (shape, ignore_conflicts)
+    if key not in _INSERTS:
+        _INSERTS[key] = _grouped_insert_sql(shape, ignore_conflicts=ignore_conflicts)
+    # The connection itself, not Django's ``connection`` proxy: each field's
+    # get_db_prep_save reads it, and each read through the proxy is a context-local lookup.
+    conn = connections[DEFAULT_DB_ALIAS]
+    values: list[Any] = []
+    for group in groups:
+        fields = insert_fields(type(group[0]))
+        values.extend(
+            f.get_db_prep_save(f.pre_save(obj, True), conn) for obj in group for f in fields
+        )
     with server_binding_cursor() as cursor:
-        cursor.execute(_MANY_INSERTS[key], values)
+        cursor.execute(_INSERTS[key], values)
 
 
 def prepared_select_sent(
