@@ -26,7 +26,7 @@ from django.db.models.fields import AutoFieldMixin
 M = TypeVar("M", bound=Model)
 
 
-def server_binding_cursor() -> CursorWrapper:
+def server_binding_cursor(*, numbered: bool = False) -> CursorWrapper:
     """Return a Django cursor over a server-binding psycopg cursor on Django's connection.
 
     Wrapped as ``connection.cursor()`` wraps its own, it keeps what Django does around a
@@ -39,6 +39,10 @@ def server_binding_cursor() -> CursorWrapper:
     PostgreSQL to infer (``None`` and ``str``), so ambiguous ones need a cast. Prepared
     statements live in one server session: behind a transaction-mode pooler (pgbouncer) set
     ``prepare_threshold`` to None.
+
+    ``numbered``: the SQL's placeholders are PostgreSQL's own (``$1``, ``$2``…), sent as
+    they are, where psycopg would otherwise rewrite every ``%s`` on every run (it caches
+    the rewrite only for short statements of at most 50 parameters).
     """
     # The wrapper itself, looked up once: each attribute read through Django's
     # ``connection`` proxy looks it up again in a context-local mapping, which cost more
@@ -48,7 +52,7 @@ def server_binding_cursor() -> CursorWrapper:
     conn.ensure_connection()
     conn.validate_thread_sharing()
     with conn.wrap_database_errors:
-        raw = psycopg.Cursor(conn.connection)
+        raw = (psycopg.RawCursor if numbered else psycopg.Cursor)(conn.connection)
     if conn.queries_logged:
         return CursorDebugWrapper(raw, conn)
     return CursorWrapper(raw, conn)
@@ -85,7 +89,7 @@ def pipelined_transaction() -> Iterator[None]:
 _SELECTS: dict[tuple[type[Model], str], str] = {}
 
 
-_MANY_INSERTS: dict[tuple[type[Model], int, bool], str] = {}
+_INSERTS: dict[tuple[tuple[tuple[type[Model], int], ...], bool], str] = {}
 
 
 def insert_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
@@ -95,16 +99,39 @@ def insert_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
     return tuple(f for f in meta.concrete_fields if not (auto_pk and f is meta.pk))
 
 
-def _insert_sql(model: type[Model], rows: int, *, ignore_conflicts: bool = False) -> str:
+def _insert_sql(model: type[Model], rows: int, *, first: int) -> str:
+    # Numbered placeholders from ``first`` on (server_binding_cursor(numbered=True)).
     meta = model._meta
     fields = insert_fields(model)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    row = f"({', '.join(['%s'] * len(fields))})"
+    width = len(fields)
+    values = ", ".join(
+        "(" + ", ".join(f"${first + r * width + i}" for i in range(width)) + ")"
+        for r in range(rows)
+    )
     return (
         f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
-        f"VALUES {', '.join([row] * rows)}"
-        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+        f"VALUES {values}"
     )
+
+
+def _grouped_insert_sql(
+    shape: tuple[tuple[type[Model], int], ...], *, ignore_conflicts: bool
+) -> str:
+    # Every group but the last is a data-modifying CTE of the last one's INSERT: PostgreSQL
+    # runs each of them exactly once, whether or not anything reads it.
+    statements = []
+    first = 1
+    for model, rows in shape:
+        statements.append(_insert_sql(model, rows, first=first))
+        first += rows * len(insert_fields(model))
+    *leading, final = statements
+    if ignore_conflicts:
+        final += " ON CONFLICT DO NOTHING"
+    if not leading:
+        return final
+    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(leading))
+    return f"WITH {ctes} {final}"
 
 
 def prepared_insert_rows(objs: Sequence[Model], *, ignore_conflicts: bool = False) -> None:
@@ -116,16 +143,38 @@ def prepared_insert_rows(objs: Sequence[Model], *, ignore_conflicts: bool = Fals
     fetched: in pipeline mode (``pipelined_transaction``) the statement costs no round trip
     of its own. ``ignore_conflicts`` skips a conflicting row. No signals are sent.
     """
-    if not objs:
-        return
-    model = type(objs[0])
-    key = (model, len(objs), ignore_conflicts)
-    if key not in _MANY_INSERTS:
-        _MANY_INSERTS[key] = _insert_sql(model, len(objs), ignore_conflicts=ignore_conflicts)
-    fields = insert_fields(model)
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
-    with server_binding_cursor() as cursor:
-        cursor.execute(_MANY_INSERTS[key], values)
+    if objs:
+        _insert_groups([objs], ignore_conflicts=ignore_conflicts)
+
+
+def prepared_insert_row_groups(groups: Sequence[Sequence[Model]]) -> None:
+    """INSERT several groups of instances, one model per group, in one prepared statement.
+
+    Each group is written as :func:`prepared_insert_rows` writes it (every concrete field,
+    defaults included, nothing read back); empty groups are left out. One statement instead
+    of one per group: what a statement costs the client and the server on its own (its
+    execute, its parse-bind-execute messages, its result) is paid once. The statement's text
+    is built once per sequence of (model, row count), so that it prepares.
+    """
+    present = [group for group in groups if group]
+    if present:
+        _insert_groups(present, ignore_conflicts=False)
+
+
+def _insert_groups(groups: Sequence[Sequence[Model]], *, ignore_conflicts: bool) -> None:
+    shape = tuple((type(group[0]), len(group)) for group in groups)
+    key = (shape, ignore_conflicts)
+    if key not in _INSERTS:
+        _INSERTS[key] = _grouped_insert_sql(shape, ignore_conflicts=ignore_conflicts)
+    # The connection itself, not Django's ``connection`` proxy: each field's
+    # get_db_prep_save reads it, and each read through the proxy is a context-local lookup.
+    conn = connections[DEFAULT_DB_ALIAS]
+    values: list[Any] = []
+    for group in groups:
+        fields = insert_fields(type(group[0]))
+        values += [f.get_db_prep_save(f.pre_save(obj, True), conn) for obj in group for f in fields]
+    with server_binding_cursor(numbered=True) as cursor:
+        cursor.execute(_INSERTS[key], values)
 
 
 def prepared_select_sent(

@@ -37,7 +37,7 @@ from uuid import UUID
 from django.db import connection
 from django.db.models import Field, Model
 
-from infrastructure.db import prepared_insert_rows, server_binding_cursor
+from infrastructure.db import prepared_insert_row_groups, server_binding_cursor
 from sagas.definitions import Failure, SagaDefinition
 from sagas.dispatch import StepMessage, countdown_allowed, publish_on_commit
 from sagas.engine import Claim, Cursor, SagaState, Transition, claimed_step_status, first_cursor
@@ -608,10 +608,10 @@ def saga_record_start(
     """Write a new saga: its row, a row per step, and a log row per local step it ran.
 
     Its leading local steps have run (``sagas.services.saga_begin``); the first remote step
-    is due now, its message sent after commit. A prepared statement per table
-    (``infrastructure.db``), each writing every concrete field of its model (a field a start does
-    not set gets its model default) and reading nothing back, so in a pipelined transaction
-    they travel with the statements after them.
+    is due now, its message sent after commit. One prepared statement for the three tables
+    (``infrastructure.db.prepared_insert_row_groups``), writing every concrete field of each
+    model (a field a start does not set gets its model default) and reading nothing back, so
+    in a pipelined transaction it travels with the statements after it.
     """
     cursor = first_cursor(definition)
     # Nothing remote: the local steps were the whole saga.
@@ -663,6 +663,4 @@ def saga_record_start(
         for position, step in enumerate(definition.steps)
         if step.local
     ]
-    prepared_insert_rows([saga])
-    prepared_insert_rows(steps)
-    prepared_insert_rows(log)
+    prepared_insert_row_groups([[saga], steps, log])

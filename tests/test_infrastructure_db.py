@@ -12,10 +12,11 @@ from django.test.utils import CaptureQueriesContext
 
 from infrastructure.db import (
     pipelined_transaction,
+    prepared_insert_row_groups,
     prepared_insert_rows,
     server_binding_cursor,
 )
-from payments.models import SimulatedCharge, SimulatedChargeOutcome
+from payments.models import SimulatedCharge, SimulatedChargeOutcome, SimulatedTransientFailure
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +47,27 @@ def test_prepared_insert_rows_writes_every_field_defaults_included_and_reads_not
     assert [(c.idempotency_key, c.decline_code) for c in stored] == [("r1", ""), ("r2", "set")]
     with pytest.raises(IntegrityError), transaction.atomic():
         prepared_insert_rows([_charge("r2")])
+
+
+def test_prepared_insert_row_groups_writes_every_group_in_one_statement_or_none() -> None:
+    failure = SimulatedTransientFailure(
+        idempotency_key="g1", updated_at=datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        prepared_insert_row_groups([[_charge("g1"), _charge("g2")], [], [failure]])
+
+    assert len(queries) == 1
+    assert sorted(SimulatedCharge.objects.values_list("idempotency_key", flat=True)) == [
+        "g1",
+        "g2",
+    ]
+    # failures was left to its model default: written as that default.
+    assert SimulatedTransientFailure.objects.get().failures == 0
+    # A later group's duplicate refuses the whole statement, the earlier group's rows too.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        prepared_insert_row_groups([[_charge("g3")], [failure]])
+    assert not SimulatedCharge.objects.filter(idempotency_key="g3").exists()
 
 
 @pytest.mark.django_db(transaction=True)

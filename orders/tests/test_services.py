@@ -61,14 +61,15 @@ def test_placing_under_an_id_already_placed_writes_nothing() -> None:
 def test_the_order_its_row_and_its_saga_commit_together_or_not_at_all(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    insert = recorder.prepared_insert_rows
+    insert = recorder.prepared_insert_row_groups
 
-    def refused_saga_insert(objs: Sequence[Model], **kwargs: bool) -> None:
-        if objs and isinstance(objs[0], Saga):
-            objs[0].status = "NO SUCH STATUS"  # the database's check constraint refuses it
-        insert(objs, **kwargs)
+    def refused_saga_insert(groups: Sequence[Sequence[Model]]) -> None:
+        for objs in groups:
+            if objs and isinstance(objs[0], Saga):
+                objs[0].status = "NO SUCH STATUS"  # the database's check constraint refuses it
+        insert(groups)
 
-    monkeypatch.setattr(recorder, "prepared_insert_rows", refused_saga_insert)
+    monkeypatch.setattr(recorder, "prepared_insert_row_groups", refused_saga_insert)
     order_id = uuid4()
 
     with pytest.raises(DatabaseError, match="sagas_saga_status_valid"):
