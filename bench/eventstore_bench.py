@@ -36,7 +36,7 @@ from django.test.utils import override_settings
 
 from bench.records import Record, latency_record, throughput_record
 from eventstore import projections
-from eventstore.factory import event_store
+from eventstore.factory import postgres_event_store
 from eventstore.postgres import PostgresEventStore
 from eventstore.projections import Projector, projection_catch_up
 from eventstore.records import AppendResult, EventMetadata, NewEvent, RecordedEvent
@@ -215,7 +215,7 @@ def _seed_streams(*, stream_type: str, prefix: str, count: int, length: int) -> 
 def _seed_snapshotted_stream(aggregate_id: str, length: int) -> None:
     """Build a stream through the repository, so its snapshots are the ones saves write."""
     repo: Repository[Account] = Repository(
-        SnapshottedBenchAccount, store=event_store(), registry=account_events
+        SnapshottedBenchAccount, store=postgres_event_store(), registry=account_events
     )
     account = SnapshottedBenchAccount.open(aggregate_id, "bench")
     metadata = EventMetadata(correlation_id=str(uuid.uuid4()), actor="user:7")
@@ -403,7 +403,7 @@ class AggregatePool:
 
 def _append_figures(pool: AggregatePool, conninfo: str) -> dict[str, AppendRun]:
     """Measure every append variant in interleaved slices; return each one's totals."""
-    store = event_store()
+    store = postgres_event_store()
     locking = TableLockingEventStore(inline_projectors=projections.inline_projectors)
 
     def ours(n: int, on: PostgresEventStore = store) -> list[Writer]:
@@ -497,7 +497,7 @@ def _reader_lag(pool: AggregatePool, conninfo: str) -> tuple[list[float], list[f
     readers = [threading.Thread(target=read, args=(h,)) for h in (True, False)]
     for reader in readers:
         reader.start()
-    store = event_store()
+    store = postgres_event_store()
     pool.top_up()
     writers: list[Writer] = [RepositoryWriter(pool, store) for _ in range(4)]
     written = _run_writers(writers, LAG_SECONDS).ops
@@ -541,7 +541,7 @@ def _median_seconds(action: Callable[[], object], repeats: int) -> float:
 
 def _load_figures(conninfo: str) -> tuple[dict[int, tuple[float, float]], float, float]:
     """Return {length: (ours s, raw s)}, the snapshotted 10,000 load and its +99 variant."""
-    repo = Repository(BenchAccount, store=event_store(), registry=account_events)
+    repo = Repository(BenchAccount, store=postgres_event_store(), registry=account_events)
     figures: dict[int, tuple[float, float]] = {}
     with psycopg.connect(conninfo, autocommit=True) as raw:
         for length, repeats in LOAD_REPEATS.items():
@@ -574,7 +574,9 @@ def _load_figures(conninfo: str) -> tuple[dict[int, tuple[float, float]], float,
                 f"psycopg fetch {raw_s * 1000:.2f} ms"
             )
 
-    snap_repo = Repository(SnapshottedBenchAccount, store=event_store(), registry=account_events)
+    snap_repo = Repository(
+        SnapshottedBenchAccount, store=postgres_event_store(), registry=account_events
+    )
     _seed_snapshotted_stream("snap-10000", 10_000)
     _seed_snapshotted_stream("snap-10099", 10_099)
     for aggregate_id, length in (("snap-10000", 10_000), ("snap-10099", 10_099)):

@@ -324,6 +324,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 
 # --- Event store: the projections, in one place (eventstore/projections.py).
 EVENTSTORE_PROJECTORS: list[str] = ["orders.projections.OrderProjector"]
+# "postgres"; tests may set "memory": services on the in-memory store (eventstore/factory.py).
+EVENTSTORE_BACKEND = "postgres"
 
 # Fault injection: off unless turned on (it is in dev and tests).
 FAULT_INJECTION_ENABLED = env_bool("FAULT_INJECTION_ENABLED", DEBUG or TESTING)

@@ -1,7 +1,11 @@
 """An event store in memory, for unit tests of aggregates and handlers without a database.
 
 It keeps the same contract as the PostgreSQL store (``EventStoreContract`` runs against both),
-including all-or-nothing batches inside ``transaction()``.
+including all-or-nothing batches inside ``transaction()`` and inline projectors run with each
+append (a projector that raises takes the append with it). Its transactions are its own: a
+database transaction around it that rolls back leaves its events in place, so a service run
+on it in a test should be one whose failures raise before the append (or not rely on both
+rolling back together).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -23,12 +27,16 @@ from eventstore.records import (
     StoredSnapshot,
 )
 from eventstore.serialization import json_round_trip
+from eventstore.store import InlineProjector
 
 
 class InMemoryEventStore:
     """Keep streams in dictionaries; one lock stands in for the database's guarantees."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, inline_projectors: Callable[[], Iterable[InlineProjector]] | None = None
+    ) -> None:
+        self._inline_projectors = inline_projectors
         self._lock = threading.RLock()
         self._streams: dict[tuple[str, str], list[RecordedEvent]] = {}
         self._log: list[RecordedEvent] = []
@@ -116,9 +124,14 @@ class InMemoryEventStore:
                     recorded_at=now,
                 )
                 recorded.append(record)
-            stream.extend(recorded)
-            self._log.extend(recorded)
-            self._by_id.update({r.event_id: r for r in recorded})
+            with self.transaction():
+                stream.extend(recorded)
+                self._log.extend(recorded)
+                self._by_id.update({r.event_id: r for r in recorded})
+                for projector in self._inline_projectors() if self._inline_projectors else ():
+                    for event in recorded:
+                        if event.event_type in projector.event_types:
+                            projector.handle(event)
             return AppendResult(
                 stream_type,
                 stream_id,

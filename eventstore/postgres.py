@@ -23,7 +23,7 @@ import functools
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
@@ -39,6 +39,7 @@ from eventstore.records import (
     StoredSnapshot,
 )
 from eventstore.serialization import json_text, json_value
+from eventstore.store import InlineProjector
 from infrastructure.db import server_binding_cursor
 
 # The columns of eventstore_event, from its model: this module is the only one that writes
@@ -112,15 +113,6 @@ def _append_params(
             field = _FIELDS[name]
             params[f"e{offset}_{name}"] = field.get_db_prep_save(field.get_default(), connection)
     return params
-
-
-class InlineProjector(Protocol):
-    """Update a read model in the transaction of every append of the events it follows."""
-
-    @property
-    def event_types(self) -> frozenset[str]: ...
-
-    def handle(self, event: RecordedEvent) -> None: ...
 
 
 def record_from_row(row: Sequence[Any]) -> RecordedEvent:

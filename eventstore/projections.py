@@ -21,8 +21,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.module_loading import import_string
 
-from eventstore.postgres import InlineProjector, PostgresEventStore
+from eventstore.postgres import PostgresEventStore
 from eventstore.records import LOG_START, LogPosition, RecordedEvent
+from eventstore.store import InlineProjector
 
 logger = logging.getLogger(__name__)
 

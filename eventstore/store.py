@@ -20,6 +20,15 @@ from eventstore.records import (
 )
 
 
+class InlineProjector(Protocol):
+    """Update a read model in the transaction of every append of the events it follows."""
+
+    @property
+    def event_types(self) -> frozenset[str]: ...
+
+    def handle(self, event: RecordedEvent) -> None: ...
+
+
 class EventStore(Protocol):
     def append(
         self,

@@ -1,17 +1,20 @@
 """The contract every event store must pass, run against each implementation.
 
-Subclasses provide a ``store`` fixture; see test_postgres_store.py and test_memory_store.py.
+Subclasses provide a ``store`` fixture, and ``store_following``: a function that builds the
+same store with inline projectors; see test_postgres_store.py and test_memory_store.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from uuid import uuid4
 
 import pytest
 
 from eventstore.errors import ConcurrencyError, DuplicateEventError
 from eventstore.records import LOG_START, EventMetadata, NewEvent, RecordedEvent, StoredSnapshot
-from eventstore.store import EventStore
+from eventstore.store import EventStore, InlineProjector
 from eventstore.tests.horizon import eventually
 
 
@@ -24,8 +27,58 @@ def stream() -> str:
     return str(uuid4())
 
 
+@dataclass
+class Recorder:
+    """An inline projector that keeps what it was handed (or refuses it, when ``fail``)."""
+
+    event_types: frozenset[str]
+    fail: bool = False
+    seen: list[RecordedEvent] = field(default_factory=list)
+
+    def handle(self, event: RecordedEvent) -> None:
+        if self.fail:
+            raise RuntimeError("the read model refused the event")
+        self.seen.append(event)
+
+
+StoreFollowing = Callable[[Callable[[], Iterable[InlineProjector]]], EventStore]
+
+
 class EventStoreContract:
     """Tests any EventStore must pass."""
+
+    def test_inline_projectors_get_each_appended_event_they_follow(
+        self, store_following: StoreFollowing
+    ) -> None:
+        opened = Recorder(frozenset({"Opened"}))
+        every = Recorder(frozenset({"Opened", "Deposited"}))
+        store = store_following(lambda: [opened, every])
+        sid = stream()
+
+        result = store.append(
+            stream_type="acct",
+            stream_id=sid,
+            expected_version=0,
+            events=[new("Opened"), new("Deposited")],
+        )
+
+        assert opened.seen == [result.events[0]]
+        assert every.seen == list(result.events)
+        assert [e.version for e in every.seen] == [1, 2]
+
+    def test_a_failing_inline_projector_takes_the_append_with_it(
+        self, store_following: StoreFollowing
+    ) -> None:
+        store = store_following(lambda: [Recorder(frozenset({"Opened"}), fail=True)])
+        sid = stream()
+
+        with pytest.raises(RuntimeError, match="refused"):
+            store.append(
+                stream_type="acct", stream_id=sid, expected_version=0, events=[new("Opened")]
+            )
+
+        assert store.stream_version(stream_type="acct", stream_id=sid) == 0
+        assert store.read_stream(stream_type="acct", stream_id=sid) == []
 
     def test_append_to_new_stream_and_read_back(self, store: EventStore) -> None:
         sid = stream()

@@ -12,13 +12,17 @@ import pytest
 from eventstore.errors import DuplicateEventError
 from eventstore.memory import InMemoryEventStore
 from eventstore.records import LOG_START, LogPosition, NewEvent, StoredSnapshot
-from eventstore.tests.contract import EventStoreContract, new
+from eventstore.tests.contract import EventStoreContract, StoreFollowing, new
 
 
 class TestInMemoryEventStore(EventStoreContract):
     @pytest.fixture
     def store(self) -> InMemoryEventStore:
         return InMemoryEventStore()
+
+    @pytest.fixture
+    def store_following(self) -> StoreFollowing:
+        return lambda projectors: InMemoryEventStore(inline_projectors=projectors)
 
 
 @pytest.fixture

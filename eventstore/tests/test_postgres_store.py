@@ -17,7 +17,7 @@ from eventstore.errors import ConcurrencyError
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from eventstore.records import LOG_START, NewEvent, RecordedEvent
-from eventstore.tests.contract import EventStoreContract, new
+from eventstore.tests.contract import EventStoreContract, StoreFollowing, new
 from eventstore.tests.horizon import eventually
 from infrastructure.db import pipelined_transaction
 
@@ -31,6 +31,10 @@ class TestPostgresEventStore(EventStoreContract):
     @pytest.fixture
     def store(self, pg_store: PostgresEventStore) -> PostgresEventStore:
         return pg_store
+
+    @pytest.fixture
+    def store_following(self, transactional_db: None) -> StoreFollowing:
+        return lambda projectors: PostgresEventStore(inline_projectors=projectors)
 
 
 class TestImmutability:

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from eventstore import projections
-from eventstore.factory import event_store
+from eventstore.factory import postgres_event_store
 from eventstore.postgres import PostgresEventStore
 from eventstore.projections import (
     Projector,
@@ -198,7 +198,7 @@ def test_projector_sees_an_event_whose_transaction_commits_after_a_later_one(see
 
 
 def test_inline_projection_is_written_in_the_append_transaction(seen: None) -> None:
-    store = event_store()
+    store = postgres_event_store()
     store.append(
         stream_type="t",
         stream_id="i1",
