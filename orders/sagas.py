@@ -50,6 +50,7 @@ from sagas.definitions import (
     StepBusinessFailure,
     StepCall,
     TransientStepError,
+    idempotency_key,
 )
 
 Result = Mapping[str, Any] | None
@@ -141,8 +142,22 @@ def charge_payment(call: StepCall) -> Result:
 
 
 def refund_payment(call: StepCall) -> Result:
+    """Refund the order's charge (compensating charge_payment, or the cancel saga's action).
+
+    As a compensation it names the charge's own key: a charge whose answer was lost left no
+    payment of ours, and the gateway is asked what that key did.
+    """
+    charge_key = (
+        idempotency_key(saga_id=call.saga_id, step=call.step, phase="action")
+        if call.phase == "compensation"
+        else None
+    )
     try:
-        payment_refund(order_id=_order_id(call), idempotency_key=call.idempotency_key)
+        payment_refund(
+            order_id=_order_id(call),
+            idempotency_key=call.idempotency_key,
+            charge_idempotency_key=charge_key,
+        )
     except PaymentGatewayUnavailable as exc:
         raise TransientStepError(str(exc)) from exc
     except PaymentRequestRejected as exc:

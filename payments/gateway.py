@@ -5,7 +5,10 @@ default), so a real processor plugs in through settings. Adapters make network c
 never call them inside a database transaction.
 
 Both operations are idempotent by key at the processor: the same key twice returns the first
-result (a declined charge is declined again) and never moves money twice.
+result (a declined charge is declined again) and never moves money twice. A charge whose answer
+never arrived (every try timed out, or the process died after sending it) may still have moved
+the money: ``find_charge`` asks the processor what a key did, as card processors let a merchant
+look a payment up by the reference it gave with the charge.
 """
 
 from __future__ import annotations
@@ -78,6 +81,12 @@ class PaymentGateway(Protocol):
         self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str
     ) -> GatewayRefund:
         """Refund ``amount`` of a charge; raise ``GatewayRequestError`` or a transient error."""
+        ...
+
+    def find_charge(self, *, idempotency_key: str) -> GatewayCharge | None:
+        """Return the approved charge made under ``idempotency_key``, or None when no money
+        moved under it (the processor never received it, or declined it); raise
+        ``GatewayTransientError`` when the processor cannot say now."""
         ...
 
 

@@ -8,7 +8,9 @@ a crash between the gateway's answer and our record gets the same charge back, n
     payment_charge: repeat → the first result; approved → CHARGED; declined → DECLINED,
                     raised as PaymentDeclined; transient → PaymentGatewayUnavailable, nothing
                     recorded (the retry, with the same key, finishes the job).
-    payment_refund: repeat → the same refund; no charged payment → "nothing to refund".
+    payment_refund: repeat → the same refund; no charged payment → ask the gateway what the
+                    charge's key did (its answer may have been lost), record what it took,
+                    refund that; nothing taken there either → "nothing to refund".
 """
 
 from __future__ import annotations
@@ -141,13 +143,21 @@ def payment_charge(
 
 
 def payment_refund(
-    *, order_id: UUID, idempotency_key: str, now: datetime | None = None
+    *,
+    order_id: UUID,
+    idempotency_key: str,
+    charge_idempotency_key: str | None = None,
+    now: datetime | None = None,
 ) -> RefundResult:
     """Refund the order's charged payment in full, once per idempotency key.
 
     A repeat returns the same refund; a payment refunded under another key is reported
-    ``ALREADY_REFUNDED``; an order with no charged payment (the charge never happened, or was
-    declined) is reported ``NOTHING_TO_REFUND``. Raises ``PaymentGatewayUnavailable`` when the
+    ``ALREADY_REFUNDED``. When no charged payment of the order is recorded and
+    ``charge_idempotency_key`` names the charge that may have run, the gateway is asked what
+    that key did: a charge whose answer never reached us (every try timed out, or the worker
+    died after the call) is recorded as a CHARGED payment, then refunded like any other. An
+    order with no charge recorded here or found there (it never happened, or was declined) is
+    reported ``NOTHING_TO_REFUND``. Raises ``PaymentGatewayUnavailable`` when the
     gateway could not answer (retry with the same key), its subclass ``PaymentRefundInFlight``
     when the processor already refunded the payment under a key whose record is not written
     yet (retry: the answer becomes ``ALREADY_REFUNDED``), and ``PaymentRefundRejected`` when the
@@ -162,6 +172,10 @@ def payment_refund(
         if previous.payment.order_id != order_id:
             raise IdempotencyKeyConflict(idempotency_key, "it refunded another order")
         return _refund_result(previous, RefundOutcome.REFUNDED)
+    if payment is None and charge_idempotency_key is not None:
+        payment = _charge_recover(
+            order_id=order_id, idempotency_key=charge_idempotency_key, now=now
+        )
     if payment is None:
         return RefundResult(order_id=order_id, outcome=RefundOutcome.NOTHING_TO_REFUND)
     if payment.status == PaymentStatus.REFUNDED:
@@ -212,6 +226,55 @@ def payment_refund(
         )
         return _refund_result(recorded, outcome)
     return _refund_result(recorded, RefundOutcome.REFUNDED)
+
+
+def _charge_recover(
+    *, order_id: UUID, idempotency_key: str, now: datetime | None
+) -> Payment | None:
+    """Record the charge the gateway made under ``idempotency_key``, if it made one.
+
+    Returns the order's settled payment afterwards (this one, or one recorded meanwhile), or
+    None when the gateway took no money under the key.
+    """
+    try:
+        found = get_gateway().find_charge(idempotency_key=idempotency_key)
+    except GatewayTransientError as exc:
+        raise PaymentGatewayUnavailable(str(exc)) from exc
+    if found is None:
+        return None
+    at = now or timezone.now()
+    row = Payment(
+        order_id=order_id,
+        idempotency_key=idempotency_key,
+        amount=found.amount,
+        currency=found.currency,
+        # A lookup tells what was taken, not with which card: the refund needs no more.
+        token="",
+        status=PaymentStatus.CHARGED,
+        gateway_reference=found.reference,
+        created_at=at,
+        updated_at=at,
+    )
+    try:
+        with transaction.atomic(durable=True):
+            row.save(force_insert=True)
+    except IntegrityError:
+        # A late answer to the charge itself was recorded first (the same charge), or the
+        # order was paid under another key and this one is a second charge: pay that back.
+        recorded = Payment.objects.filter(idempotency_key=idempotency_key).first()
+        if recorded is None:
+            _void_duplicate_charge(row)
+        return Payment.objects.filter(order_id=order_id, status__in=SETTLED_STATUSES).first()
+    logger.warning(
+        "charge %s of order %s (%s %s) under key %s got no answer here; found at the gateway "
+        "and recorded",
+        found.reference,
+        order_id,
+        found.amount,
+        found.currency,
+        idempotency_key,
+    )
+    return row
 
 
 def _replay_charge(

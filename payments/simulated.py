@@ -9,6 +9,10 @@ It follows the test-token convention of card processors:
 ``tok_flaky``                               fails transiently twice per idempotency key, then
                                             approves (the count is stored, so it survives
                                             worker restarts)
+``tok_lostResponse``                        approves, and loses the answer: the charge is
+                                            recorded, then every call with its idempotency
+                                            key times out (``GatewayTransientError``); only
+                                            ``find_charge`` tells that the money was taken
 anything else                               declines: ``invalid_token``
 ==========================================  ==================================================
 
@@ -46,6 +50,9 @@ APPROVING_TOKENS = frozenset({"tok_visa"})
 FLAKY_TOKEN = "tok_flaky"  # noqa: S105 (a test token's name, not a secret)
 #: Transient failures ``tok_flaky`` gives each idempotency key before it approves.
 FLAKY_FAILURES = 2
+#: Approves, then times out on every call with the charge's key: the money moves, the answer
+#: is lost (what a processor that took the money and then dropped the connection looks like).
+LOST_RESPONSE_TOKEN = "tok_lostResponse"  # noqa: S105 (a test token's name, not a secret)
 DECLINES: dict[str, tuple[str, str]] = {
     "tok_chargeDeclined": ("card_declined", "Your card was declined."),
     "tok_chargeDeclinedInsufficientFunds": (
@@ -69,7 +76,7 @@ class SimulatedGateway:
             return _replay_charge(found, amount=amount, currency=currency, token=stored_token)
         if token == FLAKY_TOKEN and _fail_transiently(idempotency_key):
             raise GatewayTransientError(f"simulated timeout talking to the processor ({token})")
-        if token in APPROVING_TOKENS or token == FLAKY_TOKEN:
+        if token in APPROVING_TOKENS or token in (FLAKY_TOKEN, LOST_RESPONSE_TOKEN):
             outcome, code, message = SimulatedChargeOutcome.APPROVED, "", ""
         else:
             outcome = SimulatedChargeOutcome.DECLINED
@@ -91,6 +98,15 @@ class SimulatedGateway:
             # A concurrent call with the same key recorded its charge first: answer as it did.
             row = SimulatedCharge.objects.get(idempotency_key=idempotency_key)
         return _replay_charge(row, amount=amount, currency=currency, token=stored_token)
+
+    def find_charge(self, *, idempotency_key: str) -> GatewayCharge | None:
+        """Return the approved charge made under the key, whatever its caller heard, or None."""
+        row = SimulatedCharge.objects.filter(
+            idempotency_key=idempotency_key, outcome=SimulatedChargeOutcome.APPROVED
+        ).first()
+        if row is None:
+            return None
+        return GatewayCharge(reference=row.reference, amount=row.amount, currency=row.currency)
 
     def refund(
         self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str
@@ -168,6 +184,11 @@ def _replay_charge(
         )
     if row.outcome == SimulatedChargeOutcome.DECLINED:
         raise CardDeclined(row.decline_code, row.decline_message)
+    if row.token == LOST_RESPONSE_TOKEN:
+        raise GatewayTransientError(
+            f"simulated timeout after the processor took charge {row.reference} "
+            f"({LOST_RESPONSE_TOKEN}: the answer is lost)"
+        )
     return GatewayCharge(reference=row.reference, amount=row.amount, currency=row.currency)
 
 

@@ -3,13 +3,16 @@
 The soak runs the whole back office on private servers (``lab.servers``): gunicorn, a
 Celery worker that injects rare database and broker errors (``lab.chaos``) and
 Celery beat running the sweeper. Client threads place orders over HTTP with a fixed mix
-(approved, flaky, declined, out of stock, later cancelled by the client); meanwhile a
+(approved, flaky, declined, a charge whose answer is lost, out of stock, later cancelled by
+the client); meanwhile a
 scheduler, driven by how many orders have been placed, kills the whole worker, kills and
 restarts Redis (with and without persistence), crashes and restarts PostgreSQL, and for a
 while makes a compensation fail for good (the fault plan) so that sagas wait for an
 operator. At the end the fault plan is cleared, the operator retries every waiting saga
-over the API, every saga settles, and ``manage.py check_invariants`` runs. The figures are
-printed; the exit status is 0 only when every saga settled and no invariant is broken.
+over the API, every saga settles, and ``manage.py check_invariants`` runs; every order whose
+charge lost its answer must have ended CANCELLED with its money paid back. The figures are
+printed; the exit status is 0 only when every saga settled, no invariant is broken and every
+lost-answer charge was refunded.
 
 Settings (environment): ``SOAK_ORDERS`` (300), ``SOAK_CLIENTS`` (3), ``SOAK_RATE`` (orders
 per second, 4), ``SOAK_SEED`` (7), ``SOAK_FAULTS`` (comma-separated kinds, in order).
@@ -42,11 +45,14 @@ DEFAULT_FAULTS = (
     "redis_volatile",
     "postgres",
 )
-#: One order in twenty of each kind; the order of the list spreads them over the run.
+#: The processor takes the money and every answer is lost: the order must end refunded.
+LOST_ANSWER = "tok_lostResponse"
+#: One order in twenty-one of each kind; the order of the list spreads them over the run.
 MIX = (
     ["tok_visa"] * 9
     + ["tok_flaky"] * 3
     + ["tok_chargeDeclined", "tok_chargeDeclinedInsufficientFunds"]
+    + [LOST_ANSWER]
     + ["scarce"] * 3
     + ["cancel"] * 2
 )
@@ -111,6 +117,9 @@ class SoakResult:
     waited_for_operator: int = 0
     operator_retries: int = 0
     client_cancels: int = 0
+    #: Orders placed with ``LOST_ANSWER``, and those of them CANCELLED with every cent back.
+    lost_answers: int = 0
+    lost_answers_refunded: int = 0
     settle_seconds: float = 0.0
     invariants_output: str = ""
     violations: int = 0
@@ -120,8 +129,12 @@ class SoakResult:
 
     @property
     def ok(self) -> bool:
-        """Tell whether every saga settled and no invariant is broken."""
-        return self.violations == 0 and self.unsettled == 0
+        """Tell whether every saga settled, no invariant is broken, every lost answer refunded."""
+        return (
+            self.violations == 0
+            and self.unsettled == 0
+            and self.lost_answers_refunded == self.lost_answers
+        )
 
     def lines(self) -> list[str]:
         """Describe the run for people, one figure a line."""
@@ -144,6 +157,8 @@ class SoakResult:
             f"{self.waited_for_operator}; operator retries after clearing: "
             f"{self.operator_retries}",
             f"cancellations of confirmed orders: {self.client_cancels}",
+            f"charges whose answer was lost: {self.lost_answers}, cancelled and refunded: "
+            f"{self.lost_answers_refunded}",
             "processes that exited unasked (restarted, as a service manager would): "
             + (
                 "; ".join(
@@ -174,6 +189,7 @@ class Soak:
         self._placed = 0
         self._lock = threading.Lock()
         self._to_cancel: list[str] = []
+        self._lost_answers: list[str] = []
         self._errors: list[str] = []
         self._clients: list[threading.Thread] = []
         order = list(range(len(MIX)))
@@ -206,6 +222,8 @@ class Soak:
                 self._placed += 1
                 if kind == "cancel":
                     self._to_cancel.append(order_id)
+                elif kind == LOST_ANSWER:
+                    self._lost_answers.append(order_id)
             time.sleep(max(0.0, interval - (time.monotonic() - began)))
 
     # --- the schedule ---------------------------------------------------------------------
@@ -377,10 +395,25 @@ class Soak:
         result.crashes = {
             name: [last for _at, _code, last in exits] for name, exits in lab.crashes().items()
         }
+        result.lost_answers = len(self._lost_answers)
+        result.lost_answers_refunded = self._count_refunded(self._lost_answers)
         checked = lab.check_invariants()
         result.invariants_output = (checked.stdout + checked.stderr).strip()
         match = re.search(r"(\d+) violation\(s\)", result.invariants_output)
         result.violations = int(match.group(1)) if match else (1 if checked.returncode else 0)
+
+    def _count_refunded(self, order_ids: list[str]) -> int:
+        """Count the orders that ended CANCELLED with a charge taken and all of it paid back."""
+        if not order_ids:
+            return 0
+        rows = self.lab.sql(
+            "SELECT count(*) FROM orders_order o "
+            "JOIN payments_payment p ON p.order_id = o.id AND p.status = 'REFUNDED' "
+            "JOIN payments_refund r ON r.payment_id = p.id AND r.amount = p.amount "
+            "WHERE o.id = ANY(%s::uuid[]) AND o.status = 'CANCELLED'",
+            [order_ids],
+        )
+        return int(rows[0][0])
 
 
 def soak_run(config: SoakConfig, *, say: Callable[[str], None]) -> SoakResult:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from payments.gateway import GatewayRefund, GatewayTransientError
+from payments.gateway import GatewayCharge, GatewayRefund, GatewayTransientError
 from payments.simulated import SimulatedGateway
 
 
@@ -15,3 +15,10 @@ class RefundTimeoutGateway(SimulatedGateway):
         self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str
     ) -> GatewayRefund:
         raise GatewayTransientError("simulated refund timeout")
+
+
+class LookupTimeoutGateway(SimulatedGateway):
+    """Charge and refund like the simulation; time out when asked what a charge key did."""
+
+    def find_charge(self, *, idempotency_key: str) -> GatewayCharge | None:
+        raise GatewayTransientError("simulated lookup timeout")

@@ -317,6 +317,72 @@ def test_refund_after_a_decline_only_has_nothing_to_refund() -> None:
     assert Payment.objects.get().status == PaymentStatus.DECLINED
 
 
+def test_a_charge_whose_answer_was_lost_is_found_by_its_key_recorded_and_refunded() -> None:
+    order_id = uuid4()
+    key = f"{order_id}:charge_payment:action"
+    with pytest.raises(PaymentGatewayUnavailable):
+        charge(order_id, token="tok_lostResponse", key=key)
+    assert not Payment.objects.exists()  # the money is gone, nothing of ours says so
+    taken = SimulatedCharge.objects.get(idempotency_key=key)
+
+    result = payment_refund(order_id=order_id, idempotency_key="r1", charge_idempotency_key=key)
+    again = payment_refund(order_id=order_id, idempotency_key="r1", charge_idempotency_key=key)
+
+    assert result.outcome is RefundOutcome.REFUNDED
+    assert again == result
+    payment = Payment.objects.get()
+    assert (payment.idempotency_key, payment.status, payment.gateway_reference) == (
+        key,
+        PaymentStatus.REFUNDED,
+        taken.reference,
+    )
+    assert (payment.amount, payment.currency) == (AMOUNT, "EUR")
+    assert SimulatedRefund.objects.get().charge == taken
+    assert payment_totals_for_order(order_id=order_id) == (AMOUNT, AMOUNT)
+
+
+def test_a_charge_key_the_gateway_took_nothing_under_leaves_nothing_to_refund() -> None:
+    order_id = uuid4()
+    declined = f"{order_id}:declined"
+    with pytest.raises(PaymentDeclined):
+        charge(order_id, token="tok_chargeDeclined", key=declined)
+
+    for key in (declined, f"{order_id}:never-sent"):
+        result = payment_refund(order_id=order_id, idempotency_key="r1", charge_idempotency_key=key)
+        assert result.outcome is RefundOutcome.NOTHING_TO_REFUND
+
+    assert Payment.objects.get().status == PaymentStatus.DECLINED
+    assert not SimulatedRefund.objects.exists()
+
+
+def test_a_lookup_that_times_out_is_unavailable_and_records_nothing(settings) -> None:
+    order_id = uuid4()
+    key = f"{order_id}:charge_payment:action"
+    with pytest.raises(PaymentGatewayUnavailable):
+        charge(order_id, token="tok_lostResponse", key=key)
+    settings.PAYMENT_GATEWAY = "payments.tests.gateways.LookupTimeoutGateway"
+
+    with pytest.raises(PaymentGatewayUnavailable):
+        payment_refund(order_id=order_id, idempotency_key="r1", charge_idempotency_key=key)
+
+    assert not Payment.objects.exists()
+    settings.PAYMENT_GATEWAY = "payments.simulated.SimulatedGateway"
+    assert payment_refund(
+        order_id=order_id, idempotency_key="r1", charge_idempotency_key=key
+    ).outcome is (RefundOutcome.REFUNDED)
+
+
+def test_a_charge_already_recorded_is_refunded_not_recorded_twice() -> None:
+    order_id = uuid4()
+    charged = charge(order_id, key="k1")
+
+    result = payment_refund(order_id=order_id, idempotency_key="r1", charge_idempotency_key="k1")
+
+    assert result.payment_id == charged.payment_id
+    assert Payment.objects.count() == 1
+    assert SimulatedRefund.objects.count() == 1
+
+
 def test_a_refund_timeout_is_unavailable_and_records_nothing(settings) -> None:
     order_id = uuid4()
     charge(order_id)

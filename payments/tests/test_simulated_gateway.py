@@ -231,3 +231,51 @@ def test_a_card_number_sent_as_a_token_is_not_stored() -> None:
 
     assert raised.value.code == "invalid_token"
     assert SimulatedCharge.objects.get(idempotency_key="k1").token == "[redacted]"
+
+
+def test_tok_lost_response_takes_the_money_and_loses_every_answer_for_its_key() -> None:
+    for _ in range(3):
+        with pytest.raises(GatewayTransientError, match="answer is lost"):
+            charge("tok_lostResponse", key="k1")
+
+    # One charge, approved, however often the key was sent.
+    row = SimulatedCharge.objects.get(idempotency_key="k1")
+    assert (row.outcome, row.amount) == (SimulatedChargeOutcome.APPROVED, Decimal("25.00"))
+    assert SimulatedCharge.objects.count() == 1
+
+
+def test_find_charge_tells_what_a_key_did_even_when_its_answer_was_lost() -> None:
+    with pytest.raises(GatewayTransientError):
+        charge("tok_lostResponse", key="lost")
+    with pytest.raises(CardDeclined):
+        charge("tok_chargeDeclined", key="declined")
+    approved = charge("tok_visa", key="approved")
+
+    found = gateway.find_charge(idempotency_key="lost")
+
+    assert found is not None
+    assert found == GatewayCharge(
+        reference=SimulatedCharge.objects.get(idempotency_key="lost").reference,
+        amount=Decimal("25.00"),
+        currency="EUR",
+    )
+    assert gateway.find_charge(idempotency_key="approved") == approved
+    # No money moved under these keys: a decline, and a key the processor never saw.
+    assert gateway.find_charge(idempotency_key="declined") is None
+    assert gateway.find_charge(idempotency_key="never-sent") is None
+
+
+def test_a_lost_answer_charge_can_be_refunded_by_its_reference() -> None:
+    with pytest.raises(GatewayTransientError):
+        charge("tok_lostResponse", key="lost")
+    found = gateway.find_charge(idempotency_key="lost")
+    assert found is not None
+
+    refund = gateway.refund(
+        charge_reference=found.reference,
+        amount=found.amount,
+        currency=found.currency,
+        idempotency_key="lost:refund",
+    )
+
+    assert (refund.charge_reference, refund.amount) == (found.reference, Decimal("25.00"))

@@ -18,6 +18,7 @@ import requests
 
 from inventory.models import Product
 from orders.models import OrderSummary
+from payments.models import SimulatedCharge, SimulatedRefund
 from payments.selectors import payment_totals_for_order
 from sagas.models import FaultRule
 from tests.factories import make_product, make_user
@@ -208,6 +209,30 @@ def test_a_flaky_gateway_is_retried_and_charges_once(client_http, operator_http)
     assert step_of(saga, "charge_payment")["attempts"] == 3
     assert money(placed["id"]) == (Decimal("2.00"), Decimal("0"))
     assert stock("E-4") == (9, 0)
+
+
+def test_a_charge_whose_answer_was_lost_is_refunded_and_the_order_cancelled(
+    client_http, operator_http
+) -> None:
+    # The processor takes the money and every answer times out: the charge retries, gives
+    # up, and its compensation finds the charge at the processor and pays it back.
+    make_product("E-L", price="3.00", stock=10)
+
+    placed = client_http.place("E-L", 2, token="tok_lostResponse")
+    order, saga = settle(client_http, operator_http, placed["id"])
+
+    assert (order["status"], order["cancellation_reason"]) == ("CANCELLED", "step_failed")
+    assert saga["status"] == "COMPENSATED"
+    charge_log = [e for e in saga["log"] if e["step"] == "charge_payment"]
+    assert [e["status"] for e in charge_log if e["phase"] == "action"][-1] == "FAILED"
+    assert [e["status"] for e in charge_log if e["phase"] == "compensation"] == ["SUCCEEDED"]
+    assert step_of(saga, "charge_payment")["status"] == "COMPENSATED"
+    assert money(placed["id"]) == (Decimal("6.00"), Decimal("6.00"))
+    taken = SimulatedCharge.objects.get(
+        idempotency_key=f"{saga['id']}:charge_payment:action", outcome="APPROVED"
+    )
+    assert [r.amount for r in SimulatedRefund.objects.filter(charge=taken)] == [Decimal("6.00")]
+    assert stock("E-L") == (10, 0)
 
 
 def _failed_refund(client_http, operator_http) -> tuple[dict[str, Any], dict[str, Any]]:

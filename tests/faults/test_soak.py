@@ -3,7 +3,8 @@
 ``make soak`` runs the full one (a few hundred orders); this is the same run, smaller:
 ``SOAK_ORDERS`` orders (40 by default) while the whole worker is killed, Redis is killed
 with and without persistence, PostgreSQL crashes, and a compensation fails until an
-operator retries it. The figures are printed (``-s`` shows them).
+operator retries it; the charges that lose their answer must end refunded. The figures are
+printed (``-s`` shows them).
 """
 
 from __future__ import annotations
@@ -34,3 +35,6 @@ def test_short_soak_loses_no_order_and_breaks_no_invariant() -> None:
     assert result.order_statuses["CONFIRMED"] > 0
     assert {"payment_declined", "out_of_stock"} <= set(result.cancellation_reasons)
     assert result.orders == config.orders
+    # Charges whose every answer was lost were found at the processor and paid back.
+    assert result.lost_answers >= 1
+    assert result.lost_answers_refunded == result.lost_answers
