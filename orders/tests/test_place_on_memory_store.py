@@ -16,10 +16,10 @@ import pytest
 from eventstore.factory import memory_event_store
 from eventstore.models import StoredEvent
 from orders.models import OrderSummary
-from orders.services import OrderAlreadyPlaced, OrderLineRequest, PlacedOrder, order_place
+from orders.services import OrderAlreadyPlaced
+from orders.tests.test_services import place
 from sagas.models import Saga
 from sagas.tests.harness import drive
-from tests.factories import make_product
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,18 +30,6 @@ def memory_store(settings: Any) -> Iterator[None]:
     memory_event_store.cache_clear()
     yield
     memory_event_store.cache_clear()
-
-
-def place(**overrides: object) -> PlacedOrder:
-    product = make_product(price="4.50", name="Mug", stock=5)
-    arguments: dict[str, object] = {
-        "customer_id": "c-7",
-        "lines": [OrderLineRequest(product.sku, 2)],
-        "payment_token": "tok_visa",
-        "actor": "user:7",
-        **overrides,
-    }
-    return order_place(**arguments)  # type: ignore[arg-type]
 
 
 def order_events(order_id: object) -> list[str]:
