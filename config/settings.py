@@ -29,6 +29,11 @@ def env_int(name: str, default: int) -> int:
     return default if raw is None or raw.strip() == "" else int(raw)
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw is None or raw.strip() == "" else float(raw)
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -299,7 +304,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 # Reconnect to the broker on start-up and after it goes away, for as long as it takes.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
-# Publishing from web requests retries too, briefly, before falling back on the sweeper.
+# A step message (infrastructure.broker) waits this long for the broker to connect and to
+# answer, once: the saga row is committed before it is sent, and the sweeper sends again what
+# was not sent, so a hung broker costs a POST about this long instead of timeouts times
+# retries.
+BROKER_PUBLISH_TIMEOUT_SECONDS = env_float("BROKER_PUBLISH_TIMEOUT_SECONDS", 1.0)
+# What apply_async does on another transport (infrastructure.broker sends on Redis itself).
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 3,

@@ -100,6 +100,18 @@ class PrivateRedis:
         if not wait_for_port(self.port, timeout=30):
             raise LabError(f"private redis did not listen on {self.port}")
 
+    def pause(self) -> None:
+        """SIGSTOP the server: it keeps its port and connections but answers nothing, as a
+        hung or blackholed broker does (the kernel still completes new connections)."""
+        if self.process is None or self.process.poll() is not None:
+            raise LabError("private redis is not running")
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server: it answers again, with everything it held."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the server (nothing saved beyond what the AOF already holds)."""
         if self.process is not None and self.process.poll() is None:

@@ -21,7 +21,7 @@ from infrastructure.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from infrastructure.api.idempotency import KEY_SCHEMA
 from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
 from infrastructure.api.params import choice_param, int_param, query_param
-from orders.domain import InvalidOrder, OrderNotCancellable, OrderStatus
+from orders.domain import MAX_ORDER_TOTAL, InvalidOrder, OrderNotCancellable, OrderStatus
 from orders.idempotency import order_keys
 from orders.selectors import (
     just_placed_sagas,
@@ -124,7 +124,8 @@ class OrderListCreateView(APIView):
         summary="Place an order",
         description=(
             "Validates the order, prices it from the catalogue, creates it PENDING and "
-            "starts its saga (reserve stock, charge payment, confirm). Poll the order or its "
+            "starts its saga (reserve stock, charge payment, confirm). An order's total is at "
+            f"most {MAX_ORDER_TOTAL} (a 400 on `items` above it). Poll the order or its "
             "saga for the outcome. With an `Idempotency-Key` header, the same key and body "
             "return the first response and create nothing; a different body gets 422; a "
             "request still in flight with the key gets 409."

@@ -16,7 +16,7 @@ from typing import Any
 from rest_framework import serializers
 
 from infrastructure.api.serializers import PrebuiltSerializer
-from orders.domain import MAX_LINES, MAX_QUANTITY, OrderStatus
+from orders.domain import MAX_LINES, MAX_ORDER_TOTAL, MAX_QUANTITY, OrderStatus
 
 # Fields a client might send hoping to set what only the catalogue or the saga decides.
 SERVER_OWNED_FIELDS = {
@@ -106,7 +106,16 @@ class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
     customer_id = PrintableCharField(
         min_length=1, max_length=CUSTOMER_ID_MAX, trim_whitespace=False
     )
-    items = OrderLineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)  # type: ignore[call-arg]
+    items = OrderLineInputSerializer(  # type: ignore[call-arg]
+        many=True,
+        allow_empty=False,
+        max_length=MAX_LINES,
+        help_text=(
+            f"1 to {MAX_LINES} lines of distinct SKUs. Priced by the catalogue, the order's"
+            f" total may be at most {MAX_ORDER_TOTAL}; above it the order is refused with a"
+            " 400 on `items`."
+        ),
+    )
     payment_token = PrintableCharField(
         min_length=1, max_length=PAYMENT_TOKEN_MAX, trim_whitespace=False
     )
@@ -176,7 +185,12 @@ class OrderSerializer(PrebuiltSerializer):
     status = serializers.ChoiceField(choices=[s.value for s in OrderStatus], source="order.status")
     cancellation_reason = BlankAsNullCharField(allow_null=True, source="order.cancellation_reason")
     items = OrderLineSerializer(many=True, source="order.items")
-    total = serializers.DecimalField(max_digits=14, decimal_places=2, source="order.total")
+    total = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        source="order.total",
+        help_text=f"The sum of the line totals: at most {MAX_ORDER_TOTAL} per order.",
+    )
     currency = serializers.CharField(source="order.currency")
     version = serializers.IntegerField(source="order.version")
     created_at = serializers.DateTimeField(source="order.created_at")
