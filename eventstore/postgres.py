@@ -381,6 +381,18 @@ class PostgresEventStore:
             cursor.execute(sql, params)
             return [record_from_row(r) for r in cursor.fetchall()]
 
+    def log_horizon(self) -> tuple[int, int]:
+        """Return (readable, next): ``read_all`` shows transactions below ``readable``; every
+        transaction that has started or committed so far is below ``next``."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint "
+                "FROM pg_current_snapshot() AS s"
+            )
+            row = cursor.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
     def count_after(self, *, after: LogPosition, event_types: Collection[str] | None = None) -> int:
         """Count stored events after ``after`` (committed or not yet readable): a lag figure."""
         sql = f"SELECT count(*) FROM {_TABLE} WHERE (transaction_id, position) > (%s, %s)"

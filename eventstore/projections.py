@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -228,6 +229,7 @@ def projection_rebuild(
     name: str,
     batch_size: int = 1000,
     progress: Callable[[int, int], None] | None = None,
+    horizon_poll: float = 0.05,
 ) -> RebuildResult:
     """Replay the whole log into the read model, on a live system, batch by batch.
 
@@ -240,6 +242,9 @@ def projection_rebuild(
     """
     projector = get_projector(name)
     store = PostgresEventStore()
+    # Everything committed before the rebuild started is below ``head``: the walk goes on
+    # until the log's readers can see that far, so no such event is left out.
+    _, head = store.log_horizon()
     total = store.count_after(after=LOG_START, event_types=projector.event_types)
     position = LOG_START
     done = written = unchanged = removed = batches = 0
@@ -247,12 +252,19 @@ def projection_rebuild(
         progress(0, total)
     while True:
         with transaction.atomic(durable=True):
+            # The horizon before the read: an empty read then means nothing below it is left.
+            readable, _ = store.log_horizon()
             batch = store.read_all(
                 after=position, limit=batch_size, event_types=projector.event_types
             )
-            if not batch:
+            if not batch and readable >= head:
                 break
-            counts = projector.rebuild_batch(batch)
+            counts = projector.rebuild_batch(batch) if batch else None
+        if counts is None:
+            # A transaction older than the rebuild is still open (perhaps in another
+            # database: transaction ids are the server's): wait for it to end.
+            time.sleep(horizon_poll)
+            continue
         written += counts.written
         unchanged += counts.unchanged
         done += len(batch)
