@@ -1,4 +1,4 @@
-"""Rebuild read models from scratch by replaying the event log."""
+"""Rebuild read models by replaying the event log, while the system keeps running."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class ProgressLine:
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         finished = done >= total
-        if not finished and done != 0 and now - self.last_shown < 0.5:
+        # Every batch when the output is a log; on a terminal, at most twice a second.
+        if self.out.isatty() and not finished and done != 0 and now - self.last_shown < 0.5:
             return
         self.last_shown = now
         pct = 100.0 if total == 0 else 100.0 * done / total
@@ -37,8 +38,9 @@ class ProgressLine:
 
 class Command(BaseCommand):
     help = (
-        "Empty a projection's read model and replay the whole event log into it (all "
-        "projections, or NAME). Readers see the old read model until each rebuild commits."
+        "Replay the whole event log into a projection's read model (all projections, or "
+        "NAME), in short batches beside live traffic: rows behind the log are rewritten, rows "
+        "whose stream is gone are removed, rows a live write moved ahead are left alone."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -63,5 +65,9 @@ class Command(BaseCommand):
             )
             elapsed = time.monotonic() - progress.started
             self.stdout.write(
-                self.style.SUCCESS(f"{name}: rebuilt from {result.events} events in {elapsed:.1f}s")
+                self.style.SUCCESS(
+                    f"{name}: rebuilt from {result.events} events in {result.batches} batches "
+                    f"in {elapsed:.1f}s: {result.written} rows written, {result.unchanged} "
+                    f"unchanged, {result.removed} removed"
+                )
             )
