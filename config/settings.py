@@ -38,8 +38,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# Off unless turned on; a `manage.py` run beside `make run` follows the value it ran with.
-DEBUG = (runtime.debug_flag() or "").strip().lower() in {"1", "true", "yes", "on"}
+# Off unless the environment turns it on: never from a file a development run left behind, so a
+# production process started without DEBUG cannot come up with the development key.
+DEBUG = env_bool("DEBUG", False)
 TESTING = env_bool("BACKOFFICE_TESTING", False)
 
 _DEV_SECRET_KEY = "dev-only-insecure-key-never-used-when-DEBUG-is-off-0123456789abcdef"  # noqa: S105
@@ -48,7 +49,8 @@ if not SECRET_KEY:
     if not (DEBUG or TESTING):
         raise ImproperlyConfigured(
             "SECRET_KEY must be set in the environment when DEBUG is off "
-            "(make run and make test set DEBUG=true for local work)."
+            "(make run and make test set DEBUG=true for local work; a manage.py beside "
+            "make run needs DEBUG=true in its environment too)."
         )
     SECRET_KEY = _DEV_SECRET_KEY
 
