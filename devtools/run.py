@@ -63,7 +63,8 @@ def banner(urls: ServerUrls, *, port: int, password: str, token: str) -> str:
             f"  health      {base}/api/health/",
             f"  PostgreSQL  {urls.database_url}{postgres_note}",
             f"  Redis       {urls.redis_url}{redis_note}",
-            "  DEBUG=true manage.py in this checkout reaches the same servers (.local/runtime.json).",
+            "  DEBUG=true manage.py in this checkout reaches the same servers "
+            "(.local/runtime.json).",
             "Press Ctrl-C to stop everything.",
             rule,
         ]

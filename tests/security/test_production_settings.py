@@ -186,7 +186,10 @@ def test_debug_comes_from_the_environment_only_never_from_the_runtime_file(
     )
     del env["DEBUG"]
     env.pop("CELERY_BROKER_URL", None)
-    use_file = f"from infrastructure import runtime\nruntime.RUNTIME_FILE = __import__('pathlib').Path({str(runtime_file)!r})\n"
+    use_file = (
+        "import pathlib\nfrom infrastructure import runtime\n"
+        f"runtime.RUNTIME_FILE = pathlib.Path({str(runtime_file)!r})\n"
+    )
 
     with_secret = run_python(use_file + SETTINGS_DUMP, env)
     assert with_secret.returncode == 0, with_secret.stderr
