@@ -8,6 +8,7 @@ Production is the default: ``DEBUG`` is off unless the environment turns it on, 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -93,7 +94,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens stored as digests, with an expiry (the REST_KNOX settings below).
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "eventstore",
@@ -202,7 +204,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "infrastructure.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -220,6 +222,18 @@ REST_FRAMEWORK = {
         "anon": os.environ.get("API_THROTTLE_ANON", "120/min"),
         "user": os.environ.get("API_THROTTLE_USER", "6000/min"),
     },
+}
+
+# API tokens (django-rest-knox): the database keeps a SHA-512 digest of each token, never the
+# token; clients send `Authorization: Token <token>` as before. `create_api_token` issues one,
+# `revoke_api_tokens` and the admin revoke them.
+API_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 90)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+    # A client's token lasts its lifetime, then the operator issues a new one: a stolen token
+    # that kept being used must not renew itself.
+    "AUTO_REFRESH": False,
 }
 
 SPECTACULAR_SETTINGS = {
