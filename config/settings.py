@@ -15,6 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from infrastructure import runtime
+from infrastructure.client_address import parse_networks
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -80,9 +81,19 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# The reverse proxies whose X-Forwarded-For is believed (addresses and CIDR networks); the
+# admin login lockout and the API throttles count the client it names
+# (infrastructure/client_address.py). Empty: the header is ignored, REMOTE_ADDR is the client.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+try:
+    parse_networks(TRUSTED_PROXIES)
+except ValueError as error:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from error
 # Admin login throttling (backoffice/security.py): failures per username and client address
-# within the window before the login is refused until the window passes.
+# within the window before the login is refused until the window passes, and failures from one
+# client address across all usernames (password spraying) before that address is refused.
 ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5)
+ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS", 30)
 ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900)
 # --- end of Security ----------------------------------------------------------------------------
 
