@@ -218,12 +218,12 @@ PROXY = "10.0.0.5"
 
 
 def attempt_via(user: User, password: str, *, remote: str, forwarded: str | None = None) -> Any:
-    extra = {"REMOTE_ADDR": remote}
-    if forwarded is not None:
-        extra["HTTP_X_FORWARDED_FOR"] = forwarded
-    return Client(**extra).post(
-        LOGIN, {"username": user.username, "password": password, "next": "/admin/"}
+    client = (
+        Client(REMOTE_ADDR=remote)
+        if forwarded is None
+        else Client(REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
     )
+    return client.post(LOGIN, {"username": user.username, "password": password, "next": "/admin/"})
 
 
 def test_behind_a_trusted_proxy_one_client_cannot_lock_out_another(staff, settings) -> None:
