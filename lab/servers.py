@@ -457,14 +457,14 @@ class Lab:
             "import json, sys\n"
             "from decimal import Decimal\n"
             "from django.contrib.auth import get_user_model\n"
-            "from rest_framework.authtoken.models import Token\n"
+            "from knox.models import AuthToken\n"
             "from inventory.models import Product\n"
             f"for sku, stock, price in {products!r}:\n"
             "    Product.objects.update_or_create(sku=sku, defaults=dict(name=sku,"
             " price=Decimal(price), currency='EUR', stock_on_hand=stock))\n"
             "user, _ = get_user_model().objects.get_or_create(username='lab-operator',"
             " defaults=dict(is_staff=True, is_superuser=True))\n"
-            "print(Token.objects.get_or_create(user=user)[0].key)\n"
+            "print(AuthToken.objects.create(user=user)[1])\n"
         )
         return self.manage("shell", "-c", script).stdout.strip().splitlines()[-1]
 

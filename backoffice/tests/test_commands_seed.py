@@ -15,7 +15,8 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
-from rest_framework.authtoken.models import Token
+from knox.crypto import hash_token
+from knox.models import AuthToken
 
 from inventory.models import Product
 from inventory.services import reservation_commit, reservation_reserve
@@ -41,7 +42,9 @@ def snapshot() -> dict[str, object]:
                 "username", "password", "is_staff", "is_superuser"
             )
         ),
-        "tokens": list(Token.objects.order_by("key").values_list("key", "user__username")),
+        "tokens": list(
+            AuthToken.objects.order_by("digest").values_list("digest", "user__username")
+        ),
     }
 
 
@@ -63,7 +66,8 @@ def test_seed_demo_creates_the_catalogue_the_admin_and_the_api_client() -> None:
     client = User.objects.get(username="demo-client")
     assert not client.is_staff and not client.is_superuser
     assert not client.has_usable_password()
-    assert Token.objects.filter(user=client).exists()
+    # Its token is issued by create_api_token: one made here could never be shown.
+    assert not AuthToken.objects.filter(user=client).exists()
     assert "12 product(s) added" in output
     assert "Superuser 'admin': created" in output
     assert "API client 'demo-client': created" in output
@@ -84,7 +88,7 @@ def test_seed_demo_twice_changes_nothing_even_after_stock_moved() -> None:
     assert snapshot() == before
     assert "0 product(s) added; 12 already present" in output
     assert "Superuser 'admin': already present; unchanged" in output
-    assert "already present; API token already present" in output
+    assert "API client 'demo-client': already present" in output
 
 
 @pytest.mark.django_db
@@ -172,26 +176,30 @@ def test_seed_demo_makes_an_existing_admin_user_a_superuser() -> None:
 
 
 @pytest.mark.django_db
-def test_create_api_token_creates_the_token_and_prints_it_alone_on_the_last_line() -> None:
+def test_create_api_token_issues_a_token_and_prints_it_alone_on_the_last_line() -> None:
     user = User.objects.create_user("alice")
     out = StringIO()
 
     call_command("create_api_token", "alice", stdout=out)
 
-    token = Token.objects.get(user=user)
-    assert out.getvalue().splitlines()[-1] == token.key
+    token = out.getvalue().splitlines()[-1]
+    (row,) = AuthToken.objects.filter(user=user)
+    assert row.digest == hash_token(token)
 
 
 @pytest.mark.django_db
-def test_create_api_token_prints_an_existing_token_without_replacing_it() -> None:
+def test_create_api_token_issues_a_new_token_each_time() -> None:
     user = User.objects.create_user("alice")
-    token = Token.objects.create(user=user)
-    out = StringIO()
+    printed = []
+    for _ in range(2):
+        out = StringIO()
+        call_command("create_api_token", "alice", stdout=out)
+        printed.append(out.getvalue().splitlines()[-1])
 
-    call_command("create_api_token", "alice", stdout=out)
-
-    assert out.getvalue().splitlines()[-1] == token.key
-    assert Token.objects.get(user=user).key == token.key
+    assert printed[0] != printed[1]
+    assert set(AuthToken.objects.filter(user=user).values_list("digest", flat=True)) == {
+        hash_token(token) for token in printed
+    }
 
 
 @pytest.mark.django_db
@@ -199,7 +207,7 @@ def test_create_api_token_refuses_an_unknown_user() -> None:
     with pytest.raises(CommandError, match="No user named 'nobody'"):
         call_command("create_api_token", "nobody", stdout=StringIO())
 
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
 
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
@@ -228,7 +236,8 @@ def test_create_api_token_from_the_shell_prints_the_key_last_and_exits_0() -> No
     done = manage("create_api_token", "demo-shell")
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == Token.objects.get(user=user).key
+    token = done.stdout.strip().splitlines()[-1]
+    assert AuthToken.objects.get(user=user).digest == hash_token(token)
 
 
 @pytest.mark.django_db(transaction=True)

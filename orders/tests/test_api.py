@@ -583,10 +583,10 @@ def test_malformed_keys_are_a_400(client, products, key) -> None:
 
 
 def token_session(user) -> requests.Session:
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     session = requests.Session()
-    session.headers["Authorization"] = f"Token {Token.objects.get_or_create(user=user)[0].key}"
+    session.headers["Authorization"] = f"Token {AuthToken.objects.create(user=user)[1]}"
     return session
 
 
