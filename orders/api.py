@@ -36,6 +36,7 @@ from orders.serializers import (
     OrderCreateInputSerializer,
     OrderEventSerializer,
     OrderSerializer,
+    event_actor_names,
     order_representation,
     orders_representation,
 )
@@ -227,7 +228,9 @@ class OrderEventsView(APIView):
             raise NotFound("No order with this id.") from exc
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(events, request, view=self) or []
-        return paginator.get_paginated_response(OrderEventSerializer(page, many=True).data)
+        names = event_actor_names(page)
+        shown = OrderEventSerializer(page, many=True, context={"names": names}).data
+        return paginator.get_paginated_response(shown)
 
 
 class OrderCancelView(APIView):
