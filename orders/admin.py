@@ -164,7 +164,9 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         if not obj.correlation_id:
             return ""
         return format_html(
-            "{} ({})", obj.correlation_id, render_links(correlation_links(obj.correlation_id))
+            "{} ({})",
+            obj.correlation_id,
+            render_links(correlation_links(obj.correlation_id, actor=obj.placed_by)),
         )
 
     def get_urls(self) -> list[URLPattern]:

@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+import html as html_lib
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -83,3 +86,39 @@ def test_the_admin_order_timeline_shows_actors_by_username() -> None:
     assert page.status_code == 200
     assert staff.username in timeline
     assert f"user:{staff.pk}" not in timeline
+
+
+# --- correlation ids chosen by clients -------------------------------------------------------
+#
+# X-Correlation-ID is the client's own trace id, kept as sent so it matches the client's logs.
+# Two clients can send the same one (by chance, or to splice their orders into another's story):
+# the admin's "sharing this correlation id" links are scoped to the actor who placed the order,
+# so they never list another client's events or sagas.
+
+
+def test_the_same_correlation_id_from_two_clients_is_never_linked_across_them() -> None:
+    make_product("SKU-A", price="4.50")
+    make_product("SKU-B", price="1.25")
+    alice, mallory = make_user(), make_user()
+    ids = {}
+    for user in (alice, mallory):
+        response = api_client(user).post(
+            "/api/orders/", order_body(), format="json", HTTP_X_CORRELATION_ID="trace-42"
+        )
+        assert response.status_code == 202
+        ids[user.pk] = response.json()["id"]
+    staff, _ = staff_client()
+
+    page = staff.get(reverse("admin:orders_ordersummary_change", args=[ids[alice.pk]]))
+    links = {
+        label: html_lib.unescape(href)
+        for href, label in re.findall(
+            r'<a href="([^"]*correlation_id=[^"]*)">([^<]+)</a>', page.content.decode()
+        )
+    }
+    assert {"events", "sagas"} <= set(links)
+    events_page = staff.get(links["events"]).content.decode()
+    sagas_page = staff.get(links["sagas"]).content.decode()
+
+    assert ids[alice.pk] in events_page and ids[mallory.pk] not in events_page
+    assert ids[alice.pk] in sagas_page and ids[mallory.pk] not in sagas_page
