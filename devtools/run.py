@@ -88,7 +88,9 @@ def _bootstrap(env: Mapping[str, str], console: Console, password: str) -> str:
     console.step("seeding demo data (manage.py seed_demo)…")
     run_step(
         "seed",
-        [*manage, "seed_demo", "--admin-password", password],
+        # --force: seeding the demo is what make run is for, DEBUG on or off (seed_demo still
+        # never touches an existing admin account).
+        [*manage, "seed_demo", "--force", "--admin-password", password],
         env=env,
         cwd=ROOT,
         console=console,

@@ -51,6 +51,13 @@ def snapshot() -> dict[str, object]:
 # --- seed_demo -------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def debug_on(settings) -> None:
+    # pytest-django turns DEBUG off; seed_demo is a development tool, so these tests run it as
+    # development does unless they say otherwise.
+    settings.DEBUG = True
+
+
 @pytest.mark.django_db
 def test_seed_demo_creates_the_catalogue_the_admin_and_the_api_client() -> None:
     output = seed("--admin-password", "s3cret-demo")
@@ -87,7 +94,7 @@ def test_seed_demo_twice_changes_nothing_even_after_stock_moved() -> None:
 
     assert snapshot() == before
     assert "0 product(s) added; 12 already present" in output
-    assert "Superuser 'admin': already present; unchanged" in output
+    assert "Superuser 'admin': already present; left as it is" in output
     assert "API client 'demo-client': already present" in output
 
 
@@ -116,60 +123,75 @@ def test_seed_demo_takes_the_password_from_the_environment_in_debug(settings, mo
 
 
 @pytest.mark.django_db
-def test_seed_demo_refuses_a_demo_password_when_debug_is_off(settings, monkeypatch) -> None:
+def test_seed_demo_refuses_to_run_without_debug_unless_forced(settings, monkeypatch) -> None:
+    settings.DEBUG = False
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+
+    with pytest.raises(CommandError, match="--force"):
+        seed("--admin-password", "chosen-for-prod")
+
+    assert not User.objects.exists()
+    assert not Product.objects.exists()
+    assert not AuthToken.objects.exists()
+
+
+@pytest.mark.django_db
+def test_seed_demo_forced_without_debug_refuses_a_demo_password(settings, monkeypatch) -> None:
     settings.DEBUG = False
     monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
 
     with pytest.raises(CommandError, match="--admin-password"):
-        seed()
+        seed("--force")
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "from-the-env")
     with pytest.raises(CommandError, match="DEMO_ADMIN_PASSWORD"):
-        seed()
+        seed("--force")
 
     assert not User.objects.exists()
     assert not Product.objects.exists()
 
 
 @pytest.mark.django_db
-def test_seed_demo_accepts_an_explicit_password_when_debug_is_off(settings, monkeypatch) -> None:
+def test_seed_demo_forced_without_debug_creates_the_missing_admin(settings, monkeypatch) -> None:
     settings.DEBUG = False
     monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
 
-    seed("--admin-password", "chosen-for-prod")
+    output = seed("--force", "--admin-password", "chosen-for-prod")
     # Later runs without a password leave the admin's alone.
-    seed()
+    seed("--force")
 
-    assert User.objects.get(username="admin").check_password("chosen-for-prod")
+    admin = User.objects.get(username="admin")
+    assert admin.is_superuser and admin.check_password("chosen-for-prod")
+    assert "Superuser 'admin': created" in output
 
 
 @pytest.mark.django_db
-def test_seed_demo_updates_the_admin_password_only_when_one_is_passed(
-    settings, monkeypatch
-) -> None:
-    settings.DEBUG = True
+def test_seed_demo_never_changes_the_password_of_an_existing_admin(monkeypatch) -> None:
     monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
     seed("--admin-password", "first-password")
     hashed = User.objects.get(username="admin").password
 
-    unchanged = seed()
+    output = seed("--admin-password", "second-password")
+
     assert User.objects.get(username="admin").password == hashed
-    assert "password updated" not in unchanged
-
-    updated = seed("--admin-password", "second-password")
-    assert User.objects.get(username="admin").check_password("second-password")
-    assert "password updated from --admin-password" in updated
+    assert "Superuser 'admin': already present; left as it is" in output
 
 
+@pytest.mark.parametrize("debug", [True, False])
 @pytest.mark.django_db
-def test_seed_demo_makes_an_existing_admin_user_a_superuser() -> None:
-    User.objects.create_user("admin", password="old")
+def test_seed_demo_leaves_an_existing_admin_account_alone(settings, debug) -> None:
+    # An account named admin that staff demoted or disabled on purpose: seeding must not
+    # make it a superuser again, nor reset its password.
+    User.objects.create_user("admin", password="theirs", is_active=False)
+    before = User.objects.filter(username="admin").values().get()
+    settings.DEBUG = debug
 
-    output = seed("--admin-password", "new-password")
+    output = seed("--force", "--admin-password", "new-password")
 
+    assert User.objects.filter(username="admin").values().get() == before
     admin = User.objects.get(username="admin")
-    assert admin.is_superuser and admin.is_staff
-    assert admin.check_password("new-password")
-    assert "made an active superuser" in output
+    assert not (admin.is_superuser or admin.is_staff or admin.is_active)
+    assert admin.check_password("theirs")
+    assert "Superuser 'admin': already present; left as it is" in output
 
 
 # --- create_api_token ------------------------------------------------------------------------

@@ -421,10 +421,12 @@ def test_version_parameter_replays_the_order(client, products) -> None:
     assert first.status_code == 200
     assert (first.json()["version"], first.json()["status"]) == (1, "PENDING")
     assert client.get(f"{URL}{order_id}/", {"version": 2}).status_code == 404
-    assert client.get(f"{URL}{order_id}/", {"version": 0}).status_code == 404
-    assert client.get(f"{URL}{order_id}/", {"version": -1}).status_code == 404
+    assert client.get(f"{URL}{order_id}/", {"version": 0}).status_code == 400
+    assert client.get(f"{URL}{order_id}/", {"version": -1}).status_code == 400
     bad = client.get(f"{URL}{order_id}/", {"version": "one"})
-    assert bad.status_code == 400 and bad.json() == {"version": ["Must be a whole number."]}
+    assert bad.status_code == 400 and bad.json() == {
+        "version": ["Must be a whole number from 1, of at most 18 digits."]
+    }
 
 
 def test_events_endpoint_lists_the_stream(client, products) -> None:
