@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from infrastructure import runtime
 
@@ -318,7 +319,33 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 1,
 }
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "backoffice")
+# Queues. Each saga step goes to its participant's queue (SAGA_QUEUE_ROUTES: participant ->
+# queue; SAGA_QUEUE_ROUTES="payments=payments-eu" in the environment moves one), and every
+# other task (the sweeper, projections) to the maintenance queue. A worker started with
+# `-Q payments` serves only that; one without -Q serves them all (CELERY_TASK_QUEUES).
+# CELERY_QUEUE_PREFIX keeps several deployments (or test sessions) on one broker apart.
+# CELERY_QUEUE names one queue for every task instead (the benchmarks and the lab use it).
+CELERY_QUEUE_PREFIX = os.environ.get("CELERY_QUEUE_PREFIX", "")
+_SINGLE_QUEUE = os.environ.get("CELERY_QUEUE", "")
+SAGA_QUEUE_ROUTES: dict[str, str] = (
+    {}
+    if _SINGLE_QUEUE
+    else {
+        participant: CELERY_QUEUE_PREFIX + queue
+        for participant, queue in {
+            "orders": "orders",
+            "inventory": "inventory",
+            "payments": "payments",
+            **dict(
+                entry.split("=", 1) for entry in env_list("SAGA_QUEUE_ROUTES", []) if "=" in entry
+            ),
+        }.items()
+    }
+)
+CELERY_TASK_DEFAULT_QUEUE = _SINGLE_QUEUE or CELERY_QUEUE_PREFIX + "maintenance"
+CELERY_TASK_QUEUES = tuple(
+    Queue(name) for name in sorted({*SAGA_QUEUE_ROUTES.values(), CELERY_TASK_DEFAULT_QUEUE})
+)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Read models inline with appends still get a catch-up pass, so a rebuild or an event
