@@ -246,7 +246,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------
-# The saga's state lives in PostgreSQL; Redis only carries "run this step now" messages.
+# The saga's state lives in PostgreSQL; the broker (Redis, or RabbitMQ with
+# CELERY_BROKER_URL=amqp://...) only carries "run this step now" messages.
 # These settings make sure a message is not lost on the way, and when one is, the saga
 # sweeper re-sends it from PostgreSQL.
 
@@ -256,13 +257,14 @@ if not _broker_url:
         "No broker: set REDIS_URL (redis://host:port/db) or CELERY_BROKER_URL, or start the "
         "embedded servers with `make run`, which records their URLs in .local/runtime.json."
     )
-REDIS_URL = _broker_url
+# Redis also holds the cache; with RabbitMQ as the broker it is still needed for that.
+REDIS_URL = runtime.redis_url() or _broker_url
 # The cache (API throttling counts, admin login attempts) lives in the same Redis, under its
 # own key prefix, so every web process shares the counts.
 CACHES = {
     "default": {
         "BACKEND": "infrastructure.cache.RedisCache",
-        "LOCATION": os.environ.get("CACHE_URL", _broker_url),
+        "LOCATION": os.environ.get("CACHE_URL", REDIS_URL),
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "backoffice"),
         "TIMEOUT": 300,
         # Short timeouts: a cache that does not answer is treated as absent, not waited for.
