@@ -46,10 +46,10 @@ TERMINAL = (SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.COMPENSATIO
 
 def _switch_broker(url: str) -> None:
     """Point this process's Celery app (and its step publisher) at ``url``."""
-    app.conf.broker_url = url
-    app.conf.broker_write_url = None
-    app._pool = None  # connections are pooled per URL: the next publish takes a new pool
-    app.amqp._producer_pool = None
+    # Celery's typed settings are read-only properties; its conf is a mapping underneath.
+    app.conf.update(broker_url=url, broker_write_url=None)
+    # Connections are pooled per app: dropped, the next publish takes one on the new URL.
+    app._after_fork()  # type: ignore[attr-defined]
     broker._fast_path.pop(app, None)
     settings.CELERY_BROKER_URL = url
 
@@ -93,7 +93,7 @@ def rabbitmq_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[W
     finally:
         handle.stop()
         with app.connection_for_write() as conn:
-            channel = conn.default_channel
+            channel: Any = conn.default_channel
             for queue in queues:
                 channel.queue_delete(queue)
         _switch_broker(previous_url)
