@@ -84,7 +84,12 @@ def process_identity(pid: int) -> str:
 
 def current_worker(name: str = "") -> WorkerIdentity:
     """Return this process's identity (``name``: the Celery node, shown in the step log)."""
-    pid = os.getpid()
+    return _current_worker(os.getpid(), name)
+
+
+@cache
+def _current_worker(pid: int, name: str) -> WorkerIdentity:
+    # Per pid: a forked pool child is a new process with an identity of its own.
     return worker_of(pid, f"{name or socket.gethostname()}/{pid}")
 
 
