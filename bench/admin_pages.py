@@ -78,7 +78,8 @@ _SEED_SQL = [
     """
     INSERT INTO sagas_saga (id, saga_type, status, subject, exclusive, correlation_id, actor,
         context, current_step, current_phase, attempt, round_start, redeliveries, claim_host,
-        claim_worker, failure_step, failure_code, failure_message, created_at, updated_at)
+        claim_worker, claim_process, failure_step, failure_code, failure_message, created_at,
+        updated_at)
     SELECT gen_random_uuid(), 'place_order',
            CASE WHEN o.i %% 100 = 5 THEN 'COMPENSATION_FAILED'
                 WHEN o.status = 'PENDING' THEN 'RUNNING' ELSE 'COMPLETED' END,
@@ -86,7 +87,7 @@ _SEED_SQL = [
            jsonb_build_object('order_id', o.id::text),
            CASE WHEN o.i %% 100 = 5 THEN 'reserve_inventory' ELSE 'confirm_order' END,
            CASE WHEN o.i %% 100 = 5 THEN 'compensation' ELSE 'action' END,
-           1, 0, 0, '', '',
+           1, 0, 0, '', '', '',
            CASE WHEN o.i %% 100 = 5 THEN 'charge_payment' ELSE '' END,
            CASE WHEN o.i %% 100 = 5 THEN 'payment_declined' ELSE '' END,
            CASE WHEN o.i %% 100 = 5 THEN 'Your card was declined.' ELSE '' END,

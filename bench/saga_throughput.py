@@ -70,7 +70,9 @@ def _bench_worker(queue: str) -> Iterator[object]:
         log_path=LOG_DIR / f"bench-worker-{queue}.log",
     )
     previous = (settings.CELERY_TASK_DEFAULT_QUEUE, app.conf.task_default_queue)
+    routes = settings.SAGA_QUEUE_ROUTES
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.SAGA_QUEUE_ROUTES = {}
     app.conf.task_default_queue = queue
     worker.start()
     try:
@@ -84,6 +86,7 @@ def _bench_worker(queue: str) -> Iterator[object]:
         worker.stop()
         delete_queue(queue)
         settings.CELERY_TASK_DEFAULT_QUEUE, app.conf.task_default_queue = previous
+        settings.SAGA_QUEUE_ROUTES = routes
 
 
 def _start_saga(now: datetime, batch: str) -> uuid.UUID:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from infrastructure import runtime
 from infrastructure.client_address import parse_networks
@@ -272,7 +273,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------
-# The saga's state lives in PostgreSQL; Redis only carries "run this step now" messages.
+# The saga's state lives in PostgreSQL; the broker (Redis, or RabbitMQ with
+# CELERY_BROKER_URL=amqp://...) only carries "run this step now" messages.
 # These settings make sure a message is not lost on the way, and when one is, the saga
 # sweeper re-sends it from PostgreSQL.
 
@@ -282,13 +284,14 @@ if not _broker_url:
         "No broker: set REDIS_URL (redis://host:port/db) or CELERY_BROKER_URL, or start the "
         "embedded servers with `make run`, which records their URLs in .local/runtime.json."
     )
-REDIS_URL = _broker_url
+# Redis also holds the cache; with RabbitMQ as the broker it is still needed for that.
+REDIS_URL = runtime.redis_url() or _broker_url
 # The cache (API throttling counts, admin login attempts) lives in the same Redis, under its
 # own key prefix, so every web process shares the counts.
 CACHES = {
     "default": {
         "BACKEND": "infrastructure.cache.RedisCache",
-        "LOCATION": os.environ.get("CACHE_URL", _broker_url),
+        "LOCATION": os.environ.get("CACHE_URL", REDIS_URL),
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "backoffice"),
         "TIMEOUT": 300,
         # Short timeouts: a cache that does not answer is treated as absent, not waited for.
@@ -345,7 +348,33 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 1,
 }
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "backoffice")
+# Queues. Each saga step goes to its participant's queue (SAGA_QUEUE_ROUTES: participant ->
+# queue; SAGA_QUEUE_ROUTES="payments=payments-eu" in the environment moves one), and every
+# other task (the sweeper, projections) to the maintenance queue. A worker started with
+# `-Q payments` serves only that; one without -Q serves them all (CELERY_TASK_QUEUES).
+# CELERY_QUEUE_PREFIX keeps several deployments (or test sessions) on one broker apart.
+# CELERY_QUEUE names one queue for every task instead (the benchmarks and the lab use it).
+CELERY_QUEUE_PREFIX = os.environ.get("CELERY_QUEUE_PREFIX", "")
+_SINGLE_QUEUE = os.environ.get("CELERY_QUEUE", "")
+SAGA_QUEUE_ROUTES: dict[str, str] = (
+    {}
+    if _SINGLE_QUEUE
+    else {
+        participant: CELERY_QUEUE_PREFIX + queue
+        for participant, queue in {
+            "orders": "orders",
+            "inventory": "inventory",
+            "payments": "payments",
+            **dict(
+                entry.split("=", 1) for entry in env_list("SAGA_QUEUE_ROUTES", []) if "=" in entry
+            ),
+        }.items()
+    }
+)
+CELERY_TASK_DEFAULT_QUEUE = _SINGLE_QUEUE or CELERY_QUEUE_PREFIX + "maintenance"
+CELERY_TASK_QUEUES = tuple(
+    Queue(name) for name in sorted({*SAGA_QUEUE_ROUTES.values(), CELERY_TASK_DEFAULT_QUEUE})
+)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Read models inline with appends still get a catch-up pass, so a rebuild or an event

@@ -32,10 +32,11 @@ def database_url() -> str | None:
     return os.environ.get("DATABASE_URL") or _recorded().get("DATABASE_URL")
 
 
+def redis_url() -> str | None:
+    """Return the Redis URL from the environment, else the one ``make run`` recorded."""
+    return os.environ.get("REDIS_URL") or _recorded().get("REDIS_URL")
+
+
 def broker_url() -> str | None:
-    """Return the Redis broker URL from the environment, else the one ``make run`` recorded."""
-    return (
-        os.environ.get("CELERY_BROKER_URL")
-        or os.environ.get("REDIS_URL")
-        or _recorded().get("REDIS_URL")
-    )
+    """Return the broker URL (Redis or RabbitMQ) from the environment, else Redis's."""
+    return os.environ.get("CELERY_BROKER_URL") or redis_url()

@@ -75,8 +75,15 @@ class WorkerHandle:
     nodename: str
     env: dict[str, str]
     log_path: Path
+    #: Every queue it consumes (default: ``queue`` alone).
+    queues: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     _log_file: Any = field(default=None, repr=False)
+
+    @property
+    def all_queues(self) -> tuple[str, ...]:
+        """Return the queues the worker consumes."""
+        return self.queues or (self.queue,)
 
     @property
     def pid(self) -> int:
@@ -107,7 +114,7 @@ class WorkerHandle:
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
-            f"--queues={self.queue}",
+            f"--queues={','.join(self.all_queues)}",
             f"--hostname={self.nodename}",
             "--loglevel=INFO",
         ]
@@ -163,13 +170,14 @@ class WorkerHandle:
         from config.celery import app
 
         assert self.process is not None, "worker is not running"
-        # Whatever was left on the queue before is not the coming work's.
-        delete_queue(self.queue)
-        app.control.add_consumer(self.queue, destination=[self.nodename], reply=True, timeout=5)
+        # Whatever was left on the queues before is not the coming work's.
+        for queue in self.all_queues:
+            delete_queue(queue)
+            app.control.add_consumer(queue, destination=[self.nodename], reply=True, timeout=5)
         deadline = time.monotonic() + START_TIMEOUT
-        while self.queue not in (self._consumed_queues() or set()):
+        while not set(self.all_queues) <= (self._consumed_queues() or set()):
             if time.monotonic() >= deadline:
-                raise RuntimeError(f"worker {self.nodename} does not consume {self.queue}")
+                raise RuntimeError(f"worker {self.nodename} does not consume {self.all_queues}")
             time.sleep(0.1)
 
     def detach(self) -> None:
@@ -182,7 +190,7 @@ class WorkerHandle:
 
         if self.process is None or self.process.poll() is not None:
             return
-        app.control.cancel_consumer(self.queue, destination=[self.nodename], reply=True, timeout=5)
+        self._cancel_consumers()
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while time.monotonic() < deadline:
             inspect = app.control.inspect(destination=[self.nodename], timeout=2.0)
@@ -195,13 +203,25 @@ class WorkerHandle:
             if later:
                 # Countdowns held in the worker's memory: revoked, they are dropped unrun.
                 app.control.revoke(later, destination=[self.nodename])
-            if not active and not reserved and self.queue not in (self._consumed_queues() or ()):
-                delete_queue(self.queue)
+            if (
+                not active
+                and not reserved
+                and not set(self.all_queues) & (self._consumed_queues() or set())
+            ):
+                for queue in self.all_queues:
+                    delete_queue(queue)
                 return
             time.sleep(0.1)
         self.restart()
-        app.control.cancel_consumer(self.queue, destination=[self.nodename], reply=True, timeout=5)
-        delete_queue(self.queue)
+        self._cancel_consumers()
+        for queue in self.all_queues:
+            delete_queue(queue)
+
+    def _cancel_consumers(self) -> None:
+        from config.celery import app
+
+        for queue in self.all_queues:
+            app.control.cancel_consumer(queue, destination=[self.nodename], reply=True, timeout=5)
 
     def busy_child(self) -> int | None:
         """Return the pid of a child running a task right now, if any."""

@@ -184,6 +184,7 @@ PLACE_ORDER_SAGA = SagaDefinition(
     steps=(
         Step(
             name="create_order",
+            participant="orders",
             action=create_order,
             compensation=cancel_order,
             local=True,
@@ -192,6 +193,7 @@ PLACE_ORDER_SAGA = SagaDefinition(
         ),
         Step(
             name="reserve_inventory",
+            participant="inventory",
             action=reserve_inventory,
             compensation=release_inventory,
             retry=LOCAL_RETRY,
@@ -199,6 +201,7 @@ PLACE_ORDER_SAGA = SagaDefinition(
         ),
         Step(
             name="charge_payment",
+            participant="payments",
             action=charge_payment,
             compensation=refund_payment,
             retry=GATEWAY_RETRY,
@@ -207,6 +210,7 @@ PLACE_ORDER_SAGA = SagaDefinition(
         ),
         Step(
             name="confirm_order",
+            participant="orders",
             action=confirm_order,
             retry=LOCAL_RETRY,
         ),
@@ -241,18 +245,37 @@ def mark_cancelled(call: StepCall) -> Result:
 CANCEL_ORDER_SAGA = SagaDefinition(
     name=CANCEL_ORDER,
     steps=(
-        Step(name="check_cancellable", action=check_cancellable, local=True, retry=LOCAL_RETRY),
+        Step(
+            name="check_cancellable",
+            participant="orders",
+            action=check_cancellable,
+            local=True,
+            retry=LOCAL_RETRY,
+        ),
         # The refund is the point of no return: once money went back, the order must end
         # cancelled, so from here failures retry forward instead of compensating. A refund
         # the gateway refuses did nothing and may still compensate (the order stays
         # CONFIRMED, the saga says why).
         Step(
             name="refund_payment",
+            participant="payments",
             action=refund_payment,
             retry=COMPENSATION_RETRY,
             forward="transient",
         ),
-        Step(name="restock_items", action=restock_items, retry=FORWARD_RETRY, forward="always"),
-        Step(name="mark_cancelled", action=mark_cancelled, retry=FORWARD_RETRY, forward="always"),
+        Step(
+            name="restock_items",
+            participant="inventory",
+            action=restock_items,
+            retry=FORWARD_RETRY,
+            forward="always",
+        ),
+        Step(
+            name="mark_cancelled",
+            participant="orders",
+            action=mark_cancelled,
+            retry=FORWARD_RETRY,
+            forward="always",
+        ),
     ),
 )

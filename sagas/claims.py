@@ -1,8 +1,9 @@
 """Claim an attempt of a saga step for this process, or find that the message is a no-op.
 
 A claim marks the attempt running on the saga row: a fresh claim token, the attempt number,
-the worker's host, pid and name, and a deadline (the lease) past which the sweeper counts the
-attempt as stalled. The step row shows RUNNING (COMPENSATING for a compensation).
+the worker's host, pid, name and process identity (``sagas.workers``), and a deadline (the
+lease) past which the sweeper counts the attempt as stalled. The step row shows RUNNING
+(COMPENSATING for a compensation).
 
 One path, one rule: read the saga's row, let ``sagas.engine.decide_claim`` decide, act:
 
@@ -28,7 +29,17 @@ from django.conf import settings
 
 from sagas import workers
 from sagas.definitions import SagaDefinition
-from sagas.engine import Claim, ClaimView, GiveUp, Ignore, Poisoned, SagaState, decide, decide_claim
+from sagas.engine import (
+    Claim,
+    Claimant,
+    ClaimView,
+    GiveUp,
+    Ignore,
+    Poisoned,
+    SagaState,
+    decide,
+    decide_claim,
+)
 from sagas.errors import UnknownSagaType
 from sagas.recorder import (
     AttemptRecord,
@@ -138,12 +149,10 @@ def attempt_claim(
     view = ClaimView(
         due_at=saga.due_at,
         claimed=held,
-        claimant_dead=held
-        and (
-            (abandoned is not None and saga.claim_token == abandoned)
-            or workers.claimant_dead(
-                host=saga.claim_host, pid=saga.claim_pid, token=saga.claim_token
-            )
+        claimant=(
+            Claimant.DEAD
+            if held and abandoned is not None and saga.claim_token == abandoned
+            else workers.claimant(saga.claim_process, saga.claim_token)
         ),
         lease_expired=held and saga.deadline is not None and saga.deadline <= now,
     )

@@ -147,6 +147,9 @@ class Step:
     succeeds or the cause is fixed. ``"transient"``: only failures of unknown outcome retry
     forever, a business failure still compensates (the pivot itself: a refused refund did
     nothing). ``"always"``: no failure compensates (the steps after the pivot).
+
+    ``participant`` names the service the step calls; its messages go to that participant's
+    queue (``SAGA_QUEUE_ROUTES``; none or an unrouted one: the default queue).
     """
 
     name: str
@@ -157,6 +160,7 @@ class Step:
     timeout: float = 30.0
     local: bool = False
     forward: ForwardRecovery = "none"
+    participant: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or ":" in self.name:

@@ -62,7 +62,7 @@ def publish(message: StepMessage) -> None:
         app,
         RUN_STEP_TASK,
         kwargs=kwargs,
-        queue=step_queue(),
+        queue=step_queue(message.step),
         # Zero sends it for now; a short backoff waits in the broker.
         countdown=message.delay,
         # The soft limit interrupts the participant at its timeout (a transient failure);

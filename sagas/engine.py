@@ -29,6 +29,7 @@ lets them be tested table-driven without a database, and keeps the rules in one 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -406,18 +407,31 @@ class GiveUp:
 ClaimDecision = Claim | Ignore | GiveUp
 
 
+class Claimant(enum.Enum):
+    """Say what the process holding a claim is known to be."""
+
+    #: Seen running (this machine, this PID namespace, the same process).
+    ALIVE = "alive"
+    #: Known gone: its process exited or its pid now names another process, or it gave the
+    #: claim up.
+    DEAD = "dead"
+    #: On another machine or in another PID namespace: it cannot be looked at from here, so
+    #: only its lease can free the claim (a same host name or pid proves nothing).
+    ELSEWHERE = "elsewhere"
+
+
 @dataclass(frozen=True)
 class ClaimView:
     """Hold what a claim decision needs beyond the saga state: timing and the current claim.
 
-    ``claimed`` tells whether an attempt holds the saga; ``claimant_dead`` whether its worker
-    process is known to be gone (same host, pid no longer alive); ``lease_expired`` whether
-    it ran past its deadline (the sweeper times those out).
+    ``claimed`` tells whether an attempt holds the saga; ``claimant`` what its worker process
+    is known to be; ``lease_expired`` whether it ran past its deadline (the sweeper times
+    those out).
     """
 
     due_at: datetime | None
     claimed: bool
-    claimant_dead: bool = False
+    claimant: Claimant = Claimant.ALIVE
     lease_expired: bool = False
 
 
@@ -446,9 +460,14 @@ def decide_claim(
     if state.cursor != Cursor(step_index, phase):
         return Ignore("not the saga's current step and phase")
     if view.claimed:
-        if not view.claimant_dead:
+        if view.claimant is not Claimant.DEAD:
             if view.lease_expired:
                 return Ignore("the running attempt is past its deadline; the sweeper times it out")
+            if view.claimant is Claimant.ELSEWHERE:
+                return Ignore(
+                    "a live attempt holds the step (its worker runs on another machine or in "
+                    "another PID namespace; its lease decides)"
+                )
             return Ignore("a live attempt holds the step")
         if state.redeliveries >= max_redeliveries:
             return GiveUp(

@@ -8,8 +8,10 @@ there, and the scheduling fields the claim protocol and the sweeper use:
   or when the saga rests);
 - ``dispatched_at``: when a message for it was last handed to the broker (NULL: none was, the
   due time is the sweeper's to act on);
-- ``claim_token``, ``claimed_at``, ``claim_host``, ``claim_pid``, ``claim_worker`` and
-  ``deadline``: the attempt running now, and the time past which it counts as stalled.
+- ``claim_token``, ``claimed_at``, ``claim_host``, ``claim_pid``, ``claim_worker``,
+  ``claim_process`` and ``deadline``: the attempt running now (``claim_process`` is the
+  worker's collision-free identity, ``sagas.workers``), and the time past which it counts as
+  stalled.
 
 Step rows are what people read (status, attempts, last error, times); the engine updates them
 alongside the saga row but never decides from them. Foreign keys to the saga carry no index
@@ -81,6 +83,7 @@ class Saga(models.Model):
     claim_host = models.CharField(max_length=255, blank=True, default="")
     claim_pid = models.IntegerField(null=True, blank=True)
     claim_worker = models.CharField(max_length=255, blank=True, default="")
+    claim_process = models.CharField(max_length=100, blank=True, default="")
 
     failure_step = models.CharField(max_length=100, blank=True, default="")
     failure_code = models.CharField(max_length=100, blank=True, default="")

@@ -211,6 +211,7 @@ _CLAIM_SAGA_SET = {
         "claim_host",
         "claim_pid",
         "claim_worker",
+        "claim_process",
         "updated_at",
     )
 }
@@ -304,6 +305,7 @@ def claim_write(
     claimed.claim_host = holder.host
     claimed.claim_pid = holder.pid
     claimed.claim_worker = holder.name
+    claimed.claim_process = holder.process
     claimed.updated_at = now
     params: dict[str, Any] = {
         "saga_id": saga.id,
@@ -391,6 +393,7 @@ _OUTCOME_SAGA_BOUND = (
     "claim_host",
     "claim_pid",
     "claim_worker",
+    "claim_process",
     "failure_step",
     "failure_code",
     "failure_message",
@@ -519,6 +522,7 @@ def _transition_write(
         "claim_host": "",
         "claim_pid": None,
         "claim_worker": "",
+        "claim_process": "",
         "failure_step": failure.step if failure else "",
         "failure_code": failure.code if failure else "",
         "failure_message": failure.message if failure else "",

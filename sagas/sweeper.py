@@ -8,10 +8,11 @@ runs one by hand. A pass finds, from PostgreSQL alone:
 - **stalled**: an attempt still claimed past its deadline (its worker hung, died on another
   host, or was killed by the hard time limit): count it as timed out (a transient failure,
   retried or given up like any other) and send what follows;
-- **orphaned**: an attempt claimed by a process of this host that no longer exists (the whole
-  worker was killed: nothing redelivers its unacknowledged message before the broker's
-  visibility timeout): send the step again at once, and the message that arrives takes the
-  dead claim over, as a redelivered one would, instead of waiting for the attempt's deadline;
+- **orphaned**: an attempt claimed by a process of this machine and PID namespace that no
+  longer exists (the whole worker was killed: nothing redelivers its unacknowledged message
+  before the broker's visibility timeout): send the step again at once, and the message that
+  arrives takes the dead claim over, as a redelivered one would, instead of waiting for the
+  attempt's deadline;
 - **unsent**: an attempt due for longer than the grace period whose message should have run
   by now but has not (the process died between commit and publish, the broker lost the
   message, or it was published before a restart): send it again.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -38,13 +38,13 @@ from django.db.models import Q
 
 from infrastructure.clock import database_now
 from sagas.dispatch import StepMessage, publish_on_commit
-from sagas.engine import TimedOut, decide
+from sagas.engine import Claimant, TimedOut, decide
 from sagas.errors import UnknownSagaType
 from sagas.models import Saga
 from sagas.recorder import AttemptRecord, Loaded, outcome_record, saga_load, saga_state
 from sagas.registry import get_definition
 from sagas.statuses import MOVING_SAGA_STATUSES, Phase
-from sagas.workers import claimant_dead
+from sagas.workers import claimant, namespace
 
 logger = logging.getLogger(__name__)
 
@@ -112,17 +112,16 @@ def sagas_sweep(*, now: datetime | None = None, limit: int = 10_000) -> SweepRes
 
 
 def _orphaned_claims(*, now: datetime, limit: int) -> list[UUID]:
-    # Only this host's processes can be checked; other hosts' claims wait for their deadline.
+    # Only processes of this boot and PID namespace can be checked; other claims wait for
+    # their deadline.
     claims = Saga.objects.filter(
         status__in=[s.value for s in MOVING_SAGA_STATUSES],
         claim_token__isnull=False,
-        claim_host=socket.gethostname(),
+        claim_process__startswith=f"{namespace()}/",
         deadline__gt=now,
-    ).values_list("id", "claim_host", "claim_pid", "claim_token")[:limit]
+    ).values_list("id", "claim_process", "claim_token")[:limit]
     return [
-        saga_id
-        for saga_id, host, pid, token in claims
-        if claimant_dead(host=host, pid=pid, token=token)
+        saga_id for saga_id, process, token in claims if claimant(process, token) is Claimant.DEAD
     ]
 
 

@@ -16,6 +16,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from infrastructure.clock import database_now
+from sagas.definitions import Step
+from sagas.errors import UnknownSagaType
+from sagas.registry import get_definition
 from sagas.runner import AttemptAbandoned, step_attempt_run
 from sagas.statuses import Phase
 from sagas.sweeper import sagas_sweep
@@ -43,29 +46,39 @@ def _drop_unusable_connections() -> None:
             conn.health_check_done = checked  # type: ignore[attr-defined]
 
 
-def step_queue() -> str:
-    """Name the queue saga step messages go to: the project's default queue.
+def step_queue(step: Step | None = None) -> str:
+    """Name the queue a step's messages go to: its participant's, else the default queue.
 
-    Read on each use, not at import: a test session points the default queue at one of its
-    own after the task module is loaded.
+    Read on each use, not at import: a test session points the queues at its own after the
+    task module is loaded.
     """
+    routes: dict[str, str] = settings.SAGA_QUEUE_ROUTES
+    if step is not None and step.participant in routes:
+        return routes[step.participant]
     return str(settings.CELERY_TASK_DEFAULT_QUEUE)
 
 
-class SagaStepTask(Task[Any, Any]):
-    """Send saga step messages to :func:`step_queue`, whoever sends them."""
-
-    @property
-    def queue(self) -> str:
-        """Name the queue this task's messages go to (see :func:`step_queue`)."""
+def step_queue_named(saga_type: str, step: str) -> str:
+    """Name the queue of step ``step`` of saga type ``saga_type`` (unknown: the default)."""
+    try:
+        return step_queue(get_definition(saga_type).step(step))
+    except (UnknownSagaType, KeyError):
         return step_queue()
 
+
+class SagaStepTask(Task[Any, Any]):
+    """Send saga step messages to their step's queue (:func:`step_queue`), whoever sends them."""
+
     def apply_async(self, *args: Any, **options: Any) -> Any:
-        """Send the task to its queue unless the caller names another.
+        """Send the task to its step's queue unless the caller names another.
 
         Celery caches a task's options on first use, so the queue is passed on every call.
         """
-        options["queue"] = options.get("queue") or step_queue()
+        if not options.get("queue"):
+            kwargs = options.get("kwargs") or (args[1] if len(args) > 1 else None) or {}
+            options["queue"] = step_queue_named(
+                str(kwargs.get("saga_type", "")), str(kwargs.get("step", ""))
+            )
         return super().apply_async(*args, **options)
 
 

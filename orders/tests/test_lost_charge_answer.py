@@ -9,7 +9,6 @@ so ``refund_payment`` has to ask the processor what the charge's key did.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from decimal import Decimal
 
@@ -27,7 +26,7 @@ from sagas.definitions import idempotency_key
 from sagas.models import Saga
 from sagas.statuses import Phase, SagaStatus, StepStatus
 from sagas.tests.harness import SteppingClock, drive, log_of, run_step, step_statuses
-from sagas.workers import WorkerIdentity
+from sagas.workers import WorkerIdentity, worker_of
 from tests.factories import make_product
 
 pytestmark = pytest.mark.django_db
@@ -93,7 +92,7 @@ def dead_worker() -> WorkerIdentity:
     """Name a worker process of this host that has just exited."""
     process = subprocess.Popen(["true"])
     process.wait()
-    return WorkerIdentity(host=socket.gethostname(), pid=process.pid, name="celery@here/dead")
+    return worker_of(process.pid, "celery@here/dead")
 
 
 def test_a_charge_whose_worker_died_after_the_call_on_every_delivery_is_refunded() -> None:

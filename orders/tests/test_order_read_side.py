@@ -179,6 +179,7 @@ def committed(settings: Any) -> Iterator[None]:
     """Commit for real, sending step messages to a queue no worker reads (deleted after)."""
     queue = f"read-side-{uuid4().hex[:8]}"
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.SAGA_QUEUE_ROUTES = {}
     yield
     delete_queue(queue)
 

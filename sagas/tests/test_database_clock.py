@@ -58,6 +58,7 @@ def unconsumed_queue(settings: Any) -> Iterator[str]:
     """Send the step messages these tests publish to a queue no worker reads."""
     queue = f"test-clock-{uuid.uuid4().hex[:8]}"
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.SAGA_QUEUE_ROUTES = {}
     yield queue
     delete_queue(queue)
 

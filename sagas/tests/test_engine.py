@@ -14,6 +14,7 @@ from sagas.engine import (
     EARLY_TOLERANCE,
     BusinessFailure,
     Claim,
+    Claimant,
     ClaimView,
     Cursor,
     GiveUp,
@@ -385,17 +386,31 @@ RUNNING_AT_B = SagaState(status=SagaStatus.RUNNING, cursor=Cursor(1, A), attempt
             (1, A),
             Ignore,
         ),
+        # Its worker runs on another machine or in another PID namespace: its lease decides,
+        # even when its host name and pid match a process that is gone here.
+        (
+            RUNNING_AT_B,
+            ClaimView(due_at=None, claimed=True, claimant=Claimant.ELSEWHERE),
+            (1, A),
+            Ignore,
+        ),
+        (
+            RUNNING_AT_B,
+            ClaimView(due_at=None, claimed=True, claimant=Claimant.ELSEWHERE, lease_expired=True),
+            (1, A),
+            Ignore,
+        ),
         # Its worker died: take the same attempt over.
         (
             RUNNING_AT_B,
-            ClaimView(due_at=None, claimed=True, claimant_dead=True),
+            ClaimView(due_at=None, claimed=True, claimant=Claimant.DEAD),
             (1, A),
             Claim(attempt=1, takeover=True, redeliveries=1),
         ),
         # ...unless it already killed three workers: the poison guard gives it up.
         (
             replace(RUNNING_AT_B, redeliveries=3),
-            ClaimView(due_at=None, claimed=True, claimant_dead=True),
+            ClaimView(due_at=None, claimed=True, claimant=Claimant.DEAD),
             (1, A),
             GiveUp,
         ),

@@ -18,6 +18,7 @@ from sagas.engine import (
     EARLY_TOLERANCE,
     BusinessFailure,
     Claim,
+    Claimant,
     ClaimDecision,
     ClaimView,
     Cursor,
@@ -504,8 +505,17 @@ AT_B = SagaState(status=SagaStatus.RUNNING, cursor=Cursor(1, A), attempt=1)
             Ignore("a live attempt holds the step"),
         ),
         (
+            AT_B,
+            ClaimView(due_at=None, claimed=True, claimant=Claimant.ELSEWHERE),
+            (1, A),
+            Ignore(
+                "a live attempt holds the step (its worker runs on another machine or in "
+                "another PID namespace; its lease decides)"
+            ),
+        ),
+        (
             SagaState(status=SagaStatus.RUNNING, cursor=Cursor(1, A), attempt=1, redeliveries=3),
-            ClaimView(due_at=None, claimed=True, claimant_dead=True),
+            ClaimView(due_at=None, claimed=True, claimant=Claimant.DEAD),
             (1, A),
             GiveUp("poison guard: attempt 1 lost its worker 4 times; giving up"),
         ),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import uuid
 from collections import Counter
@@ -29,7 +28,7 @@ from sagas.tests.harness import (
     start,
     step_statuses,
 )
-from sagas.workers import WorkerIdentity
+from sagas.workers import WorkerIdentity, worker_of
 
 pytestmark = pytest.mark.django_db
 
@@ -114,7 +113,7 @@ def test_the_claim_records_the_attempt_the_worker_and_a_deadline() -> None:
 def test_a_claim_whose_process_died_is_taken_over_and_the_attempt_reruns() -> None:
     saga_id = start("test.effects")
     clock = SteppingClock()
-    lost = WorkerIdentity(host=socket.gethostname(), pid=dead_pid(), name="celery@here/dead")
+    lost = worker_of(dead_pid(), "celery@here/dead")
     claim(saga_id, lost, clock)
 
     report = run_step(saga_id, clock=clock)
@@ -153,7 +152,7 @@ def test_the_poison_guard_fails_a_step_that_keeps_killing_its_workers() -> None:
     clock = SteppingClock()
     run_step(saga_id, clock=clock)  # a succeeds
     for _ in range(3):
-        claim(saga_id, WorkerIdentity(host=socket.gethostname(), pid=dead_pid(), name="w"), clock)
+        claim(saga_id, worker_of(dead_pid(), "w"), clock)
     # Three takeovers already happened (each by a worker that died in turn).
     Saga.objects.filter(pk=saga_id).update(redeliveries=3)
 

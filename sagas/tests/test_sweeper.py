@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from sagas.models import Saga
 from sagas.services import sagas_sweep
 from sagas.statuses import FaultMode, Phase, SagaStatus
 from sagas.tests.harness import SteppingClock, drive, log_of, run_step, start
-from sagas.workers import WorkerIdentity
+from sagas.workers import WorkerIdentity, namespace, process_identity, worker_of
 
 pytestmark = pytest.mark.django_db
 
@@ -107,13 +107,30 @@ def _dead_pid() -> int:
     ("claimant", "orphaned"),
     [
         # The whole worker was SIGKILLed: its process is gone, its message unacknowledged.
-        (lambda: WorkerIdentity(host=socket.gethostname(), pid=_dead_pid(), name="dead"), 1),
+        (lambda: worker_of(_dead_pid(), "dead"), 1),
         # A live process of this host is still running the attempt.
-        (lambda: WorkerIdentity(host=socket.gethostname(), pid=os.getppid(), name="live"), 0),
+        (lambda: worker_of(os.getppid(), "live"), 0),
         # Another host's processes cannot be checked from here: wait for the deadline.
         (lambda: ELSEWHERE, 0),
+        # Our host name and a pid gone here, but another PID namespace (a container with a
+        # fixed host name): nothing here can tell, so wait for the deadline.
+        (
+            lambda: replace(
+                worker_of(_dead_pid(), "twin"),
+                process=f"{namespace().split('/')[0]}/4026530000/{_dead_pid()}/123",
+            ),
+            0,
+        ),
+        # The pid lives but names a process started later than the claimant: it was reused.
+        (
+            lambda: replace(
+                worker_of(os.getppid(), "reused"),
+                process=process_identity(os.getppid()).rsplit("/", 1)[0] + "/1",
+            ),
+            1,
+        ),
     ],
-    ids=["dead-here", "alive-here", "elsewhere"],
+    ids=["dead-here", "alive-here", "elsewhere", "same-name-other-namespace", "pid-reused"],
 )
 def test_a_claim_whose_process_died_on_this_host_is_sent_again_before_its_deadline(
     claimant: Any, orphaned: int, django_capture_on_commit_callbacks: Any

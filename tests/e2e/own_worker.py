@@ -47,6 +47,7 @@ def own_worker(
     """Run ``celery -A app worker`` on a fresh queue, the test's messages sent to it."""
     queue = f"own-{uuid.uuid4().hex[:8]}"
     test_settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    test_settings.SAGA_QUEUE_ROUTES = {}
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.test_settings",

@@ -33,6 +33,7 @@ def unconsumed_queue(settings: Any) -> Iterator[str]:
     """
     queue = f"faults-inline-{uuid.uuid4().hex[:8]}"
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.SAGA_QUEUE_ROUTES = {}
     yield queue
     delete_queue(queue)
 

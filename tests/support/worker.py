@@ -2,11 +2,13 @@
 
 Fixtures:
 
-- ``celery_test_queue`` (session, autouse): every test session sends its Celery messages to a
-  queue of its own, so parallel runs, other engineers' runs and ``make run`` never take each
-  other's messages. Its messages are deleted at the end.
+- ``celery_test_queues`` (session, autouse): every test session sends its Celery messages to
+  queues of its own (the deployment's queues under a session prefix), so parallel runs, other
+  engineers' runs and ``make run`` never take each other's messages. Their messages are
+  deleted at the end. ``celery_test_queue``: the default (maintenance) one of them.
 - ``live_worker`` (session): ``celery -A config worker`` as a subprocess on pytest-django's
-  test database and the session's queue. Yields a ``lab.worker.WorkerHandle`` (pid, child
+  test database, consuming all the session's queues. Yields a ``lab.worker.WorkerHandle``
+  (pid, child
   pids, ``kill_child()``, ``restart()``, the log file). Tests using it need
   ``transactional_db``: the worker only sees committed rows. The worker's log is attached to
   the report of a failing test.
@@ -61,27 +63,53 @@ def wait_for(
 
 
 @pytest.fixture(scope="session", autouse=True)
-def celery_test_queue() -> Iterator[str]:
-    """Send this session's Celery messages to a queue nobody else reads."""
+def celery_test_queues() -> Iterator[list[str]]:
+    """Send this session's Celery messages to queues nobody else reads: each queue of the
+    deployment (``orders``, ``inventory``, ``payments``, ``maintenance``) under a prefix of
+    the session's own. Yields their names, the default (maintenance) queue first.
+    """
     from django.conf import settings
 
     from config.celery import app
 
-    queue = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    previous = (settings.CELERY_TASK_DEFAULT_QUEUE, app.conf.task_default_queue)
-    settings.CELERY_TASK_DEFAULT_QUEUE = queue
-    app.conf.task_default_queue = queue
-    yield queue
-    settings.CELERY_TASK_DEFAULT_QUEUE, app.conf.task_default_queue = previous
-    with contextlib.suppress(Exception):
-        delete_queue(queue)
+    prefix = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+    previous = (
+        settings.CELERY_QUEUE_PREFIX,
+        settings.SAGA_QUEUE_ROUTES,
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+        app.conf.task_default_queue,
+    )
+    settings.CELERY_QUEUE_PREFIX = prefix
+    settings.SAGA_QUEUE_ROUTES = {
+        participant: prefix + queue.removeprefix(previous[0])
+        for participant, queue in previous[1].items()
+    }
+    default = prefix + "maintenance"
+    settings.CELERY_TASK_DEFAULT_QUEUE = app.conf.task_default_queue = default
+    queues = [default, *sorted(set(settings.SAGA_QUEUE_ROUTES.values()) - {default})]
+    yield queues
+    (
+        settings.CELERY_QUEUE_PREFIX,
+        settings.SAGA_QUEUE_ROUTES,
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+        app.conf.task_default_queue,
+    ) = previous
+    for queue in queues:
+        with contextlib.suppress(Exception):
+            delete_queue(queue)
+
+
+@pytest.fixture(scope="session")
+def celery_test_queue(celery_test_queues: list[str]) -> str:
+    """Name this session's default queue (where test sagas' steps and housekeeping go)."""
+    return celery_test_queues[0]
 
 
 @pytest.fixture(scope="session")
 def live_worker(
-    django_db_setup: None, django_db_blocker: Any, celery_test_queue: str
+    django_db_setup: None, django_db_blocker: Any, celery_test_queues: list[str]
 ) -> Generator[WorkerHandle, None, None]:
-    """Start a real Celery worker on the test database and this session's queue."""
+    """Start a real Celery worker on the test database, consuming all this session's queues."""
     from django.conf import settings
     from django.db import connection
 
@@ -90,18 +118,21 @@ def live_worker(
         DJANGO_SETTINGS_MODULE="config.test_settings",
         DATABASE_URL=database_url(connection.settings_dict),
         CELERY_BROKER_URL=str(settings.CELERY_BROKER_URL),
-        CELERY_QUEUE=celery_test_queue,
+        CELERY_QUEUE_PREFIX=str(settings.CELERY_QUEUE_PREFIX),
         PYTHONUNBUFFERED="1",
         # System checks are `manage.py check`'s job (CI runs it); here they would import
         # every URL module and fail every worker test for an unrelated view's bug.
         CELERY_SKIP_CHECKS="1",
     )
     env.pop("TEST_DATABASE_NAME", None)
+    env.pop("CELERY_QUEUE", None)
+    default = celery_test_queues[0]
     handle = WorkerHandle(
-        queue=celery_test_queue,
-        nodename=f"{celery_test_queue}@{os.uname().nodename}",
+        queue=default,
+        queues=tuple(celery_test_queues),
+        nodename=f"{default}@{os.uname().nodename}",
         env=env,
-        log_path=ARTIFACTS / f"worker-{celery_test_queue}.log",
+        log_path=ARTIFACTS / f"worker-{default}.log",
     )
     handle.start()
     try:
