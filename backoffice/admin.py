@@ -23,6 +23,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
@@ -78,6 +79,29 @@ def subject_link(subject: str) -> AdminLink | None:
         return AdminLink(subject, reverse(url_name, args=[subject_id]))
     except NoReverseMatch:
         return None
+
+
+# --- list filters ---------------------------------------------------------------------------
+
+
+class GivenValueFilter(admin.SimpleListFilter):
+    """A filter with no fixed choices: it shows, and keeps rows by, the value it was given.
+
+    Reached from links (an event's correlation id, a saga's actor); listing every value a
+    column holds would be a query over the whole table. Subclasses set ``title`` and
+    ``parameter_name`` and say how to keep the rows in :meth:`keep`.
+    """
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return self.keep(queryset, value) if value else queryset
+
+    def keep(self, queryset: QuerySet[Any], value: str) -> QuerySet[Any]:
+        raise NotImplementedError
 
 
 # --- model admins ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from backoffice.admin import AdminLink, ReadOnlyAdmin, pretty_json, render_links
+from backoffice.admin import AdminLink, GivenValueFilter, ReadOnlyAdmin, pretty_json, render_links
 from eventstore.models import ProjectionCheckpoint, StoredEvent
 
 CORRELATION_PARAM = "correlation_id"
@@ -92,38 +92,23 @@ def correlation_links(correlation_id: str, *, actor: str) -> list[AdminLink]:
     return links
 
 
-class EventActorFilter(admin.SimpleListFilter):
+class EventActorFilter(GivenValueFilter):
     """Keep the events of one actor (a correlation link's scope)."""
 
     title = "actor"
     parameter_name = ACTOR_PARAM
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        value = self.value()
-        return [(value, value)] if value else []
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if not value:
-            return queryset
+    def keep(self, queryset: QuerySet[Any], value: str) -> QuerySet[Any]:
         return queryset.alias(_actor=KeyTextTransform("actor", "metadata")).filter(_actor=value)
 
 
-class CorrelationFilter(admin.SimpleListFilter):
+class CorrelationFilter(GivenValueFilter):
     """Keep the events of one correlation id (reached from a correlation link)."""
 
     title = "correlation id"
     parameter_name = CORRELATION_PARAM
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        # No fixed choices: the filter shows only the correlation id it was given.
-        value = self.value()
-        return [(value, value)] if value else []
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if not value:
-            return queryset
+    def keep(self, queryset: QuerySet[Any], value: str) -> QuerySet[Any]:
         # The ->> expression the eventstore_correlation index is built on.
         return queryset.alias(_correlation=KeyTextTransform("correlation_id", "metadata")).filter(
             _correlation=value

@@ -30,6 +30,7 @@ from django.utils.html import format_html
 
 from backoffice.admin import (
     AdminLink,
+    GivenValueFilter,
     ReadOnlyAdmin,
     RefuseUnavailableActions,
     actor_names,
@@ -279,34 +280,24 @@ class OperatorActionsAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         return format_html('<a href="{}">{}</a>', link.url, link.label)
 
 
-class CorrelationIdFilter(admin.SimpleListFilter):
+class CorrelationIdFilter(GivenValueFilter):
     """Keep the sagas of one correlation id (reached from an event's correlation links)."""
 
     title = "correlation id"
     parameter_name = "correlation_id"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        value = self.value()
-        return [(value, value)] if value else []
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(correlation_id=value) if value else queryset
+    def keep(self, queryset: QuerySet[Any], value: str) -> QuerySet[Any]:
+        return queryset.filter(correlation_id=value)
 
 
-class SagaActorFilter(admin.SimpleListFilter):
+class SagaActorFilter(GivenValueFilter):
     """Keep the sagas one actor started (a correlation link's scope: eventstore.admin)."""
 
     title = "actor"
     parameter_name = ACTOR_PARAM
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        value = self.value()
-        return [(value, value)] if value else []
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(actor=value) if value else queryset
+    def keep(self, queryset: QuerySet[Any], value: str) -> QuerySet[Any]:
+        return queryset.filter(actor=value)
 
 
 class SagaTypeFilter(admin.SimpleListFilter):
