@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from redis import Redis
 
-from lab.worker import ARTIFACTS, WorkerHandle, database_url
+from lab.worker import ARTIFACTS, WorkerHandle
 from orders.sagas import CANCEL_ORDER_SAGA, PLACE_ORDER_SAGA
 from orders.services import OrderLineRequest, order_place
 from payments.models import SimulatedCharge
@@ -27,7 +26,7 @@ from sagas.models import Saga, SagaStep
 from sagas.statuses import Phase
 from sagas.tasks import run_saga_step
 from tests.factories import make_product
-from tests.support.worker import wait_for
+from tests.support.worker import wait_for, worker_env
 
 PARTICIPANT_QUEUES = {
     (saga.name, step.name): step.participant
@@ -95,17 +94,7 @@ def test_routing_is_a_setting(settings: Any, celery_test_queues: list[str]) -> N
 @pytest.fixture
 def inventory_worker(django_db_setup: None) -> Iterator[WorkerHandle]:
     """Start a worker consuming the session's ``inventory`` queue and nothing else."""
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.test_settings",
-        DATABASE_URL=database_url(connection.settings_dict),
-        CELERY_BROKER_URL=str(settings.CELERY_BROKER_URL),
-        CELERY_QUEUE_PREFIX=str(settings.CELERY_QUEUE_PREFIX),
-        PYTHONUNBUFFERED="1",
-        CELERY_SKIP_CHECKS="1",
-    )
-    env.pop("TEST_DATABASE_NAME", None)
-    env.pop("CELERY_QUEUE", None)
+    env = worker_env()
     queue = settings.SAGA_QUEUE_ROUTES["inventory"]
     handle = WorkerHandle(
         queue=queue,

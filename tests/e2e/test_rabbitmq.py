@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from config.celery import app
 from infrastructure import broker
-from lab.worker import ARTIFACTS, WorkerHandle, database_url
+from lab.worker import ARTIFACTS, WorkerHandle
 from orders.models import OrderSummary
 from orders.services import OrderLineRequest, order_place
 from payments.selectors import payment_totals_for_order
@@ -35,7 +34,7 @@ from sagas.tasks import run_saga_step
 from sagas.testing.models import Call
 from sagas.tests.harness import calls, effects, log_of, start, wait_status
 from tests.factories import make_product
-from tests.support.worker import wait_for
+from tests.support.worker import wait_for, worker_env
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -71,15 +70,7 @@ def rabbitmq_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[W
     settings.CELERY_TASK_DEFAULT_QUEUE = app.conf.task_default_queue = default
     queues = (default, *sorted(set(routes.values())))
     _switch_broker(RABBITMQ_URL)
-    env = {k: v for k, v in os.environ.items() if k not in ("TEST_DATABASE_NAME", "CELERY_QUEUE")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.test_settings",
-        DATABASE_URL=database_url(connection.settings_dict),
-        CELERY_BROKER_URL=RABBITMQ_URL,
-        CELERY_QUEUE_PREFIX=prefix,
-        CELERY_SKIP_CHECKS="1",
-        PYTHONUNBUFFERED="1",
-    )
+    env = worker_env(CELERY_BROKER_URL=RABBITMQ_URL, CELERY_QUEUE_PREFIX=prefix)
     handle = WorkerHandle(
         queue=default,
         queues=queues,

@@ -105,15 +105,15 @@ def celery_test_queue(celery_test_queues: list[str]) -> str:
     return celery_test_queues[0]
 
 
-@pytest.fixture(scope="session")
-def live_worker(
-    django_db_setup: None, django_db_blocker: Any, celery_test_queues: list[str]
-) -> Generator[WorkerHandle, None, None]:
-    """Start a real Celery worker on the test database, consuming all this session's queues."""
+def worker_env(**overrides: str) -> dict[str, str]:
+    """Return the environment of a worker process on this session's test database and queues.
+
+    ``overrides`` replace any of it (another broker, another queue prefix).
+    """
     from django.conf import settings
     from django.db import connection
 
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in ("TEST_DATABASE_NAME", "CELERY_QUEUE")}
     env.update(
         DJANGO_SETTINGS_MODULE="config.test_settings",
         DATABASE_URL=database_url(connection.settings_dict),
@@ -124,8 +124,16 @@ def live_worker(
         # every URL module and fail every worker test for an unrelated view's bug.
         CELERY_SKIP_CHECKS="1",
     )
-    env.pop("TEST_DATABASE_NAME", None)
-    env.pop("CELERY_QUEUE", None)
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture(scope="session")
+def live_worker(
+    django_db_setup: None, django_db_blocker: Any, celery_test_queues: list[str]
+) -> Generator[WorkerHandle, None, None]:
+    """Start a real Celery worker on the test database, consuming all this session's queues."""
+    env = worker_env()
     default = celery_test_queues[0]
     handle = WorkerHandle(
         queue=default,
