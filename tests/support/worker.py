@@ -26,9 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -60,6 +64,18 @@ def wait_for(
         time.sleep(interval)
 
 
+def free_port() -> int:
+    """Return a TCP port nothing listens on now (for a subprocess to bind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def worker_metrics_url(worker: WorkerHandle) -> str:
+    """Return the URL of ``worker``'s metrics exporter (WORKER_METRICS_PORT)."""
+    return f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def celery_test_queue() -> Iterator[str]:
     """Send this session's Celery messages to a queue nobody else reads."""
@@ -85,6 +101,8 @@ def live_worker(
     from django.conf import settings
     from django.db import connection
 
+    metrics_dir = Path(tempfile.mkdtemp(prefix="worker-metrics-"))
+    metrics_port = free_port()
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="config.test_settings",
@@ -95,6 +113,11 @@ def live_worker(
         # System checks are `manage.py check`'s job (CI runs it); here they would import
         # every URL module and fail every worker test for an unrelated view's bug.
         CELERY_SKIP_CHECKS="1",
+        # JSON lines, as in production: tests/observability follow one order through them.
+        LOG_FORMAT="json",
+        # The worker's series, its prefork children's summed, on an exporter of its own.
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        WORKER_METRICS_PORT=str(metrics_port),
     )
     env.pop("TEST_DATABASE_NAME", None)
     handle = WorkerHandle(
@@ -108,6 +131,7 @@ def live_worker(
         yield handle
     finally:
         handle.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
