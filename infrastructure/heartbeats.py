@@ -35,8 +35,8 @@ def heartbeat(kind: str) -> None:
     _last_written[kind] = now
     try:
         cache.set(_key(kind), now, timeout=None)
-    except Exception:  # a heartbeat must never fail the work it reports
-        logger.debug("heartbeat %s not recorded", kind, exc_info=True)
+    except Exception:  # a heartbeat must never fail the work it reports (throttled, so not a flood)
+        logger.warning("heartbeat %s not recorded", kind, exc_info=True)
 
 
 def seconds_since_seen() -> dict[str, float | None]:
