@@ -21,6 +21,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from eventstore.projections import projection_statuses
+from infrastructure.heartbeats import seconds_since_seen
 from infrastructure.metrics import exposition
 from orders.selectors import order_counts_by_status
 from sagas.selectors import saga_counts_by_type_and_status
@@ -73,6 +74,15 @@ class DatabaseGauges(Collector):
             orders,
             lag,
         ]
+        seen = GaugeMetricFamily(
+            "backoffice_seconds_since_seen",
+            "Seconds since a worker or beat was last seen working (absent: never).",
+            labels=["process"],
+        )
+        for process, seconds in seconds_since_seen().items():
+            if seconds is not None:
+                seen.add_metric([process], seconds)
+        families.append(seen)
         # TODO(webhooks): backoffice_webhook_backlog (deliveries not yet succeeded or failed)
         # comes from the webhooks app, which is not on main yet: its count is added here,
         # one more aggregate query, when that app is installed.
