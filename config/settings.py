@@ -17,6 +17,7 @@ from kombu import Queue
 
 from infrastructure import runtime
 from infrastructure.client_address import parse_networks
+from infrastructure.logs import logging_config
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -124,6 +125,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id is bound, and the request counted, whatever answers it.
+    "infrastructure.logs.RequestLogContextMiddleware",
+    "infrastructure.metrics.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -449,15 +453,12 @@ BACKOFFICE_CURRENCY = os.environ.get("BACKOFFICE_CURRENCY", "EUR")
 PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "payments.simulated.SimulatedGateway")
 # --- end of Inventory and payments ------------------------------------------------------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-    },
-}
+# GET /metrics: open with DEBUG; otherwise this bearer token, and a 404 while it is unset.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
+# LOG_FORMAT=json (the default when DEBUG is off): one JSON object a line, with the ids bound for
+# the request or the task (infrastructure/logs.py); text: the same, readable.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json").strip().lower()
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=os.environ.get("LOG_LEVEL", "INFO"))

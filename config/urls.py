@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from backoffice.metrics import metrics_view
 from backoffice.security import admin_login
 from infrastructure.api.health import HealthView
 from inventory.api import ProductListView
@@ -30,6 +31,7 @@ urlpatterns = [
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "api"), namespace="api")),
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 handler400 = "infrastructure.api.errors.bad_request"

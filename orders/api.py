@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID, uuid4
@@ -21,6 +22,7 @@ from infrastructure.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from infrastructure.api.idempotency import KEY_SCHEMA
 from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
 from infrastructure.api.params import MAX_INT_PARAM, choice_param, int_param, query_param
+from infrastructure.logs import log_bind
 from orders.domain import MAX_ORDER_TOTAL, InvalidOrder, OrderNotCancellable, OrderStatus
 from orders.idempotency import order_keys
 from orders.selectors import (
@@ -48,6 +50,8 @@ from orders.services import (
     order_request_cancellation,
 )
 from sagas.errors import SagaAlreadyActive
+
+logger = logging.getLogger(__name__)
 
 CORRELATION_HEADER = "X-Correlation-ID"
 
@@ -163,13 +167,15 @@ class OrderListCreateView(APIView):
         order = payload.validated_data
 
         def place(order_id: UUID | None) -> Response:
+            correlation_id = correlation_of(request)
+            log_bind(correlation_id=correlation_id, order_id=order_id)
             try:
                 placed = order_place(
                     customer_id=order["customer_id"],
                     lines=[OrderLineRequest(i["sku"], i["quantity"]) for i in order["items"]],
                     payment_token=order["payment_token"],
                     actor=actor_of(request),
-                    correlation_id=correlation_of(request),
+                    correlation_id=correlation_id,
                     order_id=order_id,
                 )
             except InvalidOrder as exc:
@@ -178,6 +184,8 @@ class OrderListCreateView(APIView):
                 # A retry of a request whose answer was lost after its order committed.
                 assert order_id is not None
                 return accepted(request, order_get(user=request.user, order_id=order_id))
+            log_bind(order_id=placed.order_id, saga_id=placed.saga_id)
+            logger.info("order %s placed, saga %s started", placed.order_id, placed.saga_id)
             return accepted(request, placed.order, just_placed_sagas(placed))
 
         return order_keys.respond(request, place)

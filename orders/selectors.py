@@ -162,15 +162,17 @@ def just_placed_sagas(placed: PlacedOrder) -> list[dict[str, Any]]:
     return [{"id": placed.saga_id, "type": PLACE_ORDER, "status": SagaStatus.RUNNING.value}]
 
 
-def order_counts_by_status(*, created_from: datetime, created_before: datetime) -> dict[str, int]:
-    """Count the orders created in [from, before) in each status (zero when none), one query."""
+def order_counts_by_status(
+    *, created_from: datetime | None = None, created_before: datetime | None = None
+) -> dict[str, int]:
+    """Count the orders created in [from, before) (default: all) in each status, one query."""
     counts = dict.fromkeys((s.value for s in OrderStatus), 0)
-    rows = (
-        OrderSummary.objects.filter(created_at__gte=created_from, created_at__lt=created_before)
-        .order_by()
-        .values_list("status")
-        .annotate(n=Count("id"))
-    )
+    orders = OrderSummary.objects.all()
+    if created_from is not None:
+        orders = orders.filter(created_at__gte=created_from)
+    if created_before is not None:
+        orders = orders.filter(created_at__lt=created_before)
+    rows = orders.order_by().values_list("status").annotate(n=Count("id"))
     for status, n in rows:
         counts[status] = n
     return counts

@@ -18,6 +18,7 @@ One path, one rule: read the saga's row, let ``sagas.engine.decide_claim`` decid
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from uuid import UUID
 
 from django.conf import settings
 
+from infrastructure.logs import subject_ids
 from sagas import workers
 from sagas.definitions import SagaDefinition
 from sagas.engine import (
@@ -52,6 +54,8 @@ from sagas.recorder import (
 from sagas.registry import get_definition
 from sagas.statuses import Phase
 from sagas.workers import WorkerIdentity
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -168,12 +172,27 @@ def attempt_claim(
         case Ignore(reason=reason):
             return NotClaimed(reason)
         case GiveUp(error=error):
-            outcome_record(
+            recorded = outcome_record(
                 loaded,
                 lambda d, s: decide(d, s, Poisoned(error), rand=random.random()),  # noqa: S311 (jitter, not secrets)
                 now=now,
                 attempt=AttemptRecord.of_claim(saga),
             )
+            if recorded.applied:
+                logger.error(
+                    "saga %s (%s) step %s %s poisoned: %s",
+                    saga.id,
+                    saga.saga_type,
+                    step,
+                    phase,
+                    error,
+                    extra={
+                        "saga_id": str(saga.id),
+                        "step": step,
+                        "phase": phase.value,
+                        **subject_ids(saga.subject),
+                    },
+                )
             return NotClaimed(error)
         case Claim(takeover=takeover, redeliveries=redeliveries):
             lost_error = (

@@ -45,6 +45,7 @@ from sagas.errors import SagaNotFound
 from sagas.models import Saga, SagaStep, SagaStepExecution
 from sagas.registry import get_definition
 from sagas.statuses import AttemptStatus, Phase, SagaStatus, StepStatus
+from sagas.telemetry import attempt_observed
 from sagas.workers import WorkerIdentity, current_worker
 
 #: Step statuses that close a phase of the step (its ``*_finished_at`` is set).
@@ -497,6 +498,18 @@ def outcome_record(
         loaded = Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
     transition = decision(loaded.definition, loaded.state)
     applied = _transition_write(loaded, transition, now=now, attempt=attempt)
+    if applied and attempt is not None:
+        saga = loaded.saga
+        attempt_observed(
+            saga_id=saga.id,
+            saga_type=saga.saga_type,
+            subject=saga.subject,
+            step=saga.current_step,
+            phase=saga.current_phase,
+            transition=transition,
+            started_at=attempt.started_at,
+            now=now,
+        )
     return Recorded(loaded=loaded, transition=transition, applied=applied)
 
 

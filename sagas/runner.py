@@ -32,6 +32,7 @@ from uuid import UUID
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError
 
+from infrastructure.logs import log_bind, subject_ids
 from sagas import workers
 from sagas.claims import Claimed, NotClaimed, attempt_claim
 from sagas.definitions import (
@@ -93,6 +94,7 @@ def step_attempt_run(
     )
     if isinstance(claimed, NotClaimed):
         return AttemptReport(ran=False, detail=claimed.detail)
+    log_bind(correlation_id=claimed.correlation_id, **subject_ids(claimed.loaded.saga.subject))
     try:
         fault = fault_take(
             saga_type=claimed.saga_type, step=step, phase=phase, now=claimed.started_at

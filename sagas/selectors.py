@@ -82,3 +82,9 @@ def saga_counts_by_status() -> dict[str, int]:
     for status, n in rows:
         counts[status] = n
     return counts
+
+
+def saga_counts_by_type_and_status() -> dict[tuple[str, str], int]:
+    """Count sagas by (type, status), in one query; only the pairs that exist."""
+    rows = Saga.objects.order_by().values_list("saga_type", "status").annotate(n=Count("id"))
+    return {(saga_type, status): n for saga_type, status, n in rows}

@@ -37,6 +37,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from infrastructure.clock import database_now
+from infrastructure.logs import subject_ids
 from sagas.dispatch import StepMessage, publish_on_commit
 from sagas.engine import Claimant, TimedOut, decide
 from sagas.errors import UnknownSagaType
@@ -192,9 +193,25 @@ def _time_out(*, saga_id: UUID, now: datetime) -> bool:
     )
     # A compare-and-set on the claim: an outcome written in the meantime wins, and this
     # writes nothing.
-    return outcome_record(
+    applied = outcome_record(
         loaded,
         lambda d, s: decide(d, s, outcome, rand=random.random()),  # noqa: S311 (jitter, not secrets)
         now=now,
         attempt=AttemptRecord.of_claim(saga),
     ).applied
+    if applied:
+        logger.error(
+            "saga %s (%s) step %s %s passed its deadline: %s",
+            saga.id,
+            saga.saga_type,
+            saga.current_step,
+            saga.current_phase,
+            outcome.error,
+            extra={
+                "saga_id": str(saga.id),
+                "step": saga.current_step,
+                "phase": saga.current_phase,
+                **subject_ids(saga.subject),
+            },
+        )
+    return applied

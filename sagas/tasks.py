@@ -16,6 +16,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from infrastructure.clock import database_now
+from infrastructure.heartbeats import WORKERS, heartbeat
+from infrastructure.logs import log_context
 from sagas.definitions import Step
 from sagas.errors import UnknownSagaType
 from sagas.registry import get_definition
@@ -109,12 +111,22 @@ def run_saga_step(
     saga row says what runs).
     """
     _drop_unusable_connections()
+    heartbeat(WORKERS)
+    with log_context(saga_id=saga_id, step=step, phase=phase):
+        _run_step(
+            self, saga_id=saga_id, step=step, phase=phase, saga_type=saga_type, abandoned=abandoned
+        )
+
+
+def _run_step(
+    task: Task[Any, Any], *, saga_id: str, step: str, phase: str, saga_type: str, abandoned: str
+) -> None:
     try:
         report = step_attempt_run(
             saga_id=UUID(saga_id),
             step=step,
             phase=Phase(phase),
-            worker=current_worker(self.request.hostname or ""),
+            worker=current_worker(task.request.hostname or ""),
             # The database's clock: due times and leases are compared across hosts.
             clock=database_now,
             abandoned=UUID(abandoned) if abandoned else None,
@@ -123,7 +135,7 @@ def run_saga_step(
         # Our claim is still in PostgreSQL under this live process: hand its token to the
         # retry, wherever it runs, instead of leaving it to its deadline.
         close_old_connections()
-        raise self.retry(
+        raise task.retry(
             exc=exc,
             countdown=1,
             max_retries=CONNECTION_RETRIES,
@@ -140,7 +152,7 @@ def run_saga_step(
         # shortly on a fresh connection; a duplicate is harmless, and past the retries the
         # sweeper re-sends the step anyway.
         close_old_connections()
-        raise self.retry(exc=exc, countdown=1, max_retries=CONNECTION_RETRIES) from exc
+        raise task.retry(exc=exc, countdown=1, max_retries=CONNECTION_RETRIES) from exc
     if not report.ran:
         logger.debug(
             "saga %s (%s) step %s %s: no-op, %s", saga_id, saga_type, step, phase, report.detail
@@ -151,4 +163,5 @@ def run_saga_step(
 def sweep_sagas() -> None:
     """Run one recovery pass: re-dispatch due, stalled and unsent steps."""
     close_old_connections()
+    heartbeat(WORKERS)
     sagas_sweep(now=database_now())

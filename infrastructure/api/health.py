@@ -1,4 +1,4 @@
-"""GET /api/health/: can this process reach PostgreSQL and the broker?"""
+"""GET /api/health/: PostgreSQL and broker checks; when workers and beat were last seen."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.celery import app as celery_app
+from infrastructure.heartbeats import BEAT, WORKERS, seconds_since_seen
 
 
 def _check_database() -> dict[str, Any]:
@@ -54,6 +55,12 @@ _health = inline_serializer(
     {
         "status": serializers.ChoiceField(choices=["ok", "unavailable"]),
         "checks": inline_serializer("HealthChecks", {"database": _check, "broker": _check}),
+        "workers": serializers.FloatField(
+            allow_null=True, help_text="Seconds since a worker was last seen working (null: never)."
+        ),
+        "beat": serializers.FloatField(
+            allow_null=True, help_text="Seconds since beat last sent the sweep (null: never)."
+        ),
     },
 )
 
@@ -66,7 +73,15 @@ class HealthView(APIView):
     def get(self, request: Request) -> Response:
         checks = {"database": _check_database(), "broker": _check_broker()}
         healthy = all(c["status"] == "ok" for c in checks.values())
+        # Workers and beat are reported, never judged here: a web process is healthy without
+        # them, and the alert rules (docs/monitoring/) decide how long a silence may last.
+        seen = seconds_since_seen()
         return Response(
-            {"status": "ok" if healthy else "unavailable", "checks": checks},
+            {
+                "status": "ok" if healthy else "unavailable",
+                "checks": checks,
+                "workers": seen[WORKERS],
+                "beat": seen[BEAT],
+            },
             status=200 if healthy else 503,
         )

@@ -28,9 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -60,6 +64,18 @@ def wait_for(
             text = message() if callable(message) else message
             pytest.fail(f"timed out after {timeout}s waiting for {text}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """Return a TCP port nothing listens on now (for a subprocess to bind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def worker_metrics_url(worker: WorkerHandle) -> str:
+    """Return the URL of ``worker``'s metrics exporter (WORKER_METRICS_PORT)."""
+    return f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -113,6 +129,8 @@ def worker_env(**overrides: str) -> dict[str, str]:
     from django.conf import settings
     from django.db import connection
 
+    metrics_dir = Path(tempfile.mkdtemp(prefix="worker-metrics-"))
+    metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("TEST_DATABASE_NAME", "CELERY_QUEUE")}
     env.update(
         DJANGO_SETTINGS_MODULE="config.test_settings",
@@ -123,6 +141,11 @@ def worker_env(**overrides: str) -> dict[str, str]:
         # System checks are `manage.py check`'s job (CI runs it); here they would import
         # every URL module and fail every worker test for an unrelated view's bug.
         CELERY_SKIP_CHECKS="1",
+        # JSON lines, as in production: tests/observability follow one order through them.
+        LOG_FORMAT="json",
+        # The worker's series, its prefork children's summed, on an exporter of its own.
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        WORKER_METRICS_PORT=str(metrics_port),
     )
     env.update(overrides)
     return env
@@ -147,6 +170,7 @@ def live_worker(
         yield handle
     finally:
         handle.stop()
+        shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
