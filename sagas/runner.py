@@ -32,7 +32,7 @@ from uuid import UUID
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError
 
-from infrastructure.logs import log_bind, subject_ids
+from infrastructure.logs import log_context, subject_ids
 from sagas import workers
 from sagas.claims import Claimed, NotClaimed, attempt_claim
 from sagas.definitions import (
@@ -94,42 +94,46 @@ def step_attempt_run(
     )
     if isinstance(claimed, NotClaimed):
         return AttemptReport(ran=False, detail=claimed.detail)
-    log_bind(correlation_id=claimed.correlation_id, **subject_ids(claimed.loaded.saga.subject))
-    try:
-        fault = fault_take(
-            saga_type=claimed.saga_type, step=step, phase=phase, now=claimed.started_at
-        )
-    except DatabaseError as exc:
-        raise AttemptAbandoned(claimed.token) from exc
-    workers.attempt_started(claimed.token)
-    try:
-        outcome = _run(saga_id=saga_id, claimed=claimed, fault=fault)
-    finally:
-        workers.attempt_ended(claimed.token)
-    # One statement, so no transaction block: it commits (durably) on its own, and the next
-    # step's message goes out right after.
-    try:
-        recorded = outcome_record(
-            claimed.loaded,
-            lambda definition, state: decide(definition, state, outcome, rand=rand()),
-            now=clock(),
-            attempt=AttemptRecord(
-                attempt=claimed.state.attempt, started_at=claimed.started_at, worker=worker.name
-            ),
-        )
-    except DatabaseError as exc:
-        raise AttemptAbandoned(claimed.token) from exc
-    if not recorded.applied:
-        logger.warning(
-            "saga %s step %s %s attempt %s: claim was taken over or timed out; outcome %s dropped",
-            saga_id,
-            step,
-            phase,
-            claimed.state.attempt,
-            type(outcome).__name__,
-        )
-        return AttemptReport(ran=True, detail="outcome dropped: claim lost")
-    return AttemptReport(ran=True, detail=type(outcome).__name__)
+    # The attempt's ids join the log lines of this attempt only: an in-process caller (the
+    # sweeper, a test driving sagas) runs the next attempt without them.
+    ids = subject_ids(claimed.loaded.saga.subject)
+    with log_context(correlation_id=claimed.correlation_id, **ids):
+        try:
+            fault = fault_take(
+                saga_type=claimed.saga_type, step=step, phase=phase, now=claimed.started_at
+            )
+        except DatabaseError as exc:
+            raise AttemptAbandoned(claimed.token) from exc
+        workers.attempt_started(claimed.token)
+        try:
+            outcome = _run(saga_id=saga_id, claimed=claimed, fault=fault)
+        finally:
+            workers.attempt_ended(claimed.token)
+        # One statement, so no transaction block: it commits (durably) on its own, and the next
+        # step's message goes out right after.
+        try:
+            recorded = outcome_record(
+                claimed.loaded,
+                lambda definition, state: decide(definition, state, outcome, rand=rand()),
+                now=clock(),
+                attempt=AttemptRecord(
+                    attempt=claimed.state.attempt, started_at=claimed.started_at, worker=worker.name
+                ),
+            )
+        except DatabaseError as exc:
+            raise AttemptAbandoned(claimed.token) from exc
+        if not recorded.applied:
+            logger.warning(
+                "saga %s step %s %s attempt %s: claim was taken over or timed out; "
+                "outcome %s dropped",
+                saga_id,
+                step,
+                phase,
+                claimed.state.attempt,
+                type(outcome).__name__,
+            )
+            return AttemptReport(ran=True, detail="outcome dropped: claim lost")
+        return AttemptReport(ran=True, detail=type(outcome).__name__)
 
 
 def _phase_literal(phase: Phase) -> Literal["action", "compensation"]:
