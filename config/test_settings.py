@@ -12,3 +12,7 @@ os.environ.setdefault("BACKOFFICE_TESTING", "1")
 os.environ.setdefault("CONN_MAX_AGE", "0")
 
 from config.settings import *  # noqa: F403
+
+# Each test session's messages go to a queue of its own (tests/support/worker.py) and its
+# worker consumes that queue alone: the webhooks' tasks follow the default queue there.
+CELERY_TASK_ROUTES = {}
