@@ -16,3 +16,4 @@ from config.settings import *  # noqa: F403
 # Each test session's messages go to a queue of its own (tests/support/worker.py) and its
 # worker consumes that queue alone: the webhooks' tasks follow the default queue there.
 CELERY_TASK_ROUTES = {}
+WEBHOOK_RETRY_BASE_SECONDS = 0.5  # tests see a retry soon

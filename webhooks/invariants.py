@@ -17,8 +17,6 @@ from webhooks.catalogue import event_types
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.relay import RELAY_NAME
 
-MISSING = "webhooks.missing_delivery"
-
 
 def missing_deliveries(*, relayed_only: bool = True) -> list[tuple[UUID, int]]:
     """Return (event id, endpoint id) for each delivery the relay should have written."""
@@ -60,7 +58,7 @@ def check_webhooks(report: InvariantReport, options: InvariantOptions) -> None:
     )
     for event_id, endpoint_id in missing_deliveries(relayed_only=options.allow_in_flight):
         report.violation(
-            MISSING,
+            "webhooks",
             f"event:{event_id}",
             f"committed event has no delivery to webhook endpoint {endpoint_id}",
         )

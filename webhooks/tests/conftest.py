@@ -7,5 +7,5 @@ import pytest
 
 
 @pytest.fixture
-def other_receiver():  # type: ignore[no-untyped-def]
+def other_receiver():
     yield from serve()
