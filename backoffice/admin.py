@@ -22,13 +22,14 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+
+from infrastructure.actors import usernames_of
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,8 @@ def pretty_json(value: Any) -> str:
 
 
 def actor_names(actors: Iterable[str]) -> dict[str, str]:
-    """Map "user:<id>" actors to "username (user:<id>)", in one query."""
-    ids = {int(a[5:]) for a in actors if a.startswith("user:") and a[5:].isdigit()}
-    if not ids:
-        return {}
-    users = get_user_model().objects.filter(pk__in=ids).values_list("pk", "username")
-    return {f"user:{pk}": f"{name} (user:{pk})" for pk, name in users}
+    """Map "user:<id>" actors to their usernames, in one query (see ``infrastructure.actors``)."""
+    return usernames_of(actors)
 
 
 # --- links: a subject ("<kind>:<id>") to its admin page, registered by the subject's app ----

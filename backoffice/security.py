@@ -1,15 +1,26 @@
-"""Admin login throttling: repeated failures for one username from one address lock it out.
+"""Admin login throttling: repeated failures lock a username out for the client who failed.
 
-Failures are counted in the shared cache (Redis) per username and client address, so every
-web process sees the same count. After ``ADMIN_LOGIN_MAX_FAILURES`` failures within
-``ADMIN_LOGIN_LOCKOUT_SECONDS`` the login form refuses that username from that address, even
-with the right password, until the window that began with the first failure has passed; the
-page then answers 429 with ``Retry-After``. A successful login clears the count.
+Failures are counted in the shared cache (Redis), so every web process sees the same counts,
+under two keys:
 
-Counting by username *and* address means an attacker cannot lock a staff member out from
-everywhere by failing on purpose from elsewhere. When the cache cannot be reached the login
-is let through (and the failure logged): refusing every login because Redis restarted would
-lock the operators out at the worst moment.
+- per username *and* client address: after ``ADMIN_LOGIN_MAX_FAILURES`` failures within
+  ``ADMIN_LOGIN_LOCKOUT_SECONDS`` the form refuses that username from that address, even with
+  the right password, until the window that began with the first failure has passed;
+- per client address across usernames: after ``ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS``
+  failures the address is refused for every username (password spraying).
+
+Locked out, the page answers 429 with ``Retry-After``. A successful login clears the
+username-and-address count (not the address's: one known password must not reset a spray).
+
+The client address is the real client's, read through the trusted reverse proxies
+(``TRUSTED_PROXIES``, infrastructure/client_address.py), with an IPv6 client counted by its /64.
+There is deliberately no count per username alone: anyone on the internet can drive such a
+count, so it would be a switch for locking staff out (behind a proxy, with one address for
+everybody, the per-address key became exactly that). Guessing one username from many
+addresses is bounded by each address's budget and the password validators instead.
+
+When the cache cannot be reached the login is let through (and the failure logged): refusing
+every login because Redis restarted would lock the operators out at the worst moment.
 """
 
 from __future__ import annotations
@@ -25,16 +36,11 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
+from infrastructure.client_address import rate_limit_key
+
 logger = logging.getLogger("backoffice.security")
 
 _LOCKED_ATTRIBUTE = "_admin_login_locked_out"
-
-
-def client_address(request: HttpRequest | None) -> str:
-    """Return the address the request came from (the proxy's, when behind one)."""
-    if request is None:
-        return "unknown"
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
 
 
 def failure_key(username: str, address: str) -> str:
@@ -43,26 +49,35 @@ def failure_key(username: str, address: str) -> str:
     return f"admin-login-failures:{digest}"
 
 
-def is_locked_out(key: str) -> bool:
-    """Tell whether the username has failed too often from this address in the window."""
+def address_failure_key(address: str) -> str:
+    digest = hashlib.sha256(address.encode()).hexdigest()
+    return f"admin-login-failures-from:{digest}"
+
+
+def is_locked_out(key: str, address_key: str) -> bool:
+    """Tell whether this username from this address, or this address at all, failed too often."""
     try:
-        failures = cache.get(key, 0)
+        counts = cache.get_many([key, address_key])
+        return (
+            int(counts.get(key, 0)) >= settings.ADMIN_LOGIN_MAX_FAILURES
+            or int(counts.get(address_key, 0)) >= settings.ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS
+        )
     except Exception:
         logger.warning("login throttle cache unavailable; login allowed", exc_info=True)
         return False
-    return int(failures) >= settings.ADMIN_LOGIN_MAX_FAILURES
 
 
-def record_failure(key: str) -> None:
-    """Count one failed login; the window starts with the first failure."""
-    try:
-        cache.add(key, 0, timeout=settings.ADMIN_LOGIN_LOCKOUT_SECONDS)
-        cache.incr(key)
-    except ValueError:
-        # The key expired between add and incr: this failure starts a new window.
-        cache.set(key, 1, timeout=settings.ADMIN_LOGIN_LOCKOUT_SECONDS)
-    except Exception:
-        logger.warning("login throttle cache unavailable; failure not counted", exc_info=True)
+def record_failure(*keys: str) -> None:
+    """Count one failed login under each key; each window starts with its first failure."""
+    for key in keys:
+        try:
+            cache.add(key, 0, timeout=settings.ADMIN_LOGIN_LOCKOUT_SECONDS)
+            cache.incr(key)
+        except ValueError:
+            # The key expired between add and incr: this failure starts a new window.
+            cache.set(key, 1, timeout=settings.ADMIN_LOGIN_LOCKOUT_SECONDS)
+        except Exception:
+            logger.warning("login throttle cache unavailable; failure not counted", exc_info=True)
 
 
 def clear_failures(key: str) -> None:
@@ -73,7 +88,7 @@ def clear_failures(key: str) -> None:
 
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
-    """Django's admin login form, refusing a username locked out from this address."""
+    """Django's admin login form, refusing a username locked out for this client."""
 
     error_messages = {
         **AdminAuthenticationForm.error_messages,
@@ -84,8 +99,10 @@ class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
     }
 
     def clean(self) -> dict[str, Any]:
-        key = failure_key(self.cleaned_data.get("username") or "", client_address(self.request))
-        if is_locked_out(key):
+        address = rate_limit_key(self.request)
+        key = failure_key(self.cleaned_data.get("username") or "", address)
+        address_key = address_failure_key(address)
+        if is_locked_out(key, address_key):
             if self.request is not None:
                 setattr(self.request, _LOCKED_ATTRIBUTE, True)
             raise ValidationError(
@@ -96,7 +113,7 @@ class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
         try:
             cleaned: dict[str, Any] = super().clean()
         except ValidationError:
-            record_failure(key)
+            record_failure(key, address_key)
             raise
         clear_failures(key)
         return cleaned

@@ -400,7 +400,7 @@ def _seed() -> tuple[list[str], list[str]]:
     from django.conf import settings
     from django.contrib.auth.models import User
     from django.db import connection
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from inventory.models import Product
 
@@ -419,12 +419,12 @@ def _seed() -> tuple[list[str], list[str]]:
     tokens = []
     for n in range(CLIENTS):
         user = User.objects.create_user(f"bench-api-{run}-{n}", password=None)
-        tokens.append(Token.objects.create(user=user).key)
+        tokens.append(AuthToken.objects.create(user=user)[1])
     # Statistics, as a catalogue that has been in use has them: on a just-filled table the
     # planner guesses, and it priced every order by a sequential scan of the catalogue (four
     # times the lookup's cost) until autovacuum analysed it, part-way through a run.
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE inventory_product, auth_user, authtoken_token")
+        cursor.execute("ANALYZE inventory_product, auth_user, knox_authtoken")
     return [p.sku for p in products], tokens
 
 

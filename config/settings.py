@@ -8,12 +8,14 @@ Production is the default: ``DEBUG`` is off unless the environment turns it on, 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from infrastructure import runtime
+from infrastructure.client_address import parse_networks
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -29,6 +31,11 @@ def env_int(name: str, default: int) -> int:
     return default if raw is None or raw.strip() == "" else int(raw)
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw is None or raw.strip() == "" else float(raw)
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -38,8 +45,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# Off unless turned on; a `manage.py` run beside `make run` follows the value it ran with.
-DEBUG = (runtime.debug_flag() or "").strip().lower() in {"1", "true", "yes", "on"}
+# Off unless the environment turns it on: never from a file a development run left behind, so a
+# production process started without DEBUG cannot come up with the development key.
+DEBUG = env_bool("DEBUG", False)
 TESTING = env_bool("BACKOFFICE_TESTING", False)
 
 _DEV_SECRET_KEY = "dev-only-insecure-key-never-used-when-DEBUG-is-off-0123456789abcdef"  # noqa: S105
@@ -48,7 +56,8 @@ if not SECRET_KEY:
     if not (DEBUG or TESTING):
         raise ImproperlyConfigured(
             "SECRET_KEY must be set in the environment when DEBUG is off "
-            "(make run and make test set DEBUG=true for local work)."
+            "(make run and make test set DEBUG=true for local work; a manage.py beside "
+            "make run needs DEBUG=true in its environment too)."
         )
     SECRET_KEY = _DEV_SECRET_KEY
 
@@ -77,9 +86,19 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# The reverse proxies whose X-Forwarded-For is believed (addresses and CIDR networks); the
+# admin login lockout and the API throttles count the client it names
+# (infrastructure/client_address.py). Empty: the header is ignored, REMOTE_ADDR is the client.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+try:
+    parse_networks(TRUSTED_PROXIES)
+except ValueError as error:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from error
 # Admin login throttling (backoffice/security.py): failures per username and client address
-# within the window before the login is refused until the window passes.
+# within the window before the login is refused until the window passes, and failures from one
+# client address across all usernames (password spraying) before that address is refused.
 ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5)
+ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS", 30)
 ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900)
 # --- end of Security ----------------------------------------------------------------------------
 
@@ -91,7 +110,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens stored as digests, with an expiry (the REST_KNOX settings below).
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "eventstore",
@@ -201,11 +221,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "infrastructure.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["infrastructure.api.parsers.DepthLimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "infrastructure.api.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "infrastructure.api.pagination.StandardPagination",
@@ -219,6 +239,18 @@ REST_FRAMEWORK = {
         "anon": os.environ.get("API_THROTTLE_ANON", "120/min"),
         "user": os.environ.get("API_THROTTLE_USER", "6000/min"),
     },
+}
+
+# API tokens (django-rest-knox): the database keeps a SHA-512 digest of each token, never the
+# token; clients send `Authorization: Token <token>` as before. `create_api_token` issues one,
+# `revoke_api_tokens` and the admin revoke them.
+API_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 90)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+    # A client's token lasts its lifetime, then the operator issues a new one: a stolen token
+    # that kept being used must not renew itself.
+    "AUTO_REFRESH": False,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -300,7 +332,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 # Reconnect to the broker on start-up and after it goes away, for as long as it takes.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
-# Publishing from web requests retries too, briefly, before falling back on the sweeper.
+# A step message (infrastructure.broker) waits this long for the broker to connect and to
+# answer, once: the saga row is committed before it is sent, and the sweeper sends again what
+# was not sent, so a hung broker costs a POST about this long instead of timeouts times
+# retries.
+BROKER_PUBLISH_TIMEOUT_SECONDS = env_float("BROKER_PUBLISH_TIMEOUT_SECONDS", 1.0)
+# What apply_async does on another transport (infrastructure.broker sends on Redis itself).
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 3,

@@ -63,7 +63,8 @@ def banner(urls: ServerUrls, *, port: int, password: str, token: str) -> str:
             f"  health      {base}/api/health/",
             f"  PostgreSQL  {urls.database_url}{postgres_note}",
             f"  Redis       {urls.redis_url}{redis_note}",
-            "  manage.py in this checkout reaches the same servers (.local/runtime.json).",
+            "  DEBUG=true manage.py in this checkout reaches the same servers "
+            "(.local/runtime.json).",
             "Press Ctrl-C to stop everything.",
             rule,
         ]
@@ -87,15 +88,19 @@ def _bootstrap(env: Mapping[str, str], console: Console, password: str) -> str:
     console.step("seeding demo data (manage.py seed_demo)…")
     run_step(
         "seed",
-        [*manage, "seed_demo", "--admin-password", password],
+        # --force: seeding the demo is what make run is for, DEBUG on or off (seed_demo still
+        # never touches an existing admin account).
+        [*manage, "seed_demo", "--force", "--admin-password", password],
         env=env,
         cwd=ROOT,
         console=console,
     )
-    console.step(f"fetching the API token of {DEMO_CLIENT} (manage.py create_api_token)…")
+    # A new token each run (only digests are stored, so an old one cannot be shown again);
+    # --replace revokes the previous runs' tokens of the demo client.
+    console.step(f"issuing an API token for {DEMO_CLIENT} (manage.py create_api_token)…")
     lines = run_step(
         "token",
-        [*manage, "create_api_token", DEMO_CLIENT],
+        [*manage, "create_api_token", DEMO_CLIENT, "--replace"],
         env=env,
         cwd=ROOT,
         console=console,

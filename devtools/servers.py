@@ -58,9 +58,8 @@ def write_runtime_file(path: Path, urls: ServerUrls) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     payload = {"DATABASE_URL": urls.database_url, "REDIS_URL": urls.redis_url}
-    # The debug switch too: a `manage.py` beside `make run` must load the same settings.
-    if os.environ.get("DEBUG"):
-        payload["DEBUG"] = os.environ["DEBUG"]
+    # Never DEBUG: settings take it from the environment only (a production process started in
+    # a checkout that once ran `make run` must not pick it up).
     temporary.write_text(json.dumps(payload, indent=2) + "\n")
     temporary.replace(path)
 

@@ -28,6 +28,10 @@ from backoffice.admin import AdminLink, ReadOnlyAdmin, pretty_json, render_links
 from eventstore.models import ProjectionCheckpoint, StoredEvent
 
 CORRELATION_PARAM = "correlation_id"
+#: Scopes a correlation's pages to one actor. Correlation ids are chosen by clients
+#: (X-Correlation-ID): two clients may send the same one, and a page listing "everything
+#: sharing it" must not splice one client's orders into another's story.
+ACTOR_PARAM = "actor"
 
 
 EventLinker = Callable[[StoredEvent], AdminLink | None]
@@ -66,19 +70,43 @@ def event_links(event: StoredEvent) -> list[AdminLink]:
     return [link for linker in _linkers if (link := linker(event)) is not None]
 
 
-def correlation_links(correlation_id: str) -> list[AdminLink]:
-    """Return the pages listing everything that shares ``correlation_id``, events first."""
+def correlation_query(correlation_id: str, actor: str, *, param: str = CORRELATION_PARAM) -> str:
+    """Return the query string selecting ``correlation_id`` as used by ``actor``."""
+    return urlencode({param: correlation_id, ACTOR_PARAM: actor})
+
+
+def correlation_links(correlation_id: str, *, actor: str) -> list[AdminLink]:
+    """Return the pages listing what ``actor`` did under ``correlation_id``, events first."""
     if not correlation_id:
         return []
-    query = urlencode({CORRELATION_PARAM: correlation_id})
+    query = correlation_query(correlation_id, actor)
     links = [AdminLink("events", f"{reverse('admin:eventstore_storedevent_changelist')}?{query}")]
     for label, (url_name, param) in _correlation_views.items():
         try:
             url = reverse(url_name)
         except NoReverseMatch:
             continue
-        links.append(AdminLink(label, f"{url}?{urlencode({param: correlation_id})}"))
+        links.append(
+            AdminLink(label, f"{url}?{correlation_query(correlation_id, actor, param=param)}")
+        )
     return links
+
+
+class EventActorFilter(admin.SimpleListFilter):
+    """Keep the events of one actor (a correlation link's scope)."""
+
+    title = "actor"
+    parameter_name = ACTOR_PARAM
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.alias(_actor=KeyTextTransform("actor", "metadata")).filter(_actor=value)
 
 
 class CorrelationFilter(admin.SimpleListFilter):
@@ -160,7 +188,7 @@ class StoredEventAdmin(ReadOnlyAdmin):
         "correlation",
         "recorded_at",
     )
-    list_filter = (CorrelationFilter, StreamTypeFilter, EventTypeFilter)
+    list_filter = (CorrelationFilter, EventActorFilter, StreamTypeFilter, EventTypeFilter)
     search_fields = ("stream_id",)  # searched in get_search_results, by exact id
     search_help_text = "An exact stream id (an order's id, say) or event id."
     ordering = ("-position",)
@@ -209,7 +237,7 @@ class StoredEventAdmin(ReadOnlyAdmin):
         correlation_id = str(obj.metadata.get("correlation_id", ""))
         if not correlation_id:
             return ""
-        url = "?" + urlencode({CORRELATION_PARAM: correlation_id})
+        url = "?" + correlation_query(correlation_id, str(obj.metadata.get("actor", "")))
         # Shortened in the list (the full id is the link's title): ids are long, columns not.
         short = correlation_id if len(correlation_id) <= 12 else f"{correlation_id[:8]}…"
         return format_html(
@@ -225,7 +253,12 @@ class StoredEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="sharing its correlation id")
     def correlation_pages(self, obj: StoredEvent) -> str:
-        return render_links(correlation_links(str(obj.metadata.get("correlation_id", ""))))
+        return render_links(
+            correlation_links(
+                str(obj.metadata.get("correlation_id", "")),
+                actor=str(obj.metadata.get("actor", "")),
+            )
+        )
 
     @admin.display(description="data")
     def data_pretty(self, obj: StoredEvent) -> str:

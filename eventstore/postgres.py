@@ -328,6 +328,26 @@ class PostgresEventStore:
             if current:
                 yield current[-1].stream_id, current
 
+    def read_streams_of(
+        self, *, stream_type: str, stream_ids: Collection[str]
+    ) -> dict[str, list[RecordedEvent]]:
+        """Return the events of the named streams, in one query; a stream with none is absent.
+
+        For batch work on a read model (a projection's rebuild): one round trip per batch of
+        streams instead of one per stream.
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {EVENT_COLUMNS} FROM {_TABLE} "
+                "WHERE stream_type = %s AND stream_id = ANY(%s) ORDER BY stream_id, version",
+                [stream_type, list(stream_ids)],
+            )
+            streams: dict[str, list[RecordedEvent]] = {}
+            for row in cursor.fetchall():
+                event = record_from_row(row)
+                streams.setdefault(event.stream_id, []).append(event)
+        return streams
+
     def stream_version(self, *, stream_type: str, stream_id: str) -> int:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -360,6 +380,18 @@ class PostgresEventStore:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [record_from_row(r) for r in cursor.fetchall()]
+
+    def log_horizon(self) -> tuple[int, int]:
+        """Return (readable, next): ``read_all`` shows transactions below ``readable``; every
+        transaction that has started or committed so far is below ``next``."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint "
+                "FROM pg_current_snapshot() AS s"
+            )
+            row = cursor.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
 
     def count_after(self, *, after: LogPosition, event_types: Collection[str] | None = None) -> int:
         """Count stored events after ``after`` (committed or not yet readable): a lag figure."""

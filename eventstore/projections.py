@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import ClassVar
@@ -28,17 +29,32 @@ from eventstore.store import InlineProjector
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RebuildCounts:
+    """What one batch of a rebuild did to the read model's rows."""
+
+    written: int = 0
+    unchanged: int = 0
+
+
 class Projector:
     """Turn events into read-model rows.
 
-    Subclasses set ``name`` (the checkpoint's key), ``event_types``, and implement ``handle``,
-    ``reset`` (empty the read model for a rebuild) and ``verify`` (compare the read model
-    with a fresh replay of the streams and describe every difference).
+    Subclasses set ``name`` (the checkpoint's key), ``event_types``, and implement ``handle``
+    and ``verify`` (compare the read model with a fresh replay of the streams and describe
+    every difference). A rebuild runs on a live system, beside the inline projector and the
+    catch-up runner, in short transactions: ``rebuild_batch`` brings the rows a batch of the
+    log touches in line with their streams, and ``rebuild_gone`` / ``rebuild_remove`` find
+    and remove the rows whose stream no longer exists. No rebuild empties the read model.
     """
 
     name: ClassVar[str] = ""
     event_types: ClassVar[frozenset[str]] = frozenset()
     inline: ClassVar[bool] = False
+    #: False for a projector whose rows are a record of what was done, not a view that can be
+    #: recomputed (the webhook relay's deliveries): ``rebuild_projections`` leaves it out
+    #: and refuses it by name. Its catch-up still heals a missed event.
+    rebuildable: ClassVar[bool] = True
 
     def handle(self, event: RecordedEvent) -> None:
         raise NotImplementedError
@@ -52,8 +68,24 @@ class Projector:
         for event in events:
             self.handle(event)
 
-    def reset(self) -> None:
-        raise NotImplementedError
+    def rebuild_batch(self, events: Sequence[RecordedEvent]) -> RebuildCounts:
+        """Bring the rows these events touch in line with the log, in the caller's transaction.
+
+        Runs while live writes go on: it must never move a row back to an older state. The
+        default applies the batch as catch-up does, which suits handlers that are idempotent
+        and heal a damaged row; a projector whose handlers skip what they have already
+        applied overrides it to write each touched row from its whole stream.
+        """
+        self.handle_batch(events)
+        return RebuildCounts(written=len(events))
+
+    def rebuild_gone(self, *, batch_size: int) -> Iterator[list[str]]:
+        """Yield, in batches, the keys of rows this rebuild did not meet in the log."""
+        return iter(())
+
+    def rebuild_remove(self, keys: Sequence[str]) -> int:
+        """Remove the rows among ``keys`` whose stream has no events; return how many."""
+        return 0
 
     def verify(self) -> Iterable[str]:
         """Yield one line per difference between the read model and a replay."""
@@ -185,11 +217,19 @@ def projections_catch_up_all(*, batch_size: int = 500) -> list[CatchUpResult]:
     return [projection_catch_up(name=p.name, batch_size=batch_size) for p in projectors()]
 
 
+class NotRebuildable(ValueError):
+    """The projector's rows are not a read model a replay may rewrite."""
+
+
 @dataclass(frozen=True)
 class RebuildResult:
     name: str
     events: int
     checkpoint: LogPosition
+    written: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    batches: int = 0
 
 
 def projection_rebuild(
@@ -197,35 +237,61 @@ def projection_rebuild(
     name: str,
     batch_size: int = 1000,
     progress: Callable[[int, int], None] | None = None,
+    horizon_poll: float = 0.05,
 ) -> RebuildResult:
-    """Empty the read model and replay the whole log into it, in one transaction.
+    """Replay the whole log into the read model, on a live system, batch by batch.
 
-    Readers keep seeing the old read model until the rebuild commits, and the catch-up
-    runner waits for it. ``progress(done, total)`` is called after every batch.
+    Each batch is its own short transaction, so the live writers (the inline projector, the
+    catch-up runner) wait at most for one batch's rows, never for the whole rebuild; the
+    projector's ``rebuild_batch`` writes a row only when the log is at least as far along as
+    the row, so a live write that landed meanwhile is never undone. Then the rows whose
+    stream is gone are removed, in batches too, and the checkpoint moves to where the walk
+    ended (never back). ``progress(done, total)`` is called after every batch.
     """
     projector = get_projector(name)
+    if not projector.rebuildable:
+        raise NotRebuildable(f"projection {name!r} is not rebuildable")
     store = PostgresEventStore()
-    with transaction.atomic(durable=True):
-        _lock(name)
-        total = store.count_after(after=LOG_START, event_types=projector.event_types)
-        projector.reset()
-        position = LOG_START
-        done = 0
-        if progress:
-            progress(0, total)
-        while True:
+    # Everything committed before the rebuild started is below ``head``: the walk goes on
+    # until the log's readers can see that far, so no such event is left out.
+    _, head = store.log_horizon()
+    total = store.count_after(after=LOG_START, event_types=projector.event_types)
+    position = LOG_START
+    done = written = unchanged = removed = batches = 0
+    if progress:
+        progress(0, total)
+    while True:
+        with transaction.atomic(durable=True):
+            # The horizon before the read: an empty read then means nothing below it is left.
+            readable, _ = store.log_horizon()
             batch = store.read_all(
                 after=position, limit=batch_size, event_types=projector.event_types
             )
-            if not batch:
+            if not batch and readable >= head:
                 break
-            projector.handle_batch(batch)
-            done += len(batch)
-            position = batch[-1].log_position
-            if progress:
-                progress(done, max(total, done))
-        _write_checkpoint(name, position, done, reset=True)
-    return RebuildResult(name, done, position)
+            counts = projector.rebuild_batch(batch) if batch else None
+        if counts is None:
+            # A transaction older than the rebuild is still open (perhaps in another
+            # database: transaction ids are the server's): wait for it to end.
+            time.sleep(horizon_poll)
+            continue
+        written += counts.written
+        unchanged += counts.unchanged
+        done += len(batch)
+        batches += 1
+        position = batch[-1].log_position
+        if progress:
+            progress(done, max(total, done))
+    for keys in projector.rebuild_gone(batch_size=batch_size):
+        with transaction.atomic(durable=True):
+            removed += projector.rebuild_remove(keys)
+    with transaction.atomic(durable=True):
+        # The advisory lock orders this write after a catch-up batch in flight.
+        _lock(name)
+        if _read_checkpoint(name) < position:
+            _write_checkpoint(name, position, done, reset=True)
+        checkpoint = _read_checkpoint(name)
+    return RebuildResult(name, done, checkpoint, written, unchanged, removed, batches)
 
 
 @dataclass(frozen=True)

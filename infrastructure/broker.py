@@ -13,6 +13,12 @@ It covers what this project sends (a direct queue, JSON, no compression, priorit
 plain ``redis://`` or ``rediss://`` broker. Anything else (another transport, a key prefix,
 sent events) goes through ``apply_async`` unchanged, so a configuration this module does not
 know about keeps working, only slower.
+
+A send is bounded: connecting and each reply wait at most ``BROKER_PUBLISH_TIMEOUT_SECONDS``,
+and a broker that does not answer in that time is not asked again. Every message sent here
+acts on a state already committed to PostgreSQL, and the saga sweeper sends again whatever
+was not sent; a request that waited out socket timeouts times retries for a hung broker
+would have gained nothing (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ import redis
 from celery import Celery
 from celery.signals import after_task_publish, before_task_publish
 from celery.utils.nodenames import anon_nodename
+from django.conf import settings
 from kombu.utils.json import dumps
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 __all__ = ["fast_path_available", "send_task"]
@@ -111,36 +118,30 @@ def _sender(app: Celery) -> _Sender:
 def _new_client(app: Celery) -> redis.Redis:
     conf = app.conf
     options = conf.broker_transport_options or {}
-    # Celery's publish retry policy, in redis-py's terms: a broker restarting under a publish
-    # gets a few short retries before the caller sees the error.
-    policy = dict(conf.task_publish_retry_policy or {})
-    retries = int(policy.get("max_retries", 3)) if conf.task_publish_retry else 0
+    # The transport's own socket timeouts and Celery's publish retry policy are the
+    # consumers' and apply_async's: a publish here waits for one try of one bound.
+    timeout = float(settings.BROKER_PUBLISH_TIMEOUT_SECONDS)
     client: redis.Redis = redis.Redis.from_url(
         str(conf.broker_write_url or conf.broker_url),
-        socket_timeout=options.get("socket_timeout"),
-        socket_connect_timeout=options.get("socket_connect_timeout"),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         health_check_interval=int(options.get("health_check_interval", 0)),
-        retry=Retry(
-            ExponentialBackoff(
-                cap=float(policy.get("interval_max", 1)),
-                base=float(policy.get("interval_step", 0.2)) or 0.2,
-            ),
-            retries,
-        ),
-        retry_on_timeout=bool(options.get("retry_on_timeout", False)),
+        retry=Retry(NoBackoff(), 0),
     )
     return client
 
 
 def _lpush(sender: _Sender, key: str, payload: str) -> None:
-    """LPUSH on this thread's own connection, straight; through the client's retries if that fails.
+    """LPUSH on this thread's own connection, straight; once more on a fresh one if it broke.
 
     redis-py's command path (retry wrapper, deprecation checks, metrics hooks), then taking
     a connection from the pool and giving it back (with their metrics hooks), cost more CPU
     than building the message. A thread keeps one connection of its own (made as the pool
     makes its connections: same class, address, credentials and timeouts) and sends the
-    command packed by hand. A connection that fails here is dropped, and the client's
-    ``lpush`` then retries on a pooled one under the publish retry policy.
+    command packed by hand. A connection that fails here is dropped. When it broke (the
+    broker restarted, or closed an idle connection) the client's ``lpush`` tries once more
+    on a fresh one; when it timed out, the broker is hung and the error reaches the caller
+    at once: another try would only wait out another timeout.
     """
     connection: redis.Connection | None = getattr(sender.threads, "connection", None)
     if connection is None:
@@ -151,13 +152,15 @@ def _lpush(sender: _Sender, key: str, payload: str) -> None:
         connection.read_response()
     except BaseException as exc:
         # Dropped whatever the failure: the connection may hold half a reply. A Redis error
-        # reply (a full server, a wrong type) or an interruption reaches the caller.
+        # reply (a full server, a wrong type), a timeout or an interruption reaches the caller.
         connection.disconnect()
-        if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        if isinstance(exc, (redis.TimeoutError, TimeoutError)) or not isinstance(
+            exc, (redis.ConnectionError, OSError)
+        ):
             raise
     else:
         return
-    # The connection failed: once more through the client, on a fresh one, with its retries.
+    # The connection broke: once more through the client, on a fresh one.
     sender.client.lpush(key, payload)
 
 
@@ -186,7 +189,8 @@ def send_task(
 ) -> str:
     """Send task ``name`` with keyword arguments to ``queue``; return the message's task id.
 
-    Raises what the broker raises once the retries are spent; the message is then not sent.
+    Raises what the broker raises (``redis.TimeoutError`` after
+    ``BROKER_PUBLISH_TIMEOUT_SECONDS`` without an answer); the message is then not sent.
     """
     if not fast_path_available(app):
         result = app.send_task(

@@ -3,7 +3,9 @@
 The environment wins. When ``DATABASE_URL`` or the broker URL is unset, ``make run`` and
 ``make test`` start embedded servers and record their URLs in ``.local/runtime.json``; reading
 that file here is what lets a plain ``python manage.py …`` in the checkout reach the same
-databases as the running back office, with no extra settings.
+databases as the running back office. Only server URLs are read from it: ``DEBUG`` comes from
+the environment alone (config/settings.py), so a file left by a development run never turns a
+production process into a debug one.
 """
 
 from __future__ import annotations
@@ -28,11 +30,6 @@ def _recorded() -> dict[str, str]:
 def database_url() -> str | None:
     """Return the PostgreSQL URL from the environment, else the one ``make run`` recorded."""
     return os.environ.get("DATABASE_URL") or _recorded().get("DATABASE_URL")
-
-
-def debug_flag() -> str | None:
-    """Return DEBUG from the environment, else the value ``make run`` ran with."""
-    return os.environ.get("DEBUG") or _recorded().get("DEBUG")
 
 
 def broker_url() -> str | None:

@@ -100,6 +100,18 @@ class PrivateRedis:
         if not wait_for_port(self.port, timeout=30):
             raise LabError(f"private redis did not listen on {self.port}")
 
+    def pause(self) -> None:
+        """SIGSTOP the server: it keeps its port and connections but answers nothing, as a
+        hung or blackholed broker does (the kernel still completes new connections)."""
+        if self.process is None or self.process.poll() is not None:
+            raise LabError("private redis is not running")
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server: it answers again, with everything it held."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the server (nothing saved beyond what the AOF already holds)."""
         if self.process is not None and self.process.poll() is None:
@@ -445,14 +457,14 @@ class Lab:
             "import json, sys\n"
             "from decimal import Decimal\n"
             "from django.contrib.auth import get_user_model\n"
-            "from rest_framework.authtoken.models import Token\n"
+            "from knox.models import AuthToken\n"
             "from inventory.models import Product\n"
             f"for sku, stock, price in {products!r}:\n"
             "    Product.objects.update_or_create(sku=sku, defaults=dict(name=sku,"
             " price=Decimal(price), currency='EUR', stock_on_hand=stock))\n"
             "user, _ = get_user_model().objects.get_or_create(username='lab-operator',"
             " defaults=dict(is_staff=True, is_superuser=True))\n"
-            "print(Token.objects.get_or_create(user=user)[0].key)\n"
+            "print(AuthToken.objects.create(user=user)[1])\n"
         )
         return self.manage("shell", "-c", script).stdout.strip().splitlines()[-1]
 

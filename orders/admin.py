@@ -22,7 +22,6 @@ from django.utils.html import format_html, format_html_join
 from backoffice.admin import (
     ReadOnlyAdmin,
     RefuseUnavailableActions,
-    actor_names,
     confirmation_page,
     confirmed,
     pretty_json,
@@ -35,6 +34,7 @@ from infrastructure.snapshots import read_snapshot
 from orders.domain import OrderNotCancellable, OrderStatus
 from orders.models import OrderSummary
 from orders.selectors import OrderAsOf, order_replay, order_stream_events
+from orders.serializers import event_actor_names, event_data_named
 from orders.services import OrderNotFound, order_request_cancellation, order_subject
 from sagas.errors import SagaAlreadyActive
 from sagas.models import Saga
@@ -164,7 +164,9 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         if not obj.correlation_id:
             return ""
         return format_html(
-            "{} ({})", obj.correlation_id, render_links(correlation_links(obj.correlation_id))
+            "{} ({})",
+            obj.correlation_id,
+            render_links(correlation_links(obj.correlation_id, actor=obj.placed_by)),
         )
 
     def get_urls(self) -> list[URLPattern]:
@@ -200,7 +202,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         # change_view checked has_view_permission (Django's view-or-change rule) already.
         events = list(order_stream_events(order_id=order.id))
         sagas = list(sagas_for_subject(subject=order_subject(order.id)))
-        names = actor_names(str(e.metadata.get("actor", "")) for e in events)
+        names = event_actor_names(events)
         context: dict[str, Any] = {
             "sagas": sagas,
             "events": [
@@ -209,7 +211,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
                     "actor": names.get(
                         str(e.metadata.get("actor", "")), e.metadata.get("actor", "")
                     ),
-                    "data": pretty_json(e.data),
+                    "data": pretty_json(event_data_named(e, names)),
                     "url": reverse("admin:eventstore_storedevent_change", args=[e.position]),
                 }
                 for e in events

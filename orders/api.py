@@ -20,8 +20,8 @@ from infrastructure.api.errors import ERROR_RESPONSES, error_response
 from infrastructure.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from infrastructure.api.idempotency import KEY_SCHEMA
 from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
-from infrastructure.api.params import choice_param, int_param, query_param
-from orders.domain import InvalidOrder, OrderNotCancellable, OrderStatus
+from infrastructure.api.params import MAX_INT_PARAM, choice_param, int_param, query_param
+from orders.domain import MAX_ORDER_TOTAL, InvalidOrder, OrderNotCancellable, OrderStatus
 from orders.idempotency import order_keys
 from orders.selectors import (
     just_placed_sagas,
@@ -36,6 +36,7 @@ from orders.serializers import (
     OrderCreateInputSerializer,
     OrderEventSerializer,
     OrderSerializer,
+    event_actor_names,
     order_representation,
     orders_representation,
 )
@@ -124,7 +125,8 @@ class OrderListCreateView(APIView):
         summary="Place an order",
         description=(
             "Validates the order, prices it from the catalogue, creates it PENDING and "
-            "starts its saga (reserve stock, charge payment, confirm). Poll the order or its "
+            "starts its saga (reserve stock, charge payment, confirm). An order's total is at "
+            f"most {MAX_ORDER_TOTAL} (a 400 on `items` above it). Poll the order or its "
             "saga for the outcome. With an `Idempotency-Key` header, the same key and body "
             "return the first response and create nothing; a different body gets 422; a "
             "request still in flight with the key gets 409."
@@ -187,15 +189,18 @@ class OrderDetailView(APIView):
         parameters=[
             OpenApiParameter(
                 "version",
-                int,
-                description="Replay the order's events up to this version (1 = as created).",
+                {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM},
+                description=(
+                    "Replay the order's events up to this version (1 = as created); "
+                    "a version past the order's last is a 404 naming its versions."
+                ),
             )
         ],
         responses={200: OrderSerializer, **ERROR_RESPONSES(400, 401, 403, 404)},
     )
     def get(self, request: Request, order_id: str) -> Response:
         oid = parse_order_id(order_id)
-        version = int_param(request, "version")
+        version = int_param(request, "version", minimum=1, below_minimum="Versions start at 1.")
         try:
             if version is None:
                 order: Any = order_get(user=request.user, order_id=oid)
@@ -224,7 +229,9 @@ class OrderEventsView(APIView):
             raise NotFound("No order with this id.") from exc
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(events, request, view=self) or []
-        return paginator.get_paginated_response(OrderEventSerializer(page, many=True).data)
+        names = event_actor_names(page)
+        shown = OrderEventSerializer(page, many=True, context={"names": names}).data
+        return paginator.get_paginated_response(shown)
 
 
 class OrderCancelView(APIView):

@@ -17,6 +17,10 @@ from eventstore.registry import events as registry
 MAX_LINES = 100
 MAX_QUANTITY = 1000
 CENT = Decimal("0.01")
+# The most one order may cost, in its currency: what the narrowest column holding an order's
+# money keeps (a payment's or a refund's amount, the simulated gateway's books: 12 digits, 2
+# decimals). Above it an order could be placed whose charge can never be recorded.
+MAX_ORDER_TOTAL = Decimal("9999999999.99")
 
 
 class OrderStatus(StrEnum):
@@ -177,13 +181,23 @@ class Order(Aggregate):
             )
             for i in items
         )
+        total = sum((line.line_total for line in lines), Decimal("0.00"))
+        if total > MAX_ORDER_TOTAL:
+            raise InvalidOrder(
+                {
+                    "items": [
+                        f"The order's total, {total}, is over the maximum of {MAX_ORDER_TOTAL}"
+                        " per order."
+                    ]
+                }
+            )
         order = cls(order_id)
         order._record(
             OrderCreated(
                 order_id=order_id,
                 customer_id=customer_id,
                 lines=lines,
-                total=sum((line.line_total for line in lines), Decimal("0.00")),
+                total=total,
                 currency=currency,
                 placed_by=placed_by,
             )

@@ -15,7 +15,7 @@ stream, which holds every committed version.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,10 +23,15 @@ from uuid import UUID
 from django.db import connection
 
 from eventstore.postgres import PostgresEventStore
-from eventstore.projections import Projector
+from eventstore.projections import Projector, RebuildCounts
 from eventstore.records import NewEvent, RecordedEvent
 from eventstore.registry import events as registry
-from infrastructure.db import prepared_insert_rows, prepared_select_sent, server_binding_cursor
+from infrastructure.db import (
+    insert_fields,
+    prepared_insert_rows,
+    prepared_select_sent,
+    server_binding_cursor,
+)
 from orders.domain import Order as OrderAggregate
 from orders.models import OrderSummary
 
@@ -56,6 +61,34 @@ SET version = %(version)s, updated_at = %(updated_at)s, status = %(status)s,
     cancellation_reason = COALESCE(%(reason)s::text, cancellation_reason)
 WHERE id = %(id)s AND version = %(before)s
 """  # noqa: S608
+
+
+# A rebuild's write: insert a missing row, or overwrite one no further along than the replay.
+# Gated on the version, so a live confirmation or cancellation committed meanwhile (its row
+# already at a later version) is never moved back; READ COMMITTED re-checks the condition
+# against the row's latest version after waiting for a writer that held it.
+_COLUMNS = [connection.ops.quote_name(f.column) for f in insert_fields(OrderSummary)]
+_PK = connection.ops.quote_name(OrderSummary._meta.pk.column)
+_VERSION = connection.ops.quote_name(OrderSummary._meta.get_field("version").column)
+_REBUILD_COMPARED = (*COMPARED_FIELDS, "correlation_id")
+
+
+def _upsert_unless_ahead(rows: Sequence[OrderSummary]) -> int:
+    """Write ``rows`` unless the stored row is at a later version; return how many were."""
+    if not rows:
+        return 0
+    fields = insert_fields(OrderSummary)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != _PK)
+    sql = (
+        f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * len(rows))} "  # noqa: S608
+        f"ON CONFLICT ({_PK}) DO UPDATE SET {updates} "
+        f"WHERE {_TABLE}.{_VERSION} <= EXCLUDED.{_VERSION}"
+    )
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in rows for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return cursor.rowcount
 
 
 def order_row_sent(order_id: UUID) -> Callable[[], OrderSummary | None]:
@@ -169,8 +202,66 @@ class OrderProjector(Projector):
         fields = row_from_stream(events)
         OrderSummary.objects.update_or_create(id=UUID(stream_id), defaults=fields)
 
-    def reset(self) -> None:
-        OrderSummary.objects.all().delete()
+    def __init__(self) -> None:
+        # The streams this instance's rebuild has written (or found current) so far.
+        self._met: set[str] = set()
+
+    def rebuild_batch(self, events: Sequence[RecordedEvent]) -> RebuildCounts:
+        """Write each order the batch touches from its whole stream, unless its row is ahead.
+
+        A stream met in an earlier batch is skipped: it was written from every event it had
+        then, and each event appended since was applied by the inline projector in its own
+        append's transaction. A row equal to its replay is not written at all, so a rebuild
+        of a healthy read model takes no row locks; the others are written by one upsert
+        gated on the version (``_REBUILD_UPSERT_SQL``).
+        """
+        ids = sorted({e.stream_id for e in events} - self._met)
+        if not ids:
+            return RebuildCounts()
+        self._met.update(ids)
+        streams = PostgresEventStore().read_streams_of(stream_type="order", stream_ids=ids)
+        rows = {
+            str(r["id"]): r
+            for r in OrderSummary.objects.filter(id__in=ids).values("id", *_REBUILD_COMPARED)
+        }
+        stale = []
+        for stream_id in ids:
+            stream = streams.get(stream_id)
+            if not stream:
+                continue  # a row without events is for rebuild_remove
+            fields = row_from_stream(stream)
+            have = rows.get(stream_id)
+            if have is None or any(
+                _normalise(have[f]) != _normalise(fields[f]) for f in _REBUILD_COMPARED
+            ):
+                stale.append(OrderSummary(id=UUID(stream_id), **fields))
+        written = _upsert_unless_ahead(stale)
+        # A stale row the upsert skipped was ahead of the replay: a live write got there first.
+        return RebuildCounts(written=written, unchanged=len(ids) - written)
+
+    def rebuild_gone(self, *, batch_size: int) -> Iterator[list[str]]:
+        after: UUID | None = None
+        while True:
+            page = OrderSummary.objects.order_by("id")
+            if after is not None:
+                page = page.filter(id__gt=after)
+            chunk = list(page.values_list("id", flat=True)[:batch_size])
+            if not chunk:
+                return
+            after = chunk[-1]
+            unmet = [str(i) for i in chunk if str(i) not in self._met]
+            if unmet:
+                yield unmet
+
+    def rebuild_remove(self, keys: Sequence[str]) -> int:
+        # Asked of the store again, in this transaction: an order placed after the walk read
+        # the log has a row the walk never met, and events.
+        streams = PostgresEventStore().read_streams_of(stream_type="order", stream_ids=keys)
+        gone = [UUID(k) for k in keys if k not in streams]
+        if not gone:
+            return 0
+        removed, _ = OrderSummary.objects.filter(id__in=gone).delete()
+        return removed
 
     def verify(self) -> Iterable[str]:
         rows = {str(r.pk): r for r in OrderSummary.objects.all().iterator(chunk_size=2000)}

@@ -13,10 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from infrastructure.actors import usernames_of
 from infrastructure.api.serializers import PrebuiltSerializer
-from orders.domain import MAX_LINES, MAX_QUANTITY, OrderStatus
+from orders.domain import MAX_LINES, MAX_ORDER_TOTAL, MAX_QUANTITY, OrderStatus
 
 # Fields a client might send hoping to set what only the catalogue or the saga decides.
 SERVER_OWNED_FIELDS = {
@@ -106,7 +109,16 @@ class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
     customer_id = PrintableCharField(
         min_length=1, max_length=CUSTOMER_ID_MAX, trim_whitespace=False
     )
-    items = OrderLineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)  # type: ignore[call-arg]
+    items = OrderLineInputSerializer(  # type: ignore[call-arg]
+        many=True,
+        allow_empty=False,
+        max_length=MAX_LINES,
+        help_text=(
+            f"1 to {MAX_LINES} lines of distinct SKUs. Priced by the catalogue, the order's"
+            f" total may be at most {MAX_ORDER_TOTAL}; above it the order is refused with a"
+            " 400 on `items`."
+        ),
+    )
     payment_token = PrintableCharField(
         min_length=1, max_length=PAYMENT_TOKEN_MAX, trim_whitespace=False
     )
@@ -176,7 +188,12 @@ class OrderSerializer(PrebuiltSerializer):
     status = serializers.ChoiceField(choices=[s.value for s in OrderStatus], source="order.status")
     cancellation_reason = BlankAsNullCharField(allow_null=True, source="order.cancellation_reason")
     items = OrderLineSerializer(many=True, source="order.items")
-    total = serializers.DecimalField(max_digits=14, decimal_places=2, source="order.total")
+    total = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        source="order.total",
+        help_text=f"The sum of the line totals: at most {MAX_ORDER_TOTAL} per order.",
+    )
     currency = serializers.CharField(source="order.currency")
     version = serializers.IntegerField(source="order.version")
     created_at = serializers.DateTimeField(source="order.created_at")
@@ -200,10 +217,46 @@ def orders_representation(
     return body
 
 
+#: Where an order's events name a user: the metadata's actor, and who placed the order.
+_ACTOR_KEYS = {"metadata": "actor", "data": "placed_by"}
+
+
 class OrderEventSerializer(serializers.Serializer):
+    """An order's event, its users named by username (``context["names"]``), not by id."""
+
     position = serializers.IntegerField()
     version = serializers.IntegerField()
     type = serializers.CharField(source="event_type")
-    data = serializers.JSONField()  # type: ignore[assignment]
-    metadata = serializers.JSONField()
+    data = serializers.SerializerMethodField()  # type: ignore[assignment]
+    metadata = serializers.SerializerMethodField()
     recorded_at = serializers.DateTimeField()
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_data(self, event: Any) -> dict[str, Any]:
+        return event_data_named(event, self.context.get("names", {}))
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_metadata(self, event: Any) -> dict[str, Any]:
+        return _named(event.metadata, _ACTOR_KEYS["metadata"], self.context.get("names", {}))
+
+
+def _named(values: Mapping[str, Any], key: str, names: Mapping[str, str]) -> dict[str, Any]:
+    shown = dict(values)
+    actor = shown.get(key)
+    if isinstance(actor, str) and actor in names:
+        shown[key] = names[actor]
+    return shown
+
+
+def event_data_named(event: Any, names: Mapping[str, str]) -> dict[str, Any]:
+    """Return the event's data with the user who placed the order shown by ``names``."""
+    return _named(event.data, _ACTOR_KEYS["data"], names)
+
+
+def event_actor_names(events: Iterable[Any]) -> dict[str, str]:
+    """Return the usernames of the users ``events`` name, for ``OrderEventSerializer``."""
+    return usernames_of(
+        str(getattr(e, attribute).get(key, ""))
+        for e in events
+        for attribute, key in _ACTOR_KEYS.items()
+    )

@@ -14,7 +14,6 @@ import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 from uuid import UUID
 
 from django import forms
@@ -39,7 +38,12 @@ from backoffice.admin import (
     pretty_json,
     subject_link,
 )
-from eventstore.admin import register_correlation_view, register_event_linker
+from eventstore.admin import (
+    ACTOR_PARAM,
+    correlation_query,
+    register_correlation_view,
+    register_event_linker,
+)
 from eventstore.models import StoredEvent
 from infrastructure.snapshots import read_snapshot
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict, UnknownSagaType
@@ -290,6 +294,21 @@ class CorrelationIdFilter(admin.SimpleListFilter):
         return queryset.filter(correlation_id=value) if value else queryset
 
 
+class SagaActorFilter(admin.SimpleListFilter):
+    """Keep the sagas one actor started (a correlation link's scope: eventstore.admin)."""
+
+    title = "actor"
+    parameter_name = ACTOR_PARAM
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(actor=value) if value else queryset
+
+
 class SagaTypeFilter(admin.SimpleListFilter):
     """Offer the configured saga types (from settings, not a scan of the sagas table)."""
 
@@ -316,7 +335,7 @@ class SagaAdmin(OperatorActionsAdmin):
         "created_at",
         "updated_at",
     )
-    list_filter = ("status", SagaTypeFilter, CorrelationIdFilter)
+    list_filter = ("status", SagaTypeFilter, CorrelationIdFilter, SagaActorFilter)
     search_fields = ("subject",)  # searched in get_search_results, by exact value
     search_help_text = "An exact saga id, subject (order:<id>) or correlation id."
     date_hierarchy = "created_at"
@@ -394,7 +413,7 @@ class SagaAdmin(OperatorActionsAdmin):
     def correlation_links(self, obj: Saga) -> str:
         if not obj.correlation_id:
             return ""
-        query = urlencode({"correlation_id": obj.correlation_id})
+        query = correlation_query(obj.correlation_id, obj.actor)
         return format_html(
             '{} (<a href="{}?{}">events</a> · <a href="{}?{}">sagas</a> sharing it)',
             obj.correlation_id,

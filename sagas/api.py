@@ -150,14 +150,20 @@ class SkipSerializer(serializers.Serializer):
     )
 
 
-def _detail(saga_id: UUID) -> dict[str, Any]:
-    """Return the saga's detail as the API shows it (404 for an unknown id)."""
+def _detail(saga_id: UUID, *, with_context: bool = True) -> dict[str, Any]:
+    """Return the saga's detail as the API shows it (404 for an unknown id).
+
+    ``with_context`` False leaves out the context: what the steps carry (customer and order
+    data) is for staff who may view sagas, not for an operator allowed only to retry or skip.
+    """
     try:
         detail = saga_detail(saga_id=saga_id)
     except SagaNotFound:
         raise NotFound("No saga with this id.") from None
     # The selector's saga carries its steps, log and operator actions, prefetched in order.
     body: dict[str, Any] = SagaDetailSerializer(detail.saga).data
+    if not with_context:
+        body.pop("context", None)
     return body
 
 
@@ -228,7 +234,8 @@ class OperatorActionView(APIView):
             raise NotFound("No saga with this id.") from exc
         except SagaStateConflict as exc:
             return error_response(409, str(exc))
-        return Response(_detail(uid), status=202)
+        may_view = request.user.has_perm(CanViewSagas.perm)
+        return Response(_detail(uid, with_context=may_view), status=202)
 
 
 _OPERATOR_ERRORS = ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415)

@@ -18,8 +18,8 @@ from datetime import datetime
 from uuid import UUID
 
 from django.db import transaction
-from django.utils import timezone
 
+from infrastructure.clock import database_now
 from sagas.definitions import SagaDefinition
 from sagas.engine import SagaState, Transition, decide_operator_retry, decide_operator_skip
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
@@ -53,7 +53,7 @@ def saga_skip_compensation(
 def _operator_act(
     *, saga_id: UUID, actor: str, reason: str, action: OperatorAction, now: datetime | None
 ) -> None:
-    now = now or timezone.now()
+    now = now or database_now()
 
     def decision(definition: SagaDefinition, state: SagaState) -> Transition:
         try:

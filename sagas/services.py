@@ -18,8 +18,8 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from infrastructure.clock import database_now
 from infrastructure.db import pipelined_transaction
 from sagas.definitions import (
     INJECTED_FAULT,
@@ -123,7 +123,8 @@ def saga_begin(
     definition = get_definition(saga_type)
     if not transaction.get_connection().in_atomic_block:
         raise TransactionRequired()
-    now = now or timezone.now()
+    # The database's clock: workers on other hosts compare the due time written here.
+    now = now or database_now()
     saga_id = uuid.uuid4()
     if exclusive and _active_exclusive_saga_on(subject):
         # Checked before the local steps read anything: an exclusive saga that finished

@@ -35,8 +35,8 @@ from uuid import UUID
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
+from infrastructure.clock import database_now
 from sagas.dispatch import StepMessage, publish_on_commit
 from sagas.engine import TimedOut, decide
 from sagas.errors import UnknownSagaType
@@ -71,7 +71,8 @@ class SweepResult:
 
 def sagas_sweep(*, now: datetime | None = None, limit: int = 10_000) -> SweepResult:
     """Run one sweeper pass over every saga (at most ``limit`` of each kind) and count them."""
-    now = now or timezone.now()
+    # The database's clock, which wrote the due times and deadlines compared here.
+    now = now or database_now()
     grace = timedelta(seconds=float(settings.SAGA_SWEEP_GRACE_SECONDS))
     moving = [s.value for s in MOVING_SAGA_STATUSES]
     stalled = _time_out_stalled(now=now, limit=limit)

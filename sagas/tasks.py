@@ -14,8 +14,8 @@ from uuid import UUID
 from celery import Task, shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
-from django.utils import timezone
 
+from infrastructure.clock import database_now
 from sagas.runner import AttemptAbandoned, step_attempt_run
 from sagas.statuses import Phase
 from sagas.sweeper import sagas_sweep
@@ -102,7 +102,8 @@ def run_saga_step(
             step=step,
             phase=Phase(phase),
             worker=current_worker(self.request.hostname or ""),
-            clock=timezone.now,
+            # The database's clock: due times and leases are compared across hosts.
+            clock=database_now,
             abandoned=UUID(abandoned) if abandoned else None,
         )
     except AttemptAbandoned as exc:
@@ -137,4 +138,4 @@ def run_saga_step(
 def sweep_sagas() -> None:
     """Run one recovery pass: re-dispatch due, stalled and unsent steps."""
     close_old_connections()
-    sagas_sweep(now=timezone.now())
+    sagas_sweep(now=database_now())

@@ -1,21 +1,22 @@
 """Place a few hundred orders while the lab's worker, Redis and PostgreSQL fail on a schedule.
 
-The soak runs the whole back office on private servers (``lab.servers``): gunicorn, a
-Celery worker that injects rare database and broker errors (``lab.chaos``) and
-Celery beat running the sweeper. Client threads place orders over HTTP with a fixed mix
-(approved, flaky, declined, a charge whose answer is lost, out of stock, later cancelled by
-the client); meanwhile a
+The soak runs the whole back office on private servers (``lab.servers``): gunicorn, a Celery
+worker that injects rare database and broker errors (``lab.chaos``) and Celery beat running the
+sweeper. Client threads place orders over HTTP with a fixed mix (approved, flaky, declined, a
+charge whose answer is lost, out of stock, later cancelled by the client); meanwhile a
 scheduler, driven by how many orders have been placed, kills the whole worker, kills and
-restarts Redis (with and without persistence), crashes and restarts PostgreSQL, and for a
-while makes a compensation fail for good (the fault plan) so that sagas wait for an
-operator. At the end the fault plan is cleared, the operator retries every waiting saga
-over the API, every saga settles, and ``manage.py check_invariants`` runs; every order whose
-charge lost its answer must have ended CANCELLED with its money paid back. The figures are
-printed; the exit status is 0 only when every saga settled, no invariant is broken and every
-lost-answer charge was refunded.
+restarts Redis (with and without persistence), crashes and restarts PostgreSQL, and for a while
+makes a compensation fail for good (the fault plan) so that sagas wait for an operator, and
+rebuilds the order read model (``rebuild_projections orders``) while the clients keep placing
+orders. At the end the fault plan is cleared, the operator retries every waiting saga over the
+API, every saga settles, and ``manage.py check_invariants`` runs; every order whose charge lost
+its answer must have ended CANCELLED with its money paid back. The figures are printed; the exit
+status is 0 only when every saga settled, no invariant is broken, every lost-answer charge was
+refunded and no saga was compensated at its confirmation (what a rebuild holding the read
+model's locks used to cause).
 
-Settings (environment): ``SOAK_ORDERS`` (300), ``SOAK_CLIENTS`` (3), ``SOAK_RATE`` (orders
-per second, 4), ``SOAK_SEED`` (7), ``SOAK_FAULTS`` (comma-separated kinds, in order).
+Settings (environment): ``SOAK_ORDERS`` (300), ``SOAK_CLIENTS`` (3), ``SOAK_RATE`` (orders per
+second, 4), ``SOAK_SEED`` (7), ``SOAK_FAULTS`` (comma-separated kinds, in order).
 """
 
 from __future__ import annotations
@@ -120,6 +121,11 @@ class SoakResult:
     #: Orders placed with ``LOST_ANSWER``, and those of them CANCELLED with every cent back.
     lost_answers: int = 0
     lost_answers_refunded: int = 0
+    #: ``rebuild_projections orders`` run once while the clients keep placing orders.
+    rebuilds: int = 0
+    rebuild_summary: str = ""
+    #: Sagas that compensated at confirm_order: none may (a rebuild used to time them out).
+    compensated_at_confirm: int = 0
     settle_seconds: float = 0.0
     invariants_output: str = ""
     violations: int = 0
@@ -134,6 +140,7 @@ class SoakResult:
             self.violations == 0
             and self.unsettled == 0
             and self.lost_answers_refunded == self.lost_answers
+            and self.compensated_at_confirm == 0
         )
 
     def lines(self) -> list[str]:
@@ -159,6 +166,8 @@ class SoakResult:
             f"cancellations of confirmed orders: {self.client_cancels}",
             f"charges whose answer was lost: {self.lost_answers}, cancelled and refunded: "
             f"{self.lost_answers_refunded}",
+            f"read-model rebuilds during traffic: {self.rebuilds} ({self.rebuild_summary}); "
+            f"sagas compensated at confirm_order: {self.compensated_at_confirm}",
             "processes that exited unasked (restarted, as a service manager would): "
             + (
                 "; ".join(
@@ -237,7 +246,7 @@ class Soak:
         faults = self.config.faults
         # Faults spread over 10%..90% of the orders; the failing compensation from 30% to 45%.
         steps = [(0.1 + 0.8 * i / max(1, len(faults) - 1), kind) for i, kind in enumerate(faults)]
-        steps += [(0.3, "compensations_fail"), (0.45, "compensations_heal")]
+        steps += [(0.3, "compensations_fail"), (0.45, "compensations_heal"), (0.55, "rebuild")]
         for fraction, what in sorted(steps, key=lambda s: s[0]):
             self._wait_placed(int(n * fraction))
             if what == "compensations_fail":
@@ -245,6 +254,8 @@ class Soak:
             elif what == "compensations_heal":
                 self.lab.manage("faults", "clear")
                 self.say("fault plan cleared")
+            elif what == "rebuild":
+                self._rebuild()
             else:
                 self._inject(what)
 
@@ -258,6 +269,18 @@ class Soak:
         self.result.probes += 1
         self._wait_saga(order_id, {"COMPENSATION_FAILED"})
         self.say("a compensation now fails for good (fault plan): sagas wait for an operator")
+
+    def _rebuild(self) -> None:
+        # The clients go on placing orders meanwhile: confirmations must not wait on it.
+        began = time.monotonic()
+        output = self.lab.manage("rebuild_projections", "orders", timeout=600).stdout
+        summary = output.strip().splitlines()[-1] if output.strip() else ""
+        self.result.rebuilds += 1
+        self.result.rebuild_summary = summary
+        self.say(
+            f"rebuild_projections orders during traffic, {time.monotonic() - began:.1f} s: "
+            f"{summary}"
+        )
 
     def _inject(self, kind: str) -> None:
         began = time.monotonic()
@@ -395,6 +418,9 @@ class Soak:
         result.crashes = {
             name: [last for _at, _code, last in exits] for name, exits in lab.crashes().items()
         }
+        result.compensated_at_confirm = lab.sql(
+            "SELECT count(*) FROM sagas_saga WHERE failure_step = 'confirm_order'"
+        )[0][0]
         result.lost_answers = len(self._lost_answers)
         result.lost_answers_refunded = self._count_refunded(self._lost_answers)
         checked = lab.check_invariants()

@@ -6,7 +6,7 @@ from decimal import Decimal
 from itertools import count
 
 from django.contrib.auth.models import Permission, User
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from inventory.models import Product
@@ -33,8 +33,8 @@ def api_client(user: User | None = None) -> APIClient:
     """Return a client authenticated with the user's token (anonymous without a user)."""
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        _, token = AuthToken.objects.create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

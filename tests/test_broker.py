@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -146,14 +149,61 @@ def test_what_it_does_not_cover_goes_through_celery(conf: dict[str, Any]) -> Non
     assert broker.fast_path_available(_app(**conf)) is False
 
 
-def test_a_broker_that_does_not_answer_raises_after_its_retries() -> None:
-    unreachable = _app(
-        broker_url="redis://127.0.0.1:9/0",  # the discard port: nothing listens on loopback
-        broker_transport_options={"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
-        task_publish_retry_policy={"max_retries": 1, "interval_step": 0.01, "interval_max": 0.01},
-    )
+def test_a_broker_that_refuses_connections_raises_its_connection_error() -> None:
+    unreachable = _app(broker_url="redis://127.0.0.1:9/0")  # the discard port: nothing listens
     with pytest.raises(redis.exceptions.ConnectionError):
         broker.send_task(unreachable, RUN_STEP_TASK, kwargs=_kwargs(), queue="nowhere")
+
+
+@contextmanager
+def hung_broker() -> Iterator[tuple[int, Callable[[], int]]]:
+    """Listen on a loopback port and never answer, as a Redis stopped with SIGSTOP does.
+
+    The kernel completes the connections (the listener is never asked to accept them), so a
+    client connects, sends and then waits for a reply that never comes. Yields the port and a
+    function that counts the connections made so far.
+    """
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as listener:
+        listener.setblocking(False)
+        accepted: list[socket.socket] = []
+
+        def connections() -> int:
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    accepted.append(listener.accept()[0])
+            return len(accepted)
+
+        try:
+            yield listener.getsockname()[1], connections
+        finally:
+            for connection in accepted:
+                connection.close()
+
+
+def test_a_broker_that_does_not_answer_is_asked_once_within_the_publish_timeout(
+    settings: Any,
+) -> None:
+    settings.BROKER_PUBLISH_TIMEOUT_SECONDS = 0.2
+    with hung_broker() as (port, connections):
+        hung = _app(
+            broker_url=f"redis://127.0.0.1:{port}/0",
+            # The transport's timeouts and Celery's retry policy are the consumers' and
+            # apply_async's: a publish here does not wait for them.
+            broker_transport_options={"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+            task_publish_retry_policy={"max_retries": 3, "interval_step": 0.01},
+        )
+        with pytest.raises(redis.exceptions.TimeoutError):
+            broker.send_task(hung, RUN_STEP_TASK, kwargs=_kwargs(), queue="nowhere")
+
+        assert connections() == 1
+
+
+@pytest.mark.internals
+def test_the_publish_timeout_comes_from_its_setting(settings: Any) -> None:
+    settings.BROKER_PUBLISH_TIMEOUT_SECONDS = 0.7
+    kwargs = broker._sender(_app()).client.connection_pool.connection_kwargs
+
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.7, 0.7)
 
 
 @pytest.mark.internals
@@ -174,7 +224,7 @@ def test_a_connection_the_broker_dropped_is_replaced_and_the_message_still_sent(
 
 
 @pytest.mark.internals
-def test_a_send_that_fails_midway_goes_again_through_the_clients_retries(queue: str) -> None:
+def test_a_send_that_fails_midway_goes_again_once_on_a_fresh_connection(queue: str) -> None:
     fresh = _app()
     broker.send_task(fresh, RUN_STEP_TASK, kwargs=_kwargs(), queue=queue)
     sender = broker._sender(fresh)

@@ -49,6 +49,10 @@ def subscribers(
 class WebhookRelay(Projector):
     name: ClassVar[str] = RELAY_NAME
     event_types: ClassVar[frozenset[str]] = _StoredTypes()  # type: ignore[assignment]
+    # Deliveries are a log of what was sent to customers, not a view of the log: a replay
+    # could only re-offer history (to an endpoint whose deliveries were lost or purged), so
+    # ``rebuild_projections`` leaves the relay alone and the catch-up heals a missed event.
+    rebuildable: ClassVar[bool] = False
 
     def handle(self, event: RecordedEvent) -> None:
         self.handle_batch([event])
@@ -90,14 +94,10 @@ class WebhookRelay(Projector):
             ]
         if not rows:
             return
-        # A rebuild replays events already relayed: their deliveries stay as they are.
+        # A catch-up that re-reads a batch (after a crash between send and checkpoint, say)
+        # meets deliveries already written: they stay as they are.
         WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
         transaction.on_commit(_dispatch_after_commit)
-
-    def reset(self) -> None:
-        # Deliveries are a log of what was sent, not a disposable read model: a rebuild
-        # only adds the deliveries that are missing.
-        return None
 
     def verify(self) -> Iterable[str]:
         # "Every committed event has its deliveries" is the webhooks' own invariant

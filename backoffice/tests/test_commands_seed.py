@@ -15,7 +15,8 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
-from rest_framework.authtoken.models import Token
+from knox.crypto import hash_token
+from knox.models import AuthToken
 
 from inventory.models import Product
 from inventory.services import reservation_commit, reservation_reserve
@@ -41,11 +42,20 @@ def snapshot() -> dict[str, object]:
                 "username", "password", "is_staff", "is_superuser"
             )
         ),
-        "tokens": list(Token.objects.order_by("key").values_list("key", "user__username")),
+        "tokens": list(
+            AuthToken.objects.order_by("digest").values_list("digest", "user__username")
+        ),
     }
 
 
 # --- seed_demo -------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def debug_on(settings) -> None:
+    # pytest-django turns DEBUG off; seed_demo is a development tool, so these tests run it as
+    # development does unless they say otherwise.
+    settings.DEBUG = True
 
 
 @pytest.mark.django_db
@@ -63,7 +73,8 @@ def test_seed_demo_creates_the_catalogue_the_admin_and_the_api_client() -> None:
     client = User.objects.get(username="demo-client")
     assert not client.is_staff and not client.is_superuser
     assert not client.has_usable_password()
-    assert Token.objects.filter(user=client).exists()
+    # Its token is issued by create_api_token: one made here could never be shown.
+    assert not AuthToken.objects.filter(user=client).exists()
     assert "12 product(s) added" in output
     assert "Superuser 'admin': created" in output
     assert "API client 'demo-client': created" in output
@@ -83,8 +94,8 @@ def test_seed_demo_twice_changes_nothing_even_after_stock_moved() -> None:
 
     assert snapshot() == before
     assert "0 product(s) added; 12 already present" in output
-    assert "Superuser 'admin': already present; unchanged" in output
-    assert "already present; API token already present" in output
+    assert "Superuser 'admin': already present; left as it is" in output
+    assert "API client 'demo-client': already present" in output
 
 
 @pytest.mark.django_db
@@ -112,86 +123,105 @@ def test_seed_demo_takes_the_password_from_the_environment_in_debug(settings, mo
 
 
 @pytest.mark.django_db
-def test_seed_demo_refuses_a_demo_password_when_debug_is_off(settings, monkeypatch) -> None:
+def test_seed_demo_refuses_to_run_without_debug_unless_forced(settings, monkeypatch) -> None:
+    settings.DEBUG = False
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+
+    with pytest.raises(CommandError, match="--force"):
+        seed("--admin-password", "chosen-for-prod")
+
+    assert not User.objects.exists()
+    assert not Product.objects.exists()
+    assert not AuthToken.objects.exists()
+
+
+@pytest.mark.django_db
+def test_seed_demo_forced_without_debug_refuses_a_demo_password(settings, monkeypatch) -> None:
     settings.DEBUG = False
     monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
 
     with pytest.raises(CommandError, match="--admin-password"):
-        seed()
+        seed("--force")
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "from-the-env")
     with pytest.raises(CommandError, match="DEMO_ADMIN_PASSWORD"):
-        seed()
+        seed("--force")
 
     assert not User.objects.exists()
     assert not Product.objects.exists()
 
 
 @pytest.mark.django_db
-def test_seed_demo_accepts_an_explicit_password_when_debug_is_off(settings, monkeypatch) -> None:
+def test_seed_demo_forced_without_debug_creates_the_missing_admin(settings, monkeypatch) -> None:
     settings.DEBUG = False
     monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
 
-    seed("--admin-password", "chosen-for-prod")
+    output = seed("--force", "--admin-password", "chosen-for-prod")
     # Later runs without a password leave the admin's alone.
-    seed()
+    seed("--force")
 
-    assert User.objects.get(username="admin").check_password("chosen-for-prod")
+    admin = User.objects.get(username="admin")
+    assert admin.is_superuser and admin.check_password("chosen-for-prod")
+    assert "Superuser 'admin': created" in output
 
 
 @pytest.mark.django_db
-def test_seed_demo_updates_the_admin_password_only_when_one_is_passed(
-    settings, monkeypatch
-) -> None:
-    settings.DEBUG = True
+def test_seed_demo_never_changes_the_password_of_an_existing_admin(monkeypatch) -> None:
     monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
     seed("--admin-password", "first-password")
     hashed = User.objects.get(username="admin").password
 
-    unchanged = seed()
+    output = seed("--admin-password", "second-password")
+
     assert User.objects.get(username="admin").password == hashed
-    assert "password updated" not in unchanged
-
-    updated = seed("--admin-password", "second-password")
-    assert User.objects.get(username="admin").check_password("second-password")
-    assert "password updated from --admin-password" in updated
+    assert "Superuser 'admin': already present; left as it is" in output
 
 
+@pytest.mark.parametrize("debug", [True, False])
 @pytest.mark.django_db
-def test_seed_demo_makes_an_existing_admin_user_a_superuser() -> None:
-    User.objects.create_user("admin", password="old")
+def test_seed_demo_leaves_an_existing_admin_account_alone(settings, debug) -> None:
+    # An account named admin that staff demoted or disabled on purpose: seeding must not
+    # make it a superuser again, nor reset its password.
+    User.objects.create_user("admin", password="theirs", is_active=False)
+    before = User.objects.filter(username="admin").values().get()
+    settings.DEBUG = debug
 
-    output = seed("--admin-password", "new-password")
+    output = seed("--force", "--admin-password", "new-password")
 
+    assert User.objects.filter(username="admin").values().get() == before
     admin = User.objects.get(username="admin")
-    assert admin.is_superuser and admin.is_staff
-    assert admin.check_password("new-password")
-    assert "made an active superuser" in output
+    assert not (admin.is_superuser or admin.is_staff or admin.is_active)
+    assert admin.check_password("theirs")
+    assert "Superuser 'admin': already present; left as it is" in output
 
 
 # --- create_api_token ------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_create_api_token_creates_the_token_and_prints_it_alone_on_the_last_line() -> None:
+def test_create_api_token_issues_a_token_and_prints_it_alone_on_the_last_line() -> None:
     user = User.objects.create_user("alice")
     out = StringIO()
 
     call_command("create_api_token", "alice", stdout=out)
 
-    token = Token.objects.get(user=user)
-    assert out.getvalue().splitlines()[-1] == token.key
+    token = out.getvalue().splitlines()[-1]
+    (row,) = AuthToken.objects.filter(user=user)
+    assert row.digest == hash_token(token)
 
 
 @pytest.mark.django_db
-def test_create_api_token_prints_an_existing_token_without_replacing_it() -> None:
+def test_create_api_token_issues_a_new_token_each_time() -> None:
     user = User.objects.create_user("alice")
-    token = Token.objects.create(user=user)
-    out = StringIO()
+    printed = []
+    for _ in range(2):
+        out = StringIO()
+        call_command("create_api_token", "alice", stdout=out)
+        printed.append(out.getvalue().splitlines()[-1])
 
-    call_command("create_api_token", "alice", stdout=out)
-
-    assert out.getvalue().splitlines()[-1] == token.key
-    assert Token.objects.get(user=user).key == token.key
+    assert printed[0] != printed[1]
+    assert set(AuthToken.objects.filter(user=user).values_list("digest", flat=True)) == {
+        hash_token(token) for token in printed
+    }
 
 
 @pytest.mark.django_db
@@ -199,7 +229,7 @@ def test_create_api_token_refuses_an_unknown_user() -> None:
     with pytest.raises(CommandError, match="No user named 'nobody'"):
         call_command("create_api_token", "nobody", stdout=StringIO())
 
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
 
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
@@ -228,7 +258,8 @@ def test_create_api_token_from_the_shell_prints_the_key_last_and_exits_0() -> No
     done = manage("create_api_token", "demo-shell")
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == Token.objects.get(user=user).key
+    token = done.stdout.strip().splitlines()[-1]
+    assert AuthToken.objects.get(user=user).digest == hash_token(token)
 
 
 @pytest.mark.django_db(transaction=True)

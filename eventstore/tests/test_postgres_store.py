@@ -10,6 +10,7 @@ import threading
 from uuid import uuid4
 
 import pytest
+from django.core.management.color import no_style
 from django.db import DatabaseError, connection, transaction
 
 from eventstore import postgres
@@ -38,7 +39,7 @@ class TestPostgresEventStore(EventStoreContract):
 
 
 class TestImmutability:
-    """A trigger refuses UPDATE and DELETE on events, whoever asks."""
+    """Triggers refuse UPDATE, DELETE and TRUNCATE on events, whoever asks."""
 
     @pytest.fixture
     def stored(self, pg_store: PostgresEventStore) -> StoredEvent:
@@ -72,6 +73,30 @@ class TestImmutability:
     def test_an_update_matching_no_row_is_refused_too(self, pg_store: PostgresEventStore) -> None:
         with pytest.raises(DatabaseError, match="immutable"):
             StoredEvent.objects.filter(position=-1).update(event_type="x")
+
+    def test_truncate_is_refused(self, stored: StoredEvent) -> None:
+        # Row-level and DELETE triggers never fire for TRUNCATE: it needs its own. This
+        # connection is the test database's superuser, so only the trigger stands in the way.
+        for sql in ("TRUNCATE eventstore_event", "TRUNCATE eventstore_event CASCADE"):
+            with pytest.raises(DatabaseError, match="events are immutable: TRUNCATE"):
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(sql)
+        assert StoredEvent.objects.filter(pk=stored.pk).exists()
+
+    def test_the_test_suites_flush_empties_the_table_and_leaves_the_trigger_on(
+        self, stored: StoredEvent
+    ) -> None:
+        # What TransactionTestCase (pytest-django's transactional_db) runs between tests.
+        statements = connection.ops.sql_flush(
+            no_style(), connection.introspection.django_table_names(only_existing=True)
+        )
+        connection.ops.execute_sql_flush(statements)
+        assert not StoredEvent.objects.exists()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT tgenabled FROM pg_trigger WHERE tgname = 'eventstore_event_no_truncate'"
+            )
+            assert cursor.fetchall() == [("O",)]  # enabled again ("O": fires in every session)
 
 
 def test_ten_threads_at_one_expected_version_exactly_one_wins(

@@ -8,7 +8,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 
-from infrastructure.api.params import int_param
+from infrastructure.api.params import MAX_INT_PARAM, int_param
 
 MAX_PAGE_SIZE = 500
 
@@ -37,12 +37,12 @@ class StandardPagination(PageNumberPagination):
 PAGE_PARAMETERS = [
     OpenApiParameter(
         "page",
-        {"type": "integer", "minimum": 1},
+        {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM},
         description="Page number, from 1 (a page past the last is a 404).",
     ),
     OpenApiParameter(
         "page_size",
-        {"type": "integer", "minimum": 1},
+        {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM},
         description=f"Results per page, default 50; larger values are capped at {MAX_PAGE_SIZE}.",
     ),
 ]

@@ -11,6 +11,10 @@ trade every large rate limiter makes.
 Throttling protects the service; refusing all traffic because Redis restarted would do the
 attacker's work for them. When Redis cannot be reached the request is let through and the
 failure logged.
+
+Anonymous clients are counted by their real address (:func:`rate_limit_key`): DRF's own
+``get_ident`` believes a client-written ``X-Forwarded-For``, so rotating that header would
+dodge the limit.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from rest_framework.request import Request
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
+
+from infrastructure.client_address import rate_limit_key
 
 logger = logging.getLogger("backoffice.api")
 
@@ -54,7 +60,8 @@ def _counter() -> SlidingWindowCounterRateLimiter:
 
 
 class _CountedInRedis(SimpleRateThrottle):
-    """DRF's rate and cache key (from the scope's class), counted by ``limits``."""
+    """DRF's rate and cache key (from the scope's class), counted by ``limits``; the client
+    by its real address, through trusted proxies only."""
 
     num_requests: int
     duration: int
@@ -72,6 +79,9 @@ class _CountedInRedis(SimpleRateThrottle):
         except Exception:
             logger.warning("throttle counter unavailable; request allowed", exc_info=True)
             return True
+
+    def get_ident(self, request: Request) -> str:
+        return rate_limit_key(request)
 
     def wait(self) -> float | None:
         """Seconds until the client may send again (the ``Retry-After`` header)."""

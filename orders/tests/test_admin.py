@@ -111,7 +111,8 @@ def test_staff_with_the_permission_cancel_a_confirmed_order_after_confirming() -
     order = OrderSummary.objects.get(pk=order_id)
     assert (order.status, order.cancellation_reason) == ("CANCELLED", "cancelled_by_staff")
     timeline = client.get(change_url(order_id)).content.decode().split('id="event-timeline"')[1]
-    assert "OrderCancelled" in timeline and f"{user.username} (user:{user.pk})" in timeline
+    assert "OrderCancelled" in timeline and user.username in timeline
+    assert f"user:{user.pk}" not in timeline
     # A cancelled order offers no cancel button, and a forged cancel is refused with a message.
     assert cancel_url(order_id) not in client.get(change_url(order_id)).content.decode()
     again = client.post(cancel_url(order_id), {"post": "yes"}, follow=True)

@@ -19,8 +19,10 @@ import orders.api
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from infrastructure.api.idempotency import IdempotencyKeys, request_id
+from orders.domain import MAX_ORDER_TOTAL
 from orders.models import IdempotencyRecord, OrderSummary
 from orders.projections import COMPARED_FIELDS, OrderProjector, row_from_stream
+from payments.models import Payment, PaymentStatus, Refund, SimulatedCharge, SimulatedRefund
 from sagas.models import Saga
 from sagas.tests.harness import drive
 from tests.factories import api_client, make_product, make_user
@@ -228,6 +230,67 @@ def test_unknown_skus_are_refused_and_nothing_is_written(client, products) -> No
     assert nothing_created()
 
 
+# --- the most an order may cost ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("items", "total"),
+    [
+        # A cent over: every column would hold it but a payment's, so the charge could never
+        # be recorded.
+        ([("MAX", 1), ("CENT", 1)], "10000000000.00"),
+        # Far over: more digits than the read model's total holds.
+        ([("MAX", 1000)], "9999999999990.00"),
+    ],
+)
+def test_an_order_over_the_maximum_total_is_a_400_on_items_and_nothing_is_written(
+    client, items, total
+) -> None:
+    make_product("MAX", price=str(MAX_ORDER_TOTAL), stock=1000)
+    make_product("CENT", price="0.01", stock=10)
+
+    lines = [{"sku": sku, "quantity": quantity} for sku, quantity in items]
+    response = post(client, order_body(items=lines))
+
+    assert response.status_code == 400, response.content
+    assert response.json() == {
+        "items": [
+            f"The order's total, {total}, is over the maximum of {MAX_ORDER_TOTAL} per order."
+        ]
+    }
+    assert nothing_created()
+
+
+def test_an_order_of_exactly_the_maximum_total_is_placed_charged_and_confirmed(client) -> None:
+    make_product("MAX", price=str(MAX_ORDER_TOTAL), stock=1)
+
+    response = post(client, order_body(items=[{"sku": "MAX", "quantity": 1}]))
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["total"] == str(MAX_ORDER_TOTAL)
+    assert drive(UUID(body["saga"]["id"])).status == "COMPLETED"
+    payment = Payment.objects.get(order_id=body["id"])
+    assert (payment.status, payment.amount) == (PaymentStatus.CHARGED, MAX_ORDER_TOTAL)
+    assert client.get(f"{URL}{body['id']}/").json()["status"] == "CONFIRMED"
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        OrderSummary._meta.get_field("total"),
+        Payment._meta.get_field("amount"),
+        Refund._meta.get_field("amount"),
+        SimulatedCharge._meta.get_field("amount"),
+        SimulatedRefund._meta.get_field("amount"),
+    ],
+    ids=str,
+)
+def test_every_column_holding_an_orders_money_holds_the_maximum_total(field) -> None:
+    assert field.decimal_places == 2
+    assert len(str(int(MAX_ORDER_TOTAL))) <= field.max_digits - field.decimal_places
+
+
 @pytest.mark.parametrize("customer_id", ["", "x" * 65, "bad\x00id", "tab\tid", 42, None, ["c"]])
 def test_customer_id_is_1_to_64_printable_characters(client, products, customer_id) -> None:
     response = post(client, order_body(customer_id=customer_id))
@@ -358,10 +421,12 @@ def test_version_parameter_replays_the_order(client, products) -> None:
     assert first.status_code == 200
     assert (first.json()["version"], first.json()["status"]) == (1, "PENDING")
     assert client.get(f"{URL}{order_id}/", {"version": 2}).status_code == 404
-    assert client.get(f"{URL}{order_id}/", {"version": 0}).status_code == 404
-    assert client.get(f"{URL}{order_id}/", {"version": -1}).status_code == 404
+    assert client.get(f"{URL}{order_id}/", {"version": 0}).status_code == 400
+    assert client.get(f"{URL}{order_id}/", {"version": -1}).status_code == 400
     bad = client.get(f"{URL}{order_id}/", {"version": "one"})
-    assert bad.status_code == 400 and bad.json() == {"version": ["Must be a whole number."]}
+    assert bad.status_code == 400 and bad.json() == {
+        "version": ["Must be a whole number from 1, of at most 18 digits."]
+    }
 
 
 def test_events_endpoint_lists_the_stream(client, products) -> None:
@@ -520,10 +585,10 @@ def test_malformed_keys_are_a_400(client, products, key) -> None:
 
 
 def token_session(user) -> requests.Session:
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     session = requests.Session()
-    session.headers["Authorization"] = f"Token {Token.objects.get_or_create(user=user)[0].key}"
+    session.headers["Authorization"] = f"Token {AuthToken.objects.create(user=user)[1]}"
     return session
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from eventstore.registry import DomainEvent
 from orders.domain import (
+    MAX_ORDER_TOTAL,
     CancellationReason,
     InvalidOrder,
     Order,
@@ -80,6 +81,10 @@ def test_create_prices_lines_and_totals_from_the_catalogue_prices() -> None:
         ([PricedItem("S", "x", 0, Decimal(1))], "between 1 and 1000"),
         ([PricedItem("S", "x", 1001, Decimal(1))], "between 1 and 1000"),
         ([PricedItem("S", "x", 1, Decimal(0))], "price must be positive"),
+        (
+            [PricedItem("S", "x", 1, MAX_ORDER_TOTAL), PricedItem("T", "x", 1, Decimal("0.01"))],
+            f"The order's total, 10000000000.00, is over the maximum of {MAX_ORDER_TOTAL}",
+        ),
     ],
 )
 def test_create_refuses_orders_that_break_the_rules(items: list[PricedItem], message: str) -> None:
@@ -101,6 +106,14 @@ def test_create_accepts_an_order_at_every_limit() -> None:
 
     assert len(order.lines) == 100
     assert order.total == Decimal("1049.01")
+
+
+def test_create_accepts_an_order_of_exactly_the_maximum_total() -> None:
+    items = [PricedItem("S", "x", 1, MAX_ORDER_TOTAL - 1), PricedItem("T", "x", 1, Decimal(1))]
+
+    order = Order.create(order_id=OID, customer_id="c", items=items, currency="EUR", placed_by="u")
+
+    assert order.total == MAX_ORDER_TOTAL
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ or a projector that applied an event twice or skipped one, shows.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -15,20 +16,22 @@ from uuid import UUID, uuid4
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from eventstore.projections import get_projector, projection_catch_up, projection_rebuild
-from eventstore.records import RecordedEvent
+from eventstore.records import EventMetadata, RecordedEvent
 from eventstore.registry import events as registry
 from eventstore.verify import event_store_verify
 from lab.worker import delete_queue
 from orders.domain import Order as OrderAggregate
 from orders.models import OrderSummary
-from orders.projections import ORDER_EVENTS
+from orders.projections import ORDER_EVENTS, row_from_stream
 from orders.services import (
     OrderLineRequest,
     PlacedOrder,
+    order_confirm,
     order_place,
     order_request_cancellation,
 )
@@ -236,4 +239,48 @@ def test_rebuild_projections_orders_restores_every_row_from_the_log(catalogue: N
     assert row(confirmed.order_id) == ("CONFIRMED", 2, Decimal("12.75"))
     assert row(cancelled.order_id) == ("CANCELLED", 3, Decimal("12.75"))
     assert row(pending.order_id) == ("PENDING", 1, Decimal("12.75"))
+    assert event_store_verify().ok
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("committed")
+def test_a_rebuild_lets_a_confirmation_commit_while_it_runs_and_ends_equal_to_a_replay(
+    catalogue: None,
+) -> None:
+    healthy, damaged, lost = place(), place(), place(cancel=True)
+    pending = place(confirm=False)
+    OrderSummary.objects.filter(pk=damaged.order_id).update(total=Decimal("0.01"))
+    OrderSummary.objects.filter(pk=lost.order_id).delete()
+    orphan = OrderSummary.objects.create(
+        id=uuid4(),
+        **{**row_from_stream(stream(healthy.order_id)), "created_position": -1},
+    )
+    wait_until_the_log_shows_every_order_event()
+    confirmed = threading.Event()
+
+    def confirm() -> None:
+        try:
+            order_confirm(order_id=pending.order_id, metadata=EventMetadata(actor="system"))
+            confirmed.set()
+        finally:
+            connection.close()
+
+    during: list[bool] = []
+
+    def progress(done: int, total: int) -> None:
+        # After the first batch, while the rebuild still has batches to go: another
+        # connection confirms an order, and the rebuild waits (bounded) for it to commit.
+        if done and not during:
+            thread = threading.Thread(target=confirm)
+            thread.start()
+            during.append(confirmed.wait(timeout=15))
+
+    result = projection_rebuild(name="orders", batch_size=1, progress=progress)
+
+    assert during == [True], "the confirmation waited for the rebuild"
+    assert row(pending.order_id) == ("CONFIRMED", 2, Decimal("12.75"))
+    assert row(damaged.order_id) == ("CONFIRMED", 2, Decimal("12.75"))
+    assert row(lost.order_id) == ("CANCELLED", 3, Decimal("12.75"))
+    assert not OrderSummary.objects.filter(pk=orphan.pk).exists()
+    assert (result.written, result.removed) == (2, 1)
     assert event_store_verify().ok

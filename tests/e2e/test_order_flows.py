@@ -33,12 +33,12 @@ class Http:
     """A client system: token-authenticated JSON over a real socket."""
 
     def __init__(self, base: str, user: Any) -> None:
-        from rest_framework.authtoken.models import Token
+        from knox.models import AuthToken
 
-        token, _ = Token.objects.get_or_create(user=user)
+        _, token = AuthToken.objects.create(user=user)
         self.base = base.rstrip("/")
         self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Token {token.key}"
+        self.session.headers["Authorization"] = f"Token {token}"
 
     def get(self, path: str, **params: Any) -> requests.Response:
         return self.session.get(self.base + path, params=params, timeout=30)

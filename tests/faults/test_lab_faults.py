@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 import requests
@@ -86,6 +87,67 @@ def test_redis_killed_and_restarted_mid_run_loses_no_saga(lab: Lab, persistent: 
     )
     assert_invariants_hold(lab)
     lab.redis.persistent = True
+
+
+SAGAS_OF_ORDERS = (
+    "SELECT s.id::text FROM sagas_saga s JOIN orders_order o ON s.subject = 'order:' || o.id::text"
+    " WHERE o.id::text = ANY(%s)"
+)
+
+#: How long the test's client waits for an answer: a bound on the test, not a figure under
+#: test. With a hung broker a POST waited 20 s and more when its publish waited out socket
+#: timeouts times retries (docs/reliability.md); BROKER_PUBLISH_TIMEOUT_SECONDS bounds it now.
+HUNG_BROKER_CLIENT_TIMEOUT = 10.0
+
+
+def test_a_paused_redis_does_not_hold_up_posts_and_every_order_completes_after(
+    lab: Lab,
+) -> None:
+    client = lab.client()
+    before = sum(lab.saga_counts().values())
+    ids: list[str] = []
+    latencies: list[float] = []
+    web_log = len(lab.web.log_text())
+    lab.redis.pause()
+    try:
+        for n in range(3):
+            body: dict[str, Any] = {
+                "customer_id": "c-paused-broker",
+                "items": [{"sku": f"FLT-{n + 1}", "quantity": 1}],
+                "payment_token": "tok_visa",
+            }
+            started = time.monotonic()
+            response = client.session.post(
+                lab.base_url + "/api/orders/", json=body, timeout=HUNG_BROKER_CLIENT_TIMEOUT
+            )
+            latencies.append(time.monotonic() - started)
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+        # Durable while the broker is still paused: each order and its running saga.
+        durable = lab.sql(
+            "SELECT o.status, s.status FROM orders_order o"
+            " JOIN sagas_saga s ON s.subject = 'order:' || o.id::text"
+            " WHERE o.id::text = ANY(%s)",
+            [ids],
+        )
+        assert sorted(durable) == [("PENDING", "RUNNING")] * 3
+    finally:
+        lab.redis.resume()
+    resumed = time.monotonic()
+    lab.wait_settled(timeout=150, expected=before + 3)
+
+    print(
+        f"\nRedis paused (SIGSTOP): POST /api/orders/ answered 202 in "
+        f"{', '.join(f'{t:.2f}' for t in latencies)} s; every saga settled "
+        f"{time.monotonic() - resumed:.1f}s after SIGCONT"
+    )
+    statuses = lab.sql("SELECT status FROM orders_order WHERE id::text = ANY(%s)", [ids])
+    assert statuses == [("CONFIRMED",)] * 3
+    # The web gave each publish up (left to the sweeper) instead of waiting the broker out.
+    saga_ids = [s for (s,) in lab.sql(SAGAS_OF_ORDERS, [ids])]
+    given_up = re.findall(r"could not publish saga (\S+)", lab.web.log_text(web_log))
+    assert set(saga_ids) <= set(given_up), lab.web.log_text(web_log)[-3000:]
+    assert_invariants_hold(lab)
 
 
 def test_postgres_restarted_mid_run_workers_and_web_reconnect(lab: Lab) -> None:

@@ -3,7 +3,8 @@
 ``make soak`` runs the full one (a few hundred orders); this is the same run, smaller:
 ``SOAK_ORDERS`` orders (40 by default) while the whole worker is killed, Redis is killed
 with and without persistence, PostgreSQL crashes, and a compensation fails until an
-operator retries it; the charges that lose their answer must end refunded. The figures are
+operator retries it, and the order read model is rebuilt while orders flow; the charges that
+lose their answer must end refunded, and no saga may compensate at its confirmation. The figures are
 printed (``-s`` shows them).
 """
 
@@ -38,3 +39,8 @@ def test_short_soak_loses_no_order_and_breaks_no_invariant() -> None:
     # Charges whose every answer was lost were found at the processor and paid back.
     assert result.lost_answers >= 1
     assert result.lost_answers_refunded == result.lost_answers
+    # The read model was rebuilt while orders flowed, and no confirmation timed out for it.
+    assert result.rebuilds == 1
+    assert result.rebuild_summary.startswith("orders: rebuilt from ")
+    assert result.rebuild_summary.endswith(", 0 removed")
+    assert result.compensated_at_confirm == 0

@@ -156,7 +156,8 @@ MODEL_POLICIES: dict[str, ModelPolicy] = {
     # Django's UserAdmin: adding a user also needs the change permission (to set a password).
     "auth.user": ModelPolicy(add=True, change=True, delete=True, add_also_needs=("change",)),
     "auth.group": EDITABLE,
-    "authtoken.tokenproxy": EDITABLE,
+    # API tokens are issued (shown once) and revoked, never edited (backoffice/api_tokens.py).
+    "knox.authtoken": ModelPolicy(add=True, delete=True),
     # DESIGN.md: events are never editable, in the admin or in SQL.
     "eventstore.storedevent": READ_ONLY,
     "eventstore.projectioncheckpoint": READ_ONLY,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from sagas.tests.harness import failed_compensation_saga
 from tests.factories import make_product, make_user
@@ -110,7 +110,7 @@ def test_schemathesis_finds_nothing_as_a_superuser(
     live_server: Any, isolated_cache: None, catalogue: None, tmp_path: Path
 ) -> None:
     superuser = make_user(superuser=True)
-    token, _ = Token.objects.get_or_create(user=superuser)
+    _, token = AuthToken.objects.create(user=superuser)
     to_retry, to_skip = failed_compensation_saga(), failed_compensation_saga()
     # Retry and skip act on real sagas waiting for an operator (random ids only reach 404).
     config_extra = f"""
@@ -124,7 +124,7 @@ parameters = {{ "saga_id" = "{to_skip}" }}
 """
 
     result = run_schemathesis(
-        live_server.url, token.key, tmp_path, max_examples=MAX_EXAMPLES, config_extra=config_extra
+        live_server.url, token, tmp_path, max_examples=MAX_EXAMPLES, config_extra=config_extra
     )
 
     assert result.returncode == 0, "schemathesis found failures (its report is printed above)"
@@ -135,10 +135,10 @@ def test_schemathesis_finds_nothing_as_a_client_system(
     live_server: Any, isolated_cache: None, catalogue: None, tmp_path: Path
 ) -> None:
     client = make_user()
-    token, _ = Token.objects.get_or_create(user=client)
+    _, token = AuthToken.objects.create(user=client)
 
     result = run_schemathesis(
-        live_server.url, token.key, tmp_path, max_examples=max(1, MAX_EXAMPLES // 3)
+        live_server.url, token, tmp_path, max_examples=max(1, MAX_EXAMPLES // 3)
     )
 
     assert result.returncode == 0, "schemathesis found failures (its report is printed above)"

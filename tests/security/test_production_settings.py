@@ -166,3 +166,39 @@ def test_admin_static_files_are_served_by_whitenoise_with_debug_off(tmp_path: Pa
 
     assert served.returncode == 0, served.stdout + served.stderr
     assert "served /static/admin/css/" in served.stdout
+
+
+def test_debug_comes_from_the_environment_only_never_from_the_runtime_file(
+    tmp_path: Path,
+) -> None:
+    # A checkout where `make run` once ran in debug mode leaves .local/runtime.json behind; a
+    # production process started there without DEBUG must still get production settings.
+    runtime_file = tmp_path / "runtime.json"
+    env = production_env()
+    runtime_file.write_text(
+        json.dumps(
+            {
+                "DATABASE_URL": env.pop("DATABASE_URL"),
+                "REDIS_URL": env.pop("REDIS_URL"),
+                "DEBUG": "true",
+            }
+        )
+    )
+    del env["DEBUG"]
+    env.pop("CELERY_BROKER_URL", None)
+    use_file = (
+        "import pathlib\nfrom infrastructure import runtime\n"
+        f"runtime.RUNTIME_FILE = pathlib.Path({str(runtime_file)!r})\n"
+    )
+
+    with_secret = run_python(use_file + SETTINGS_DUMP, env)
+    assert with_secret.returncode == 0, with_secret.stderr
+    values = json.loads(with_secret.stdout.strip().splitlines()[-1])
+    assert values["DEBUG"] is False
+    assert values["SESSION_COOKIE_SECURE"] is True
+    assert values["SECURE_SSL_REDIRECT"] is True
+
+    del env["SECRET_KEY"]
+    without_secret = run_python(use_file + "import django; django.setup()", env)
+    assert without_secret.returncode != 0
+    assert "SECRET_KEY must be set" in without_secret.stderr

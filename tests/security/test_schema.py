@@ -10,6 +10,8 @@ import pytest
 import yaml
 from django.core.management import call_command
 
+from infrastructure.api.params import MAX_INT_PARAM
+
 pytestmark = pytest.mark.django_db
 
 
@@ -59,6 +61,7 @@ def test_every_paginated_list_takes_bounded_page_parameters(schema) -> None:
     assert len(lists) == 4  # products, orders, an order's events, sagas
     for operation in lists:
         params = {p["name"]: p for p in operation["parameters"]}
-        assert params["page"]["schema"] == {"type": "integer", "minimum": 1}
-        assert params["page_size"]["schema"] == {"type": "integer", "minimum": 1}
+        bounded = {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM}
+        assert params["page"]["schema"] == bounded
+        assert params["page_size"]["schema"] == bounded
         assert "400" in operation["responses"]

@@ -210,3 +210,129 @@ def test_a_cache_that_does_not_answer_lets_api_requests_through(monkeypatch, set
     settings.CACHES = caches
     client = api_client(make_user())
     assert [client.get("/api/products/").status_code for _ in range(3)] == [200, 200, 200]
+
+
+# --- behind a reverse proxy: the real client, and only trusted proxies believed -----------------
+
+PROXY = "10.0.0.5"
+
+
+def attempt_via(user: User, password: str, *, remote: str, forwarded: str | None = None) -> Any:
+    client = (
+        Client(REMOTE_ADDR=remote)
+        if forwarded is None
+        else Client(REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
+    )
+    return client.post(LOGIN, {"username": user.username, "password": password, "next": "/admin/"})
+
+
+def test_behind_a_trusted_proxy_one_client_cannot_lock_out_another(staff, settings) -> None:
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    for _ in range(settings.ADMIN_LOGIN_MAX_FAILURES):
+        attempt_via(staff, "wrong", remote=PROXY, forwarded="198.51.100.66")
+
+    # The attacker is locked out; staff coming through the same proxy are not.
+    assert attempt_via(staff, "wrong", remote=PROXY, forwarded="198.51.100.66").status_code == 429
+    assert logged_in(attempt_via(staff, "right-password-1", remote=PROXY, forwarded="203.0.113.7"))
+
+
+def test_a_forwarded_header_from_an_untrusted_address_is_ignored(staff, settings) -> None:
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    # A client talking to us directly writes a new X-Forwarded-For on every try.
+    for n in range(settings.ADMIN_LOGIN_MAX_FAILURES):
+        attempt_via(staff, "wrong", remote="198.51.100.66", forwarded=f"192.0.2.{n + 1}")
+
+    refused = attempt_via(staff, "right-password-1", remote="198.51.100.66", forwarded="192.0.2.99")
+    assert refused.status_code == 429
+
+
+def test_a_client_cannot_pose_as_another_by_prepending_to_the_header(staff, settings) -> None:
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    # The proxy appends the address it saw; what the client wrote before it is not believed.
+    for n in range(settings.ADMIN_LOGIN_MAX_FAILURES):
+        attempt_via(staff, "wrong", remote=PROXY, forwarded=f"192.0.2.{n + 1}, 198.51.100.66")
+
+    assert (
+        attempt_via(
+            staff, "right-password-1", remote=PROXY, forwarded="192.0.2.99, 198.51.100.66"
+        ).status_code
+        == 429
+    )
+    assert logged_in(attempt_via(staff, "right-password-1", remote=PROXY, forwarded="192.0.2.1"))
+
+
+def test_one_address_failing_on_many_usernames_is_refused_for_all(settings) -> None:
+    settings.ADMIN_LOGIN_MAX_FAILURES_PER_ADDRESS = 6
+    users = [
+        User.objects.create_user(f"op-{uuid.uuid4().hex[:8]}", password="pw-1", is_staff=True)
+        for _ in range(4)
+    ]
+    for user in users[:3]:
+        for _ in range(2):
+            assert attempt(user, "wrong", address="198.51.100.66").status_code == 200
+
+    # Six failures from the address, at most two per username: the address is refused.
+    assert attempt(users[3], "pw-1", address="198.51.100.66").status_code == 429
+    assert logged_in(attempt(users[3], "pw-1", address="203.0.113.7"))
+
+
+def test_an_ipv6_client_is_counted_by_its_64_network(staff, settings) -> None:
+    for n in range(settings.ADMIN_LOGIN_MAX_FAILURES):
+        attempt(staff, "wrong", address=f"2001:db8:1:2::{n + 1:x}")
+
+    assert attempt(staff, "right-password-1", address="2001:db8:1:2::ffff").status_code == 429
+    assert logged_in(attempt(staff, "right-password-1", address="2001:db8:1:3::1"))
+
+
+def test_the_anonymous_throttle_ignores_a_forwarded_header_from_an_untrusted_address(
+    monkeypatch, settings
+) -> None:
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    monkeypatch.setattr(AnonThrottle, "rate", "2/min", raising=False)
+    answers = [
+        APIClient(REMOTE_ADDR="192.0.2.20", HTTP_X_FORWARDED_FOR=f"198.18.0.{n}")
+        .get("/api/schema/")
+        .status_code
+        for n in range(1, 4)
+    ]
+    assert answers == [200, 200, 429]
+
+
+def test_the_anonymous_throttle_counts_each_client_behind_a_trusted_proxy(
+    monkeypatch, settings
+) -> None:
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    monkeypatch.setattr(AnonThrottle, "rate", "2/min", raising=False)
+
+    def via_proxy(forwarded: str) -> int:
+        client = APIClient(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forwarded)
+        return client.get("/api/schema/").status_code
+
+    # The client varies what it writes before the proxy's entry: still one client.
+    answers = [via_proxy(f"198.18.1.{n}, 192.0.2.30") for n in range(1, 4)]
+    assert answers == [200, 200, 429]
+    assert via_proxy("192.0.2.31") == 200
+
+
+def test_trusted_proxies_come_from_the_environment() -> None:
+    code = "from django.conf import settings; print(settings.TRUSTED_PROXIES)"
+    printed = in_fresh_process(code, TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.1,2001:db8::/32")
+
+    assert printed == str(["10.0.0.0/8", "192.0.2.1", "2001:db8::/32"])
+
+
+def test_a_trusted_proxy_that_is_no_address_stops_start_up() -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings"}
+    env["TRUSTED_PROXIES"] = "10.0.0.0/8,proxy.internal"
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES: not an IP address or CIDR network: 'proxy.internal'" in result.stderr

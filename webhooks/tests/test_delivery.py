@@ -11,14 +11,21 @@ import hashlib
 import hmac
 import json
 from datetime import timedelta
+from io import StringIO
 from uuid import UUID
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from eventstore.projections import projection_catch_up, projection_statuses
+from eventstore.projections import (
+    NotRebuildable,
+    projection_catch_up,
+    projection_rebuild,
+    projection_statuses,
+)
 from orders.services import OrderLineRequest, order_place
 from sagas.tests.harness import drive, failed_compensation_saga
 from tests.factories import make_product
@@ -121,11 +128,33 @@ def test_the_relay_writes_each_delivery_once(receiver: Receiver) -> None:
     place()
     relay()
     relay()
-    from eventstore.projections import projection_rebuild
-
-    projection_rebuild(name=RELAY_NAME)
     assert WebhookDelivery.objects.count() == 1
     assert WebhookDelivery.objects.get().event_type == "order.confirmed"
+
+
+def test_rebuild_projections_leaves_the_relay_alone(receiver: Receiver) -> None:
+    endpoint_create(url=receiver.url, event_types=ORDER_TYPES)
+    place()
+    relay()
+    send_all()
+    # One delivery lost (as a purge would): a replay of the log must not offer it again.
+    WebhookDelivery.objects.filter(event_type="order.created").delete()
+    before = list(WebhookDelivery.objects.values_list("id", "status", "attempts"))
+    sent = len(receiver.received)
+
+    out = StringIO()
+    call_command("rebuild_projections", stdout=out)  # every projector, as an operator would
+    assert f"{RELAY_NAME}: skipped, not rebuildable" in out.getvalue()
+    assert "orders: rebuilt" in out.getvalue()
+    with pytest.raises(CommandError, match="not rebuildable"):
+        call_command("rebuild_projections", RELAY_NAME, stdout=StringIO())
+    with pytest.raises(NotRebuildable):
+        projection_rebuild(name=RELAY_NAME)
+    relay()
+    send_all()
+
+    assert list(WebhookDelivery.objects.values_list("id", "status", "attempts")) == before
+    assert len(receiver.received) == sent
 
 
 @override_settings(WEBHOOK_RETRY_BASE_SECONDS=5)

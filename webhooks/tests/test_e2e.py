@@ -9,6 +9,7 @@ import json
 
 import pytest
 import requests
+from knox.models import AuthToken
 from standardwebhooks.webhooks import Webhook
 
 from tests.factories import make_product, make_user
@@ -22,12 +23,10 @@ pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transa
 def test_an_api_registered_endpoint_receives_signed_order_events_in_order(
     live_server, live_worker, receiver: Receiver, settings
 ) -> None:
-    from rest_framework.authtoken.models import Token
-
     make_product("WH-E2E", stock=10)
     staff = make_user(staff=True, perms=("webhooks.manage_webhooks",))
     http = requests.Session()
-    http.headers["Authorization"] = f"Token {Token.objects.get_or_create(user=staff)[0].key}"
+    http.headers["Authorization"] = f"Token {AuthToken.objects.create(user=staff)[1]}"
     base = live_server.url
     registered = http.post(
         f"{base}/api/webhooks/",

@@ -1,7 +1,9 @@
 """Seed a demo: a catalogue, a superuser ``admin`` and an API client ``demo-client``.
 
 Idempotent: a second run adds nothing and leaves every product as it is (its stock may have
-moved since); the admin's password changes only when one is given and differs.
+moved since). An existing ``admin`` account is never touched, whatever its privileges: an
+account staff demoted or disabled stays so, and its password stays its own. With DEBUG off
+the command refuses to run unless forced (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -14,11 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.hashers import check_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from inventory.services import NewProduct, product_create_missing
 
@@ -85,37 +84,30 @@ def plan_admin_password(
 
 
 def ensure_admin(plan: AdminPasswordPlan) -> str:
-    """Make sure the superuser exists with the planned password; say what was done."""
+    """Create the superuser with the planned password if no such account exists.
+
+    An existing account is left alone: re-granting superuser to an account of that name
+    (which staff may have demoted, disabled or handed to someone) or resetting its password
+    would turn a demo seed into a way to take it over.
+    """
     user_model = get_user_model()
     with transaction.atomic():
-        user = user_model.objects.select_for_update().filter(username=ADMIN_USERNAME).first()
-        if user is None:
-            assert plan.password is not None
-            user_model.objects.create_superuser(
-                username=ADMIN_USERNAME, email="admin@example.test", password=plan.password
-            )
-            if plan.source == "generated":
-                return f"created; generated password (shown only now): {plan.password}"
-            return f"created; password from {plan.source}"
-        done: list[str] = []
-        if not (user.is_superuser and user.is_staff and user.is_active):
-            user.is_superuser = user.is_staff = user.is_active = True
-            user.save(update_fields=["is_superuser", "is_staff", "is_active"])
-            done.append("made an active superuser")
-        if plan.password is not None and not _has_password(user, plan.password):
-            user.set_password(plan.password)
-            user.save(update_fields=["password"])
-            done.append(f"password updated from {plan.source}")
-        return "already present; " + ("; ".join(done) if done else "unchanged")
-
-
-def _has_password(user: AbstractBaseUser, password: str) -> bool:
-    # The hasher's check, not user.check_password: that one re-hashes and saves as a side effect.
-    return check_password(password, user.password)
+        if plan.password is None or user_model.objects.filter(username=ADMIN_USERNAME).exists():
+            return "already present; left as it is"
+        user_model.objects.create_superuser(
+            username=ADMIN_USERNAME, email="admin@example.test", password=plan.password
+        )
+    if plan.source == "generated":
+        return f"created; generated password (shown only now): {plan.password}"
+    return f"created; password from {plan.source}"
 
 
 def ensure_client() -> str:
-    """Make sure the non-staff API client and its token exist; say what was done."""
+    """Make sure the non-staff API client exists; say what was done.
+
+    Its token comes from ``create_api_token`` (``make run`` calls it): a token is readable
+    only when it is issued, so one made here could never be shown.
+    """
     user_model = get_user_model()
     with transaction.atomic():
         user, created = user_model.objects.get_or_create(
@@ -125,20 +117,23 @@ def ensure_client() -> str:
             # It authenticates with its token only.
             user.set_unusable_password()
             user.save(update_fields=["password"])
-        _, token_created = Token.objects.get_or_create(user=user)
-    return "{}; API token {}".format(
-        "created (not staff)" if created else "already present",
-        "created" if token_created else "already present",
-    )
+    if not created:
+        return "already present"
+    return f"created (not staff); issue its API token with create_api_token {CLIENT_USERNAME}"
 
 
 class Command(BaseCommand):
     help = (
         "Seed the demo catalogue, the superuser 'admin' and the API client 'demo-client' "
-        "(idempotent: existing products, users and tokens are left as they are)."
+        "(idempotent: existing products and users are left as they are)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="run even with DEBUG off (an existing admin account is still left alone)",
+        )
         parser.add_argument(
             "--admin-password",
             default=None,
@@ -149,6 +144,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError(
+                "DEBUG is off: seed_demo adds demo products, users and a superuser, which a "
+                "production database should not get by accident. Pass --force to seed anyway."
+            )
         user_model = get_user_model()
         plan = plan_admin_password(
             explicit=options["admin_password"],

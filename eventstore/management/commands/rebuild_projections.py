@@ -1,4 +1,4 @@
-"""Rebuild read models from scratch by replaying the event log."""
+"""Rebuild read models by replaying the event log, while the system keeps running."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class ProgressLine:
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         finished = done >= total
-        if not finished and done != 0 and now - self.last_shown < 0.5:
+        # Every batch when the output is a log; on a terminal, at most twice a second.
+        if self.out.isatty() and not finished and done != 0 and now - self.last_shown < 0.5:
             return
         self.last_shown = now
         pct = 100.0 if total == 0 else 100.0 * done / total
@@ -37,8 +38,9 @@ class ProgressLine:
 
 class Command(BaseCommand):
     help = (
-        "Empty a projection's read model and replay the whole event log into it (all "
-        "projections, or NAME). Readers see the old read model until each rebuild commits."
+        "Replay the whole event log into a projection's read model (all projections, or "
+        "NAME), in short batches beside live traffic: rows behind the log are rewritten, rows "
+        "whose stream is gone are removed, rows a live write moved ahead are left alone."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -48,11 +50,22 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["name"]:
             try:
-                names = [get_projector(options["name"]).name]
+                projector = get_projector(options["name"])
             except KeyError as exc:
                 raise CommandError(str(exc.args[0])) from exc
+            if not projector.rebuildable:
+                raise CommandError(
+                    f"{projector.name} is not rebuildable: its rows record what was done "
+                    "(a replay would redo it); run_projections heals a missed event"
+                )
+            names = [projector.name]
         else:
-            names = [p.name for p in projectors()]
+            names = []
+            for projector in projectors():
+                if projector.rebuildable:
+                    names.append(projector.name)
+                else:
+                    self.stdout.write(f"{projector.name}: skipped, not rebuildable")
         if not names:
             self.stdout.write("no projections are configured")
             return
@@ -63,5 +76,9 @@ class Command(BaseCommand):
             )
             elapsed = time.monotonic() - progress.started
             self.stdout.write(
-                self.style.SUCCESS(f"{name}: rebuilt from {result.events} events in {elapsed:.1f}s")
+                self.style.SUCCESS(
+                    f"{name}: rebuilt from {result.events} events in {result.batches} batches "
+                    f"in {elapsed:.1f}s: {result.written} rows written, {result.unchanged} "
+                    f"unchanged, {result.removed} removed"
+                )
             )
