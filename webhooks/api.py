@@ -44,6 +44,7 @@ class EventTypesField(serializers.ListField):
         super().__init__(
             child=serializers.ChoiceField(choices=event_type_names()),
             allow_empty=False,
+            min_length=1,  # allow_empty alone does not reach the schema
             max_length=20,
             **kwargs,
         )
