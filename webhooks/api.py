@@ -51,6 +51,9 @@ class EventTypesField(serializers.ListField):
 
 
 class RefuseUnknownFields(serializers.Serializer):
+    # infrastructure.api.schema writes `additionalProperties: false` for serializers saying this.
+    refuses_unknown_fields = True
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))

@@ -100,10 +100,16 @@ class Claimed:
 def delivery_claim(*, delivery_id: int, now: datetime) -> Claimed | None:
     """Take the delivery for one attempt if it is due, unheld and first of its order."""
     lease_until = now + LEASE
-    # One conditional UPDATE: two senders racing for the same row, one wins.
+    # One conditional UPDATE: two senders racing for the same row, one wins. The row's own
+    # conditions are repeated outside the subquery: a sender that waited for the other's
+    # lock re-checks only those against the row as the other left it (the subquery's answer
+    # is from before), so without them both would claim it and the delivery went twice.
     taken = due_deliveries(now=now).filter(id=delivery_id).values("id")
-    updated = WebhookDelivery.objects.filter(id__in=taken).update(
-        lease_until=lease_until, attempts=F("attempts") + 1
+    updated = (
+        WebhookDelivery.objects.filter(id__in=taken)
+        .filter(status__in=UNFINISHED_STATUSES, next_attempt_at__lte=now)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=lease_until, attempts=F("attempts") + 1)
     )
     if not updated:
         return None

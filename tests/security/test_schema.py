@@ -53,6 +53,7 @@ def test_request_bodies_refuse_unknown_fields_and_bound_their_lists(schema) -> N
     # A webhook endpoint subscribes to at least one event type: the schema says so, so a
     # client (or the fuzzer) sending none was told before its 400.
     for name in ("EndpointInputRequest", "PatchedEndpointChangeRequest"):
+        assert components[name]["additionalProperties"] is False, name
         event_types = components[name]["properties"]["event_types"]
         assert (event_types["minItems"], event_types["maxItems"]) == (1, 20), name
 

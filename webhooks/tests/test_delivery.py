@@ -10,12 +10,14 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 from datetime import timedelta
 from io import StringIO
 from uuid import UUID
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -30,7 +32,7 @@ from orders.services import OrderLineRequest, order_place
 from sagas.tests.harness import drive, failed_compensation_saga
 from tests.factories import make_product
 from tests.support.worker import wait_for
-from webhooks.delivery import delivery_send, retry_delay
+from webhooks.delivery import Claimed, delivery_claim, delivery_send, retry_delay
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from webhooks.relay import RELAY_NAME
 from webhooks.services import endpoint_create, endpoint_reenable
@@ -280,3 +282,50 @@ def test_a_failed_compensation_is_delivered_as_saga_compensation_failed(
     assert body["type"] == "saga.compensation_failed"
     assert body["data"]["saga"]["id"] == str(saga_id)
     assert body["data"]["saga"]["status"] == "COMPENSATION_FAILED"
+
+
+def test_two_senders_claiming_one_delivery_at_once_send_it_once(receiver: Receiver) -> None:
+    endpoint_create(url=receiver.url, event_types=["order.created"])
+    place()
+    relay()
+    delivery = WebhookDelivery.objects.get()
+    now = timezone.now()
+    claims: dict[str, Claimed | None] = {}
+    first_claimed, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                claims["first"] = delivery_claim(delivery_id=delivery.id, now=now)
+                first_claimed.set()
+                release.wait(30)  # hold the claim uncommitted while the second one runs
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            claims["second"] = delivery_claim(delivery_id=delivery.id, now=now)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_claimed.wait(30)
+    threads[1].start()
+
+    def second_waits_for_the_first() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone() is not None
+
+    wait_for(second_waits_for_the_first, message="the second claim to wait on the row")
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert claims["first"] is not None
+    assert claims["second"] is None
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1
