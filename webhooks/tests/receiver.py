@@ -15,6 +15,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 0  # what the receiver answered
 
 
 @dataclass
@@ -27,9 +28,12 @@ class Receiver:
     redirect_to: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    #: Answered while ``answers`` is empty (a receiver that is down answers 503).
+    default_status: int = 200
+
     def next_status(self) -> int:
         with self.lock:
-            return self.answers.pop(0) if self.answers else 200
+            return self.answers.pop(0) if self.answers else self.default_status
 
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
@@ -37,11 +41,13 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
+            status = 302 if receiver.redirect_to else receiver.next_status()
             with receiver.lock:
                 receiver.received.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    Received(
+                        self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                    )
                 )
-            status = 302 if receiver.redirect_to else receiver.next_status()
             self.send_response(status)
             if receiver.redirect_to:
                 self.send_header("Location", receiver.redirect_to)
