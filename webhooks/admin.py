@@ -45,6 +45,11 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         # Endpoints are registered over the API, which shows the new secret once.
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Changed over the API (URL and types are re-checked there); here, viewed, re-enabled
+        # (the action) and deleted.
+        return False
+
     @admin.action(description="Re-enable the selected endpoints", permissions=["manage"])
     def reenable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         count = 0
@@ -99,6 +104,11 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Viewable, never edited: redeliver is the only change.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The record of what was sent: a deleted delivery would leave its event undelivered
+        # as far as the invariant can tell. Deleting the endpoint removes its deliveries.
         return False
 
     @admin.display(description="request body")
