@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "inventory",
     "payments",
     "orders",
+    "webhooks",
     "backoffice",
 ]
 
@@ -393,7 +394,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # --- The back office's own settings ----------------------------------------------------------
 
 # --- Event store: the projections, in one place (eventstore/projections.py).
-EVENTSTORE_PROJECTORS: list[str] = ["orders.projections.OrderProjector"]
+EVENTSTORE_PROJECTORS: list[str] = [
+    "orders.projections.OrderProjector",
+    # The webhooks' outbox relay: its "read model" is the deliveries (webhooks/relay.py).
+    "webhooks.relay.WebhookRelay",
+]
 # "postgres"; tests may set "memory": services on the in-memory store (eventstore/factory.py).
 EVENTSTORE_BACKEND = "postgres"
 
@@ -444,6 +449,44 @@ CELERY_BEAT_SCHEDULE["sagas-sweep"] = {
     "options": {"expires": SAGA_SWEEP_INTERVAL_SECONDS * 2},
 }
 # --- end of Sagas ----------------------------------------------------------------------------
+
+# --- Webhooks (owned by webhooks/) -----------------------------------------------------------
+# Public event type → (stored event type, function building the delivery's "data").
+WEBHOOK_EVENT_TYPES: dict[str, tuple[str, str]] = {
+    "order.created": ("OrderCreated", "orders.webhooks.order_payload"),
+    "order.confirmed": ("OrderConfirmed", "orders.webhooks.order_payload"),
+    "order.cancelled": ("OrderCancelled", "orders.webhooks.order_payload"),
+    "saga.compensation_failed": ("SagaCompensationFailed", "sagas.webhooks.saga_payload"),
+}
+# Signing secrets are encrypted under a key derived from this (SECRET_KEY when unset).
+WEBHOOK_SECRET_KEY = os.environ.get("WEBHOOK_SECRET_KEY", "")
+# URLs resolving to loopback, private or link-local addresses are refused unless this is on.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", DEBUG)
+# The first retry comes about this long after a failure; each next one waits twice as long
+# (jittered, at most an hour), until the window has passed and the delivery is FAILED.
+WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "5"))
+WEBHOOK_RETRY_WINDOW_SECONDS = env_int("WEBHOOK_RETRY_WINDOW_SECONDS", 24 * 3600)
+# An endpoint is disabled after this many failed attempts in a row (re-enable in the admin).
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 50)
+# The relay and the senders run on their own queue (under CELERY_QUEUE_PREFIX, beside the
+# participants'); a worker without -Q, `make run`'s, consumes it with the others.
+WEBHOOK_QUEUE = _SINGLE_QUEUE or CELERY_QUEUE_PREFIX + os.environ.get("WEBHOOK_QUEUE", "webhooks")
+WEBHOOK_INTERVAL_SECONDS = float(os.environ.get("WEBHOOK_INTERVAL_SECONDS", "1"))
+CELERY_TASK_ROUTES = {"webhooks.*": {"queue": WEBHOOK_QUEUE}}
+CELERY_TASK_QUEUES = tuple(
+    Queue(name) for name in sorted({*(q.name for q in CELERY_TASK_QUEUES), WEBHOOK_QUEUE})
+)
+CELERY_BEAT_SCHEDULE["webhooks-relay"] = {
+    "task": "webhooks.relay",
+    "schedule": WEBHOOK_INTERVAL_SECONDS,
+    "options": {"expires": 10},
+}
+CELERY_BEAT_SCHEDULE["webhooks-dispatch-due"] = {
+    "task": "webhooks.dispatch_due",
+    "schedule": WEBHOOK_INTERVAL_SECONDS,
+    "options": {"expires": 10},
+}
+# --- end of Webhooks --------------------------------------------------------------------------
 
 # --- Inventory and payments (owned by inventory/ and payments/) ------------------------------
 # The currency of the catalogue's prices (ISO 4217).

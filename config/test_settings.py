@@ -13,6 +13,11 @@ os.environ.setdefault("CONN_MAX_AGE", "0")
 
 from config.settings import *  # noqa: F403
 
+# Each test session's messages go to a queue of its own (tests/support/worker.py) and its
+# worker consumes that queue alone: the webhooks' tasks follow the default queue there.
+CELERY_TASK_ROUTES = {}
+WEBHOOK_RETRY_BASE_SECONDS = 0.5  # tests see a retry soon
+
 # The flush between transactional tests has to get past the trigger that refuses TRUNCATE on
 # events (tests/support/pgflush/base.py says how, and why nothing in the schema allows it).
 DATABASES["default"]["ENGINE"] = "tests.support.pgflush"  # noqa: F405

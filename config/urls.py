@@ -10,6 +10,12 @@ from infrastructure.api.health import HealthView
 from inventory.api import ProductListView
 from orders.api import OrderCancelView, OrderDetailView, OrderEventsView, OrderListCreateView
 from sagas.api import SagaDetailView, SagaListView, SagaRetryView, SagaSkipView
+from webhooks.api import (
+    WebhookDeliveriesView,
+    WebhookDetailView,
+    WebhookListView,
+    WebhookRedeliverView,
+)
 
 api_patterns = [
     path("health/", HealthView.as_view(), name="health"),
@@ -24,6 +30,18 @@ api_patterns = [
     path("sagas/<str:saga_id>/", SagaDetailView.as_view(), name="saga-detail"),
     path("sagas/<str:saga_id>/retry/", SagaRetryView.as_view(), name="saga-retry"),
     path("sagas/<str:saga_id>/skip/", SagaSkipView.as_view(), name="saga-skip"),
+    path("webhooks/", WebhookListView.as_view(), name="webhook-list"),
+    path("webhooks/<str:endpoint_id>/", WebhookDetailView.as_view(), name="webhook-detail"),
+    path(
+        "webhooks/<str:endpoint_id>/deliveries/",
+        WebhookDeliveriesView.as_view(),
+        name="webhook-deliveries",
+    ),
+    path(
+        "webhooks/<str:endpoint_id>/deliveries/<str:delivery_id>/redeliver/",
+        WebhookRedeliverView.as_view(),
+        name="webhook-redeliver",
+    ),
 ]
 
 urlpatterns = [

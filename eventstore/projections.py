@@ -51,6 +51,10 @@ class Projector:
     name: ClassVar[str] = ""
     event_types: ClassVar[frozenset[str]] = frozenset()
     inline: ClassVar[bool] = False
+    #: False for a projector whose rows are a record of what was done, not a view that can be
+    #: recomputed (the webhook relay's deliveries): ``rebuild_projections`` leaves it out
+    #: and refuses it by name. Its catch-up still heals a missed event.
+    rebuildable: ClassVar[bool] = True
 
     def handle(self, event: RecordedEvent) -> None:
         raise NotImplementedError
@@ -213,6 +217,10 @@ def projections_catch_up_all(*, batch_size: int = 500) -> list[CatchUpResult]:
     return [projection_catch_up(name=p.name, batch_size=batch_size) for p in projectors()]
 
 
+class NotRebuildable(ValueError):
+    """The projector's rows are not a read model a replay may rewrite."""
+
+
 @dataclass(frozen=True)
 class RebuildResult:
     name: str
@@ -241,6 +249,8 @@ def projection_rebuild(
     ended (never back). ``progress(done, total)`` is called after every batch.
     """
     projector = get_projector(name)
+    if not projector.rebuildable:
+        raise NotRebuildable(f"projection {name!r} is not rebuildable")
     store = PostgresEventStore()
     # Everything committed before the rebuild started is below ``head``: the walk goes on
     # until the log's readers can see that far, so no such event is left out.

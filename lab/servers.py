@@ -346,7 +346,9 @@ class Lab:
                 python, "-m", "celery", "-A", self.worker_app, "worker",
                 "--pool=prefork", f"--concurrency={self.concurrency}",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "--queues=lab", f"--hostname=lab-{uuid.uuid4().hex[:6]}@%h", "--loglevel=INFO",
+                # Both queues, as the Procfile's worker: the webhooks' tasks have their own.
+                "--queues=lab,webhooks", "--loglevel=INFO",
+                f"--hostname=lab-{uuid.uuid4().hex[:6]}@%h",
             ],
             self.env(**self.worker_env),
             self.root / "worker.log",

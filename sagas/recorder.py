@@ -34,9 +34,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Field, Model
 
+from eventstore.factory import event_store
+from eventstore.records import NewEvent
 from infrastructure.db import prepared_insert_row_groups, server_binding_cursor
 from sagas.definitions import Failure, SagaDefinition
 from sagas.dispatch import StepMessage, countdown_allowed, publish_on_commit
@@ -46,6 +48,7 @@ from sagas.models import Saga, SagaStep, SagaStepExecution
 from sagas.registry import get_definition
 from sagas.statuses import AttemptStatus, Phase, SagaStatus, StepStatus
 from sagas.telemetry import attempt_observed
+from sagas.webhooks import COMPENSATION_FAILED_EVENT, SAGA_STREAM
 from sagas.workers import WorkerIdentity, current_worker
 
 #: Step statuses that close a phase of the step (its ``*_finished_at`` is set).
@@ -497,7 +500,17 @@ def outcome_record(
         definition = get_definition(saga.saga_type)
         loaded = Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
     transition = decision(loaded.definition, loaded.state)
-    applied = _transition_write(loaded, transition, now=now, attempt=attempt)
+    if (
+        transition.saga_status is SagaStatus.COMPENSATION_FAILED
+        and loaded.state.status is not SagaStatus.COMPENSATION_FAILED
+    ):
+        # The event that tells the outside world (webhooks) commits with the status or not at all.
+        with transaction.atomic():
+            applied = _transition_write(loaded, transition, now=now, attempt=attempt)
+            if applied:
+                _compensation_failed_append(loaded, transition, now=now)
+    else:
+        applied = _transition_write(loaded, transition, now=now, attempt=attempt)
     if applied and attempt is not None:
         saga = loaded.saga
         attempt_observed(
@@ -511,6 +524,39 @@ def outcome_record(
             now=now,
         )
     return Recorded(loaded=loaded, transition=transition, applied=applied)
+
+
+def _compensation_failed_append(loaded: Loaded, transition: Transition, *, now: datetime) -> None:
+    """Append ``SagaCompensationFailed`` to the saga's stream, with the saga's summary."""
+    saga, state = loaded.saga, loaded.state
+    failure = transition.failure
+    store = event_store()
+    stream_id = str(saga.id)
+    store.append(
+        stream_type=SAGA_STREAM,
+        stream_id=stream_id,
+        expected_version=store.stream_version(stream_type=SAGA_STREAM, stream_id=stream_id),
+        events=[
+            NewEvent(
+                event_type=COMPENSATION_FAILED_EVENT,
+                data={
+                    "id": stream_id,
+                    "saga_type": saga.saga_type,
+                    "subject": saga.subject,
+                    "status": transition.saga_status.value,
+                    "step": loaded.definition.steps[state.cursor.index].name,
+                    "error": transition.error,
+                    "failure": (
+                        {"step": failure.step, "code": failure.code, "message": failure.message}
+                        if failure
+                        else None
+                    ),
+                    "at": now.isoformat(),
+                },
+                metadata={"actor": f"saga:{saga.id}"},
+            )
+        ],
+    )
 
 
 def _transition_write(

@@ -39,6 +39,7 @@ from backoffice.invariants import (
     invariants_check,
     registered_checks,
 )
+from eventstore.models import StoredEvent
 from inventory.models import Product, Reservation, ReservationLine, ReservationStatus
 from orders.models import OrderSummary
 from orders.services import (
@@ -55,6 +56,7 @@ from sagas.models import Saga, SagaStep
 from sagas.statuses import FaultMode, Phase, SagaStatus, StepStatus
 from sagas.tests.harness import drive, run_step
 from tests.factories import make_product
+from webhooks.services import endpoint_create
 
 # Plain (rolled back) transactions: nothing commits, so no step message reaches any worker.
 pytestmark = pytest.mark.django_db
@@ -96,6 +98,7 @@ RULES: dict[str, Rule] = {
     "stock.reservation_lines_differ": Rule("stock", r"^reservation holds .* but the order is for"),
     "stock.reservation_without_order": Rule("stock", r"for order .*, which does not exist$"),
     "event_store.verify_problem": Rule("event_store", r"^projection orders: "),
+    "webhooks.missing_delivery": Rule("webhooks", r"^committed event has no delivery to webhook"),
 }
 
 Breaker = Callable[[], tuple[str, InvariantReport]]
@@ -433,6 +436,22 @@ def projection_differs_from_replay() -> tuple[str, InvariantReport]:
     return "event store", invariants_check()
 
 
+@case("webhooks.missing_delivery")
+def event_without_its_delivery() -> tuple[str, InvariantReport]:
+    # Subscribed before the order, but the relay never ran: the confirmation has no delivery.
+    endpoint_create(
+        url="http://127.0.0.1:9/hook",
+        event_types=["order.confirmed"],
+        # The test's one transaction stamps its events with its start time.
+        now=timezone.now() - timedelta(hours=1),
+    )
+    placed = place()
+    (event_id,) = StoredEvent.objects.filter(
+        stream_id=str(placed.order_id), event_type="OrderConfirmed"
+    ).values_list("event_id", flat=True)
+    return f"event:{event_id}", invariants_check()
+
+
 # -- the tests -----------------------------------------------------------------------------
 
 
@@ -493,4 +512,4 @@ def test_every_rule_in_the_checker_has_a_test_here() -> None:
 
     assert Counter(rule.kind for rule in RULES.values()) == built
     assert set(CASES) == set(RULES)
-    assert len(RULES) == 24
+    assert len(RULES) == 25

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from django.contrib import admin
@@ -38,6 +38,8 @@ from sagas.models import Saga
 from sagas.statuses import FaultMode, Phase
 from sagas.tests.harness import drive, failed_compensation_saga
 from tests.factories import api_client, make_product, make_user
+from webhooks.models import WebhookDelivery
+from webhooks.services import endpoint_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -88,6 +90,10 @@ ORDER_BODY = {
     "payment_token": "tok_visa",
 }
 
+WEBHOOKS = "webhooks.manage_webhooks"
+WEBHOOK_URL = "https://hooks.example.com/matrix"
+WEBHOOK_BODY = {"url": WEBHOOK_URL, "event_types": ["order.confirmed"]}
+
 API_RULES: dict[tuple[str, str], ApiRule] = {
     ("api:health", "GET"): ApiRule("public"),
     ("api:schema", "GET"): ApiRule("public"),
@@ -105,6 +111,13 @@ API_RULES: dict[tuple[str, str], ApiRule] = {
     ("api:saga-skip", "POST"): ApiRule(
         "staff", ("sagas.skip_compensation",), body={"reason": "matrix"}
     ),
+    ("api:webhook-list", "GET"): ApiRule("staff", (WEBHOOKS,)),
+    ("api:webhook-list", "POST"): ApiRule("staff", (WEBHOOKS,), body=WEBHOOK_BODY),
+    ("api:webhook-detail", "GET"): ApiRule("staff", (WEBHOOKS,)),
+    ("api:webhook-detail", "PATCH"): ApiRule("staff", (WEBHOOKS,), body={"description": "m"}),
+    ("api:webhook-detail", "DELETE"): ApiRule("staff", (WEBHOOKS,)),
+    ("api:webhook-deliveries", "GET"): ApiRule("staff", (WEBHOOKS,)),
+    ("api:webhook-redeliver", "POST"): ApiRule("staff", (WEBHOOKS,), body={}),
 }
 
 
@@ -177,6 +190,10 @@ MODEL_POLICIES: dict[str, ModelPolicy] = {
     "payments.simulatedtransientfailure": READ_ONLY,
     # The order read model is a projection of the order's events.
     "orders.ordersummary": READ_ONLY,
+    # Endpoints are registered and changed over the API (the secret is shown once); the
+    # admin deletes them. Deliveries are the record of what was sent: never edited.
+    "webhooks.webhookendpoint": ModelPolicy(delete=True),
+    "webhooks.webhookdelivery": READ_ONLY,
 }
 
 #: A ModelAdmin's own URLs (by URL name): the permissions each needs besides viewing the model.
@@ -197,6 +214,8 @@ ADMIN_ACTION_RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("sagas.failedcompensation", "retry_failed_compensations"): ("sagas.retry_saga",),
     ("sagas.failedcompensation", "skip_failed_compensations"): ("sagas.skip_compensation",),
     ("orders.ordersummary", "cancel_orders"): ("orders.cancel_order",),
+    ("webhooks.webhookendpoint", "reenable"): (WEBHOOKS,),
+    ("webhooks.webhookdelivery", "redeliver"): (WEBHOOKS,),
 }
 
 #: The admin site's own pages (by URL name): "login" is open (staff already signed in are sent
@@ -358,6 +377,8 @@ class World:
     owner: User
     order_id: UUID
     saga_id: UUID
+    endpoint_id: int
+    delivery_id: int
 
 
 def _relevant_permissions() -> list[Permission]:
@@ -438,7 +459,26 @@ def build_world() -> World:
     Group.objects.create(name="matrix")
     for projector in projectors():  # each projection's checkpoint row
         ProjectionCheckpoint.objects.get_or_create(name=projector.name)
-    return World(owner=owner, order_id=UUID(placed["id"]), saga_id=UUID(placed["saga"]["id"]))
+    # Two endpoints, each with a delivery: the first (oldest) for the admin's pages, the
+    # second for the API's routes, whose DELETE takes its delivery with it.
+    for _ in range(2):
+        endpoint = endpoint_create(url=WEBHOOK_URL, event_types=["order.created"]).endpoint
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event_id=uuid4(),
+            event_type="order.created",
+            stream_type="order",
+            stream_id=placed["id"],
+            stream_version=1,
+            payload={},
+        )
+    return World(
+        owner=owner,
+        order_id=UUID(placed["id"]),
+        saga_id=UUID(placed["saga"]["id"]),
+        endpoint_id=endpoint.id,
+        delivery_id=delivery.id,
+    )
 
 
 def sample_of(label: str) -> Model:
@@ -463,6 +503,10 @@ def kwargs_for(names: tuple[str, ...], *, label: str, world: World) -> dict[str,
             values[name] = world.order_id
         elif name == "saga_id":
             values[name] = world.saga_id
+        elif name == "endpoint_id":
+            values[name] = world.endpoint_id
+        elif name == "delivery_id":
+            values[name] = world.delivery_id
         elif name in ("object_id", "id"):
             values[name] = sample_of(label).pk
         else:
@@ -490,7 +534,8 @@ def is_login_redirect(response: Any) -> bool:
 
 def check_api(persona: Persona, world: World, problems: list[str]) -> None:
     client = api_client_for(persona)
-    for target in api_targets():
+    # Deletions last: the routes after them need the sample rows they would delete.
+    for target in sorted(api_targets(), key=lambda t: t.method == "DELETE"):
         rule = API_RULES[(target.name, target.method)]
         url = reverse(target.name, kwargs=kwargs_for(target.kwargs, label="", world=world))
         body = rule.body

@@ -64,11 +64,15 @@ POST_ROUTES = {
     "api/orders/<str:order_id>/cancel/": "/api/orders/{order_id}/cancel/",
     "api/sagas/<str:saga_id>/retry/": "/api/sagas/{saga_id}/retry/",
     "api/sagas/<str:saga_id>/skip/": "/api/sagas/{saga_id}/skip/",
+    "api/webhooks/": "/api/webhooks/",
 }
+
+#: POST endpoints that never read a body (nothing in it is parsed).
+BODILESS_POST_ROUTES = {"api/webhooks/<str:endpoint_id>/deliveries/<str:delivery_id>/redeliver/"}
 
 
 def test_every_post_endpoint_is_in_the_hostile_body_tests() -> None:
-    assert _post_routes() == set(POST_ROUTES)
+    assert _post_routes() == set(POST_ROUTES) | BODILESS_POST_ROUTES
 
 
 def nested(depth: int) -> str:

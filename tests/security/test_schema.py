@@ -50,6 +50,12 @@ def test_request_bodies_refuse_unknown_fields_and_bound_their_lists(schema) -> N
     assert line["additionalProperties"] is False
     quantity = line["properties"]["quantity"]
     assert (quantity["minimum"], quantity["maximum"]) == (1, 1000)
+    # A webhook endpoint subscribes to at least one event type: the schema says so, so a
+    # client (or the fuzzer) sending none was told before its 400.
+    for name in ("EndpointInputRequest", "PatchedEndpointChangeRequest"):
+        assert components[name]["additionalProperties"] is False, name
+        event_types = components[name]["properties"]["event_types"]
+        assert (event_types["minItems"], event_types["maxItems"]) == (1, 20), name
 
 
 def test_every_paginated_list_takes_bounded_page_parameters(schema) -> None:
@@ -58,7 +64,8 @@ def test_every_paginated_list_takes_bounded_page_parameters(schema) -> None:
         for _, method, op in operations(schema)
         if method == "get" and any(p["name"] == "page_size" for p in op.get("parameters", []))
     ]
-    assert len(lists) == 4  # products, orders, an order's events, sagas
+    # products, orders, an order's events, sagas, webhook endpoints, an endpoint's deliveries
+    assert len(lists) == 6
     for operation in lists:
         params = {p["name"]: p for p in operation["parameters"]}
         bounded = {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM}

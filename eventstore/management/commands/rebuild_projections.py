@@ -50,11 +50,22 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["name"]:
             try:
-                names = [get_projector(options["name"]).name]
+                projector = get_projector(options["name"])
             except KeyError as exc:
                 raise CommandError(str(exc.args[0])) from exc
+            if not projector.rebuildable:
+                raise CommandError(
+                    f"{projector.name} is not rebuildable: its rows record what was done "
+                    "(a replay would redo it); run_projections heals a missed event"
+                )
+            names = [projector.name]
         else:
-            names = [p.name for p in projectors()]
+            names = []
+            for projector in projectors():
+                if projector.rebuildable:
+                    names.append(projector.name)
+                else:
+                    self.stdout.write(f"{projector.name}: skipped, not rebuildable")
         if not names:
             self.stdout.write("no projections are configured")
             return

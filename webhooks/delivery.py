@@ -1,0 +1,276 @@
+"""Send deliveries: claim one, POST it signed, record the outcome and schedule a retry.
+
+At least once: a delivery is claimed by a lease (not a row lock held across the HTTP call),
+sent, then its outcome recorded; a sender that dies in between leaves the lease to expire and
+the delivery is sent again, with the same ``webhook-id``, as the Standard Webhooks spec
+allows. For one order (one stream), deliveries to one endpoint go in event order: a delivery
+is not claimed while an earlier one of its stream to its endpoint is unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from webhooks.models import UNFINISHED_STATUSES, DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from webhooks.signing_secrets import secret_decrypt
+from webhooks.targets import TargetRefused, target_check
+
+logger = logging.getLogger(__name__)
+
+#: How much of a receiver's answer is kept (and read at all).
+RESPONSE_LIMIT = 1024
+#: Connect and total time allowed for one attempt, in seconds.
+TIMEOUT_SECONDS = 10.0
+#: How long a claimed delivery is held before another sender may take it over.
+LEASE = timedelta(seconds=60)
+RETRY_CAP_SECONDS = 3600.0
+
+
+def retry_delay(attempts: int, *, base: float, rand: float) -> float:
+    """Return the wait after the ``attempts``-th failed try: exponential, jittered, capped.
+
+    ``rand`` in [0, 1) spreads retries ±20% around ``base * 2**(attempts-1)``, so receivers
+    coming back are not hit by every sender at once.
+    """
+    exponential = base * (2 ** min(max(attempts - 1, 0), 32))
+    return min(RETRY_CAP_SECONDS, exponential * (0.8 + 0.4 * rand))
+
+
+def body_bytes(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def signed_headers(*, secret: str, msg_id: str, timestamp: datetime, body: bytes) -> dict[str, str]:
+    """Return the Standard Webhooks headers for ``body``."""
+    signature = Webhook(secret).sign(msg_id=msg_id, timestamp=timestamp, data=body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+        "user-agent": "backoffice-webhooks/1",
+    }
+
+
+def _earlier_unfinished() -> Exists:
+    return Exists(
+        WebhookDelivery.objects.filter(
+            endpoint_id=OuterRef("endpoint_id"),
+            stream_type=OuterRef("stream_type"),
+            stream_id=OuterRef("stream_id"),
+            stream_version__lt=OuterRef("stream_version"),
+            status__in=UNFINISHED_STATUSES,
+        )
+    )
+
+
+def due_deliveries(*, now: datetime) -> Any:
+    """Return the deliveries that may be sent now (a QuerySet, oldest first)."""
+    return (
+        WebhookDelivery.objects.filter(
+            status__in=UNFINISHED_STATUSES,
+            next_attempt_at__lte=now,
+            endpoint__is_active=True,
+        )
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .exclude(_earlier_unfinished())
+        .order_by("next_attempt_at", "id")
+    )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery: WebhookDelivery
+    lease_until: datetime
+
+
+def delivery_claim(*, delivery_id: int, now: datetime) -> Claimed | None:
+    """Take the delivery for one attempt if it is due, unheld and first of its order."""
+    lease_until = now + LEASE
+    # One conditional UPDATE: two senders racing for the same row, one wins. The row's own
+    # conditions are repeated outside the subquery: a sender that waited for the other's
+    # lock re-checks only those against the row as the other left it (the subquery's answer
+    # is from before), so without them both would claim it and the delivery went twice.
+    taken = due_deliveries(now=now).filter(id=delivery_id).values("id")
+    updated = (
+        WebhookDelivery.objects.filter(id__in=taken)
+        .filter(status__in=UNFINISHED_STATUSES, next_attempt_at__lte=now)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=lease_until, attempts=F("attempts") + 1)
+    )
+    if not updated:
+        return None
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(id=delivery_id)
+    return Claimed(delivery, lease_until)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int | None
+    body: str
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
+    """POST once: no redirect followed, 10 s to connect and in all, the answer's start kept."""
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    try:
+        response = requests.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=(TIMEOUT_SECONDS, TIMEOUT_SECONDS),
+            allow_redirects=False,
+            stream=True,
+        )
+    except requests.RequestException as exc:
+        return Answer(None, "", f"{type(exc).__name__}: {exc}"[:1000])
+    with response:
+        kept = b""
+        try:
+            for chunk in response.iter_content(256):
+                kept += chunk
+                if len(kept) >= RESPONSE_LIMIT or time.monotonic() > deadline:
+                    break
+        except requests.RequestException as exc:
+            return Answer(response.status_code, "", f"{type(exc).__name__}: {exc}"[:1000])
+    text = kept[:RESPONSE_LIMIT].decode("utf-8", errors="replace")
+    error = "" if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+    if 300 <= response.status_code < 400:
+        error += " (redirects are not followed)"
+    return Answer(response.status_code, text, error)
+
+
+def delivery_send(*, delivery_id: int, now: datetime | None = None) -> DeliveryStatus | None:
+    """Make one attempt at a delivery; return its new status (None when not claimed)."""
+    claimed = delivery_claim(delivery_id=delivery_id, now=now or timezone.now())
+    if claimed is None:
+        return None
+    delivery = claimed.delivery
+    endpoint = delivery.endpoint
+    body = body_bytes(delivery.payload)
+    try:
+        target_check(endpoint.url)
+    except TargetRefused as exc:
+        answer = Answer(None, "", f"refused: {exc}")
+    else:
+        headers = signed_headers(
+            secret=secret_decrypt(endpoint.secret_encrypted),
+            msg_id=str(delivery.event_id),
+            timestamp=timezone.now(),
+            body=body,
+        )
+        answer = http_post(endpoint.url, body, headers)
+    status = delivery_record(claimed, answer, now=timezone.now() if now is None else now)
+    if status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
+        _dispatch_next()
+    return status
+
+
+def delivery_record(claimed: Claimed, answer: Answer, *, now: datetime) -> DeliveryStatus:
+    """Write the attempt's outcome, the endpoint's failure count, and the next try."""
+    delivery = claimed.delivery
+    window = timedelta(seconds=settings.WEBHOOK_RETRY_WINDOW_SECONDS)
+    if answer.ok:
+        status = DeliveryStatus.SUCCEEDED
+        next_at = delivery.next_attempt_at
+    elif now - delivery.retry_window_start >= window:
+        status = DeliveryStatus.FAILED
+        next_at = delivery.next_attempt_at
+    else:
+        status = DeliveryStatus.RETRYING
+        delay = retry_delay(
+            delivery.attempts,
+            base=settings.WEBHOOK_RETRY_BASE_SECONDS,
+            rand=random.random(),  # noqa: S311 (jitter, not a secret)
+        )
+        next_at = now + timedelta(seconds=delay)
+    with transaction.atomic():
+        updated = WebhookDelivery.objects.filter(
+            id=delivery.id, lease_until=claimed.lease_until
+        ).update(
+            status=status,
+            response_status=answer.status,
+            response_body=answer.body,
+            last_error=answer.error,
+            next_attempt_at=next_at,
+            delivered_at=now if answer.ok else None,
+            lease_until=None,
+        )
+        if not updated:
+            # Taken over after the lease ran out: the other sender's outcome stands.
+            return DeliveryStatus(delivery.status)
+        _endpoint_record(delivery.endpoint_id, ok=answer.ok, error=answer.error)
+    return status
+
+
+def _endpoint_record(endpoint_id: int, *, ok: bool, error: str) -> None:
+    if ok:
+        WebhookEndpoint.objects.filter(id=endpoint_id).exclude(consecutive_failures=0).update(
+            consecutive_failures=0
+        )
+        return
+    WebhookEndpoint.objects.filter(id=endpoint_id).update(
+        consecutive_failures=F("consecutive_failures") + 1
+    )
+    threshold = settings.WEBHOOK_DISABLE_AFTER_FAILURES
+    disabled = WebhookEndpoint.objects.filter(
+        id=endpoint_id, is_active=True, consecutive_failures__gte=threshold
+    ).update(
+        is_active=False,
+        disabled_reason=f"disabled after {threshold} consecutive failed attempts; last: {error}"[
+            :500
+        ],
+    )
+    if disabled:
+        logger.warning("webhook endpoint %s disabled after %s failures", endpoint_id, threshold)
+
+
+def _dispatch_next() -> None:
+    from webhooks.tasks import dispatch_due
+
+    dispatch_due.delay()
+
+
+def deliveries_dispatch_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Queue a send task for each delivery due now; return their ids."""
+    from webhooks.tasks import send_delivery
+
+    ids = list(due_deliveries(now=now or timezone.now()).values_list("id", flat=True)[:limit])
+    for delivery_id in ids:
+        send_delivery.delay(delivery_id=delivery_id)
+    return ids
+
+
+def delivery_redeliver(*, delivery_id: int, now: datetime | None = None) -> WebhookDelivery:
+    """Offer a delivery again now, whatever its status (same body, same ``webhook-id``)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().get(id=delivery_id)
+        delivery.status = DeliveryStatus.PENDING
+        delivery.next_attempt_at = now
+        delivery.lease_until = None
+        # The retry window counts from the redelivery.
+        delivery.retry_window_start = now
+        delivery.save(
+            update_fields=["status", "next_attempt_at", "lease_until", "retry_window_start"]
+        )
+        transaction.on_commit(_dispatch_next)
+    return delivery

@@ -1,0 +1,78 @@
+"""A real webhook receiver on 127.0.0.1: an http.server thread that records what it is sent."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0  # what the receiver answered
+
+
+@dataclass
+class Receiver:
+    """What the receiver got, and how it answers (``answers`` pops a status per request)."""
+
+    url: str
+    received: list[Received] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+    redirect_to: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    #: Answered while ``answers`` is empty (a receiver that is down answers 503).
+    default_status: int = 200
+
+    def next_status(self) -> int:
+        with self.lock:
+            return self.answers.pop(0) if self.answers else self.default_status
+
+
+def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            body = self.rfile.read(length)
+            status = 302 if receiver.redirect_to else receiver.next_status()
+            with receiver.lock:
+                receiver.received.append(
+                    Received(
+                        self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                    )
+                )
+            self.send_response(status)
+            if receiver.redirect_to:
+                self.send_header("Location", receiver.redirect_to)
+            answer = b"x" * 5000 if status >= 500 else b"ok"
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    return Handler
+
+
+def serve() -> Iterator[Receiver]:
+    receiver = Receiver(url="")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+receiver_fixture: Callable[..., Iterator[Receiver]] = pytest.fixture(serve)
