@@ -53,7 +53,7 @@ from payments.models import Payment, PaymentStatus, Refund, SimulatedCharge
 from sagas.faults import fault_rule_set
 from sagas.models import Saga, SagaStep
 from sagas.statuses import FaultMode, Phase, SagaStatus, StepStatus
-from sagas.tests.harness import drive, run_step
+from sagas.tests.harness import SteppingClock, drive, run_step
 from tests.factories import make_product
 
 # Plain (rolled back) transactions: nothing commits, so no step message reaches any worker.
@@ -289,9 +289,11 @@ def refund_of_a_charged_payment() -> tuple[str, InvariantReport]:
 def refunded_payment_without_refund() -> tuple[str, InvariantReport]:
     placed = place(run=False)
     # Stop before confirm_order: a PENDING order may hold one charge or none, so only the
-    # missing refund row is wrong.
+    # missing refund row is wrong. One clock for every step: each step's retry is due on the
+    # clock that scheduled it, where a fresh clock would wait for the wall clock to get there.
+    clock = SteppingClock()
     while Saga.objects.get(pk=placed.saga_id).current_step != "confirm_order":
-        run_step(placed.saga_id)
+        assert run_step(placed.saga_id, clock=clock).ran
     payment = Payment.objects.get(order_id=placed.order_id)
     Payment.objects.filter(pk=payment.pk).update(
         status=PaymentStatus.REFUNDED, refunded_at=timezone.now()
