@@ -145,6 +145,12 @@ def test_a_database_target_without_server_urls_is_refused_naming_what_to_set() -
     mutation.check_servers(mutation.select(["sagas/engine.py"]), {})
 
 
-def test_the_run_has_a_test_database_of_its_own() -> None:
+def test_each_database_target_has_a_test_database_of_its_own() -> None:
     url = "postgres://postgres@127.0.0.1:5432/bo_main"
-    assert mutation.mutation_test_database(url) == "test_bo_main_mutation"
+    rules, store = mutation.select(["orders/invariants.py", "eventstore/postgres.py"])
+    assert mutation.mutation_test_database(url, rules) == "test_bo_main_mutation_orders_invariants"
+    assert mutation.mutation_test_database(url, store) == (
+        "test_bo_main_mutation_eventstore_postgres"
+    )
+    with pytest.raises(MutationRunError, match="too long"):
+        mutation.mutation_test_database(f"postgres://h/{'x' * 40}", rules)
