@@ -154,6 +154,17 @@ TARGETS: tuple[Target, ...] = (
         database=True,
     ),
     Target(
+        # The sagas' rules (at rest, dispatch), shown firing as the orders' are.
+        "sagas/invariants.py",
+        (
+            f"{_EACH_RULE}::test_the_rule_fires_alone_on_the_state_it_forbids",
+            f"{_EACH_RULE}::test_a_clean_run_of_every_outcome_breaks_no_rule",
+            "tests/faults/test_invariants.py",
+        ),
+        minimum=80.0,
+        database=True,
+    ),
+    Target(
         # The contract and what only PostgreSQL shows (races, late commits, immutability), the
         # repository on it, and the projection tests that read streams and count the lag.
         # Not the rebuild tests: each waits for the server-wide log horizon over a long log.

@@ -131,7 +131,7 @@ def test_a_database_target_reuses_its_test_database_across_mutants(tmp_path: Pat
 
 def test_the_database_targets_are_the_rules_and_the_postgresql_store() -> None:
     needing = {t.module for t in mutation.TARGETS if t.database}
-    assert needing == {"orders/invariants.py", "eventstore/postgres.py"}
+    assert needing == {"orders/invariants.py", "sagas/invariants.py", "eventstore/postgres.py"}
 
 
 def test_a_database_target_without_server_urls_is_refused_naming_what_to_set() -> None:

@@ -268,9 +268,9 @@ class EventStoreContract:
         store.save_snapshot(StoredSnapshot("acct", sid, 10, 1, {"v": "repeat ignored"}))
 
         latest = store.latest_snapshot(stream_type="acct", stream_id=sid, schema_version=1)
-        assert latest is not None and latest.version == 10 and latest.state == {"v": 10}
+        assert latest == StoredSnapshot("acct", sid, 10, 1, {"v": 10})
         below = store.latest_snapshot(
             stream_type="acct", stream_id=sid, schema_version=1, max_version=7
         )
-        assert below is not None and below.version == 5
+        assert below == StoredSnapshot("acct", sid, 5, 1, {"v": 5})
         assert store.latest_snapshot(stream_type="acct", stream_id=sid, schema_version=3) is None

@@ -223,6 +223,39 @@ def test_event_ids_are_unique_across_streams(pg_store: PostgresEventStore) -> No
     assert StoredEvent.objects.filter(event_id=event.event_id).count() == 1
 
 
+def test_read_streams_yields_each_stream_of_a_type_once_with_all_its_events(
+    pg_store: PostgresEventStore,
+) -> None:
+    lengths = {str(uuid4()): length for length in (1, 3, 1, 2)}
+    for sid, length in lengths.items():
+        batch = [new(n=n) for n in range(length)]
+        pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=batch)
+    pg_store.append(stream_type="other", stream_id=str(uuid4()), expected_version=0, events=[new()])
+
+    # Two rows at a time: streams start and end inside a chunk and across chunks.
+    read = list(pg_store.read_streams(stream_type="acct", chunk=2))
+
+    assert [sid for sid, _ in read] == sorted(lengths)
+    for sid, events in read:
+        assert {e.stream_id for e in events} == {sid}
+        assert [e.version for e in events] == list(range(1, lengths[sid] + 1))
+
+
+def test_count_after_counts_the_event_types_asked_for_after_a_position(
+    pg_store: PostgresEventStore,
+) -> None:
+    sid = str(uuid4())
+    first = pg_store.append(
+        stream_type="acct", stream_id=sid, expected_version=0, events=[new("A"), new("B")]
+    )
+    pg_store.append(stream_type="acct", stream_id=sid, expected_version=2, events=[new("A")])
+
+    assert pg_store.count_after(after=LOG_START) == 3
+    assert pg_store.count_after(after=LOG_START, event_types=["A"]) == 2
+    assert pg_store.count_after(after=LOG_START, event_types=["C"]) == 0
+    assert pg_store.count_after(after=first.events[0].log_position, event_types=["A"]) == 1
+
+
 # --- inline projections: in the append's transaction -----------------------------------------
 
 
