@@ -155,15 +155,21 @@ class EventStoreContract:
 
     def test_reappending_a_stored_batch_is_a_no_op(self, store: EventStore) -> None:
         sid = stream()
-        batch = [new(), new()]
+        batch = [new(), new(), new()]
         first = store.append(stream_type="acct", stream_id=sid, expected_version=0, events=batch)
-        store.append(stream_type="acct", stream_id=sid, expected_version=2, events=[new()])
+        store.append(stream_type="acct", stream_id=sid, expected_version=3, events=[new()])
 
         again = store.append(stream_type="acct", stream_id=sid, expected_version=0, events=batch)
 
         assert again.duplicate is True
+        assert (again.stream_type, again.stream_id, again.from_version, again.to_version) == (
+            "acct",
+            sid,
+            1,
+            3,
+        )
         assert [e.position for e in again.events] == [e.position for e in first.events]
-        assert store.stream_version(stream_type="acct", stream_id=sid) == 3
+        assert store.stream_version(stream_type="acct", stream_id=sid) == 4
 
     def test_batch_mixing_stored_and_new_events_is_refused_whole(self, store: EventStore) -> None:
         sid = stream()

@@ -13,7 +13,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from eventstore import postgres
-from eventstore.errors import ConcurrencyError
+from eventstore.errors import ConcurrencyError, DuplicateEventError
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from eventstore.records import LOG_START, NewEvent, RecordedEvent
@@ -218,9 +218,62 @@ def test_appends_record_the_writing_transaction_and_time(pg_store: PostgresEvent
 def test_event_ids_are_unique_across_streams(pg_store: PostgresEventStore) -> None:
     event = NewEvent(event_type="Once", data={})
     pg_store.append(stream_type="a", stream_id=str(uuid4()), expected_version=0, events=[event])
-    with pytest.raises(Exception, match="another stream"):
+    with pytest.raises(DuplicateEventError, match=r"^event ids are already stored in another"):
         pg_store.append(stream_type="a", stream_id=str(uuid4()), expected_version=0, events=[event])
     assert StoredEvent.objects.filter(event_id=event.event_id).count() == 1
+
+
+def test_a_batch_mixing_stored_and_new_events_says_how_many_of_each(
+    pg_store: PostgresEventStore,
+) -> None:
+    sid = str(uuid4())
+    stored = [new(), new()]
+    pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=stored)
+
+    with pytest.raises(DuplicateEventError) as refused:
+        pg_store.append(
+            stream_type="acct", stream_id=sid, expected_version=0, events=[*stored, new()]
+        )
+
+    assert str(refused.value) == f"batch for acct/{sid} mixes 2 stored events with 1 new ones"
+
+
+def test_an_empty_batch_or_a_negative_version_is_a_caller_mistake(
+    pg_store: PostgresEventStore,
+) -> None:
+    with pytest.raises(ValueError, match=r"^append needs at least one event$"):
+        pg_store.append(stream_type="acct", stream_id="s", expected_version=0, events=[])
+    with pytest.raises(ValueError, match=r"^expected_version cannot be negative$"):
+        pg_store.append(stream_type="acct", stream_id="s", expected_version=-1, events=[new()])
+
+
+def test_a_failure_in_the_stores_transaction_rolls_back_the_callers_whole_unit_of_work(
+    pg_store: PostgresEventStore,
+) -> None:
+    earlier, sid = str(uuid4()), str(uuid4())
+    with transaction.atomic():
+        pg_store.append(stream_type="acct", stream_id=earlier, expected_version=0, events=[new()])
+        with pytest.raises(RuntimeError), pg_store.transaction():
+            pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[new()])
+            raise RuntimeError("the unit of work failed")
+        # No savepoint: the caller's transaction can only roll back now, earlier write too.
+        assert connection.needs_rollback
+
+    assert pg_store.stream_version(stream_type="acct", stream_id=earlier) == 0
+    assert pg_store.stream_version(stream_type="acct", stream_id=sid) == 0
+
+
+def test_payloads_are_read_from_the_start_of_the_stream_by_default(
+    pg_store: PostgresEventStore,
+) -> None:
+    sid = str(uuid4())
+    pg_store.append(
+        stream_type="acct", stream_id=sid, expected_version=0, events=[new(n=1), new(n=2)]
+    )
+
+    payloads = pg_store.read_stream_payloads(stream_type="acct", stream_id=sid)
+
+    assert payloads == [(1, "Happened", 1, {"n": 1}), (2, "Happened", 1, {"n": 2})]
 
 
 def test_read_streams_yields_each_stream_of_a_type_once_with_all_its_events(
