@@ -85,6 +85,7 @@ class EventStoreContract:
         batch = [new("Opened", owner="ann"), new("Deposited", amount="10.00")]
         result = store.append(stream_type="acct", stream_id=sid, expected_version=0, events=batch)
 
+        assert (result.stream_type, result.stream_id) == ("acct", sid)
         assert (result.from_version, result.to_version, result.duplicate) == (1, 2, False)
         read = store.read_stream(stream_type="acct", stream_id=sid)
         assert [e.version for e in read] == [1, 2]

@@ -238,6 +238,28 @@ def test_a_batch_mixing_stored_and_new_events_says_how_many_of_each(
     assert str(refused.value) == f"batch for acct/{sid} mixes 2 stored events with 1 new ones"
 
 
+def test_a_batch_stored_in_part_is_a_conflict_naming_the_stream_and_its_versions(
+    pg_store: PostgresEventStore,
+) -> None:
+    sid = str(uuid4())
+    stored = new()
+    pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[stored])
+
+    # The stored event is skipped, the new one goes in, and the batch is refused whole.
+    with pytest.raises(ConcurrencyError) as refused:
+        pg_store.append(
+            stream_type="acct", stream_id=sid, expected_version=1, events=[stored, new()]
+        )
+
+    conflict = refused.value
+    assert (conflict.stream_type, conflict.stream_id, conflict.expected, conflict.actual) == (
+        "acct",
+        sid,
+        1,
+        1,
+    )
+
+
 def test_an_empty_batch_or_a_negative_version_is_a_caller_mistake(
     pg_store: PostgresEventStore,
 ) -> None:
