@@ -159,6 +159,7 @@ TARGETS: tuple[Target, ...] = (
         (
             f"{_EACH_RULE}::test_the_rule_fires_alone_on_the_state_it_forbids",
             f"{_EACH_RULE}::test_a_clean_run_of_every_outcome_breaks_no_rule",
+            "tests/invariants/test_saga_rules.py",
             "tests/faults/test_invariants.py",
         ),
         minimum=80.0,

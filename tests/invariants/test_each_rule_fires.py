@@ -75,8 +75,16 @@ class Rule:
 
 #: Every rule of ``invariants_check``, by a name of its own.
 RULES: dict[str, Rule] = {
-    "saga.operator_wait_unrecorded": Rule("saga", r"^waits for an operator .* no failed"),
-    "saga.not_at_rest": Rule("saga", r"^still (RUNNING|COMPENSATING) at .*neither final"),
+    "saga.operator_wait_unrecorded": Rule(
+        "saga",
+        r"^waits for an operator \(COMPENSATION_FAILED\) with no failed compensation and "
+        r"error recorded$",
+    ),
+    "saga.not_at_rest": Rule(
+        "saga",
+        r"^still (RUNNING|COMPENSATING) at \w+ \((action|compensation)\): neither final nor "
+        r"waiting for an operator$",
+    ),
     "dispatch.resting_but_due": Rule("dispatch", r"^(COMPLETED|COMPENSATED|COMPENSATION_FAILED) "),
     "dispatch.claim_past_deadline": Rule("dispatch", r"claimed past its deadline"),
     "dispatch.nobody_moves_it": Rule("dispatch", r"with nothing due and nothing running"),
