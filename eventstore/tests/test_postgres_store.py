@@ -301,7 +301,8 @@ def test_payloads_are_read_from_the_start_of_the_stream_by_default(
 def test_read_streams_yields_each_stream_of_a_type_once_with_all_its_events(
     pg_store: PostgresEventStore,
 ) -> None:
-    lengths = {str(uuid4()): length for length in (1, 3, 1, 2)}
+    # Named in order: the first and the last stream hold one event, as does one in between.
+    lengths = {f"s-{name}": length for name, length in zip("abcde", (1, 3, 1, 2, 1), strict=True)}
     for sid, length in lengths.items():
         batch = [new(n=n) for n in range(length)]
         pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=batch)
@@ -351,6 +352,25 @@ def test_a_failing_inline_projection_leaves_the_events_unstored(transactional_db
         store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[new()])
 
     assert store.stream_version(stream_type="acct", stream_id=sid) == 0
+
+
+def test_a_failing_inline_projection_takes_the_callers_whole_unit_of_work_with_it(
+    transactional_db: None,
+) -> None:
+    store = PostgresEventStore(inline_projectors=lambda: [FailingProjector()])
+    earlier = str(uuid4())
+    with transaction.atomic():
+        store.append(
+            stream_type="acct", stream_id=earlier, expected_version=0, events=[new("Kept")]
+        )
+        with pytest.raises(DatabaseError):
+            store.append(
+                stream_type="acct", stream_id=str(uuid4()), expected_version=0, events=[new()]
+            )
+        # No savepoint around the append: the caller's transaction can only roll back now.
+        assert connection.needs_rollback
+
+    assert store.stream_version(stream_type="acct", stream_id=earlier) == 0
 
 
 def test_appends_in_a_pipelined_transaction_commit_together_or_not_at_all(
