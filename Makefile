@@ -9,7 +9,8 @@
 #               vulnerability service answers; AUDIT_UNREACHABLE=warn only warns about that)
 #   make soak   orders under scheduled faults, then check_invariants (SOAK_ORDERS=40: short)
 #   make mutation  mutmut over the core modules with their fast tests; writes docs/mutation.json
-#               (MUTATION_MODULES="sagas/engine.py": those alone)
+#               (MUTATION_MODULES="sagas/engine.py": those alone; the rules and the PostgreSQL
+#               store need DATABASE_URL and REDIS_URL set)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -62,8 +63,10 @@ bench-compare: venv-dev
 	@test -n "$(REV)" || { echo "usage: make bench-compare REV=<commit> [COMPARE_ARGS=...]" >&2; exit 2; }
 	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench.compare $(REV) $(COMPARE_ARGS)
 
-# Outside `make test`: it takes minutes. The runner sets placeholder server URLs when none are
-# set (the fast tests it runs connect to neither) and runs one test process at a time.
+# Outside `make test`: it takes minutes. The modules whose tests need PostgreSQL and Redis (the
+# rules, the PostgreSQL store) take DATABASE_URL and REDIS_URL from the caller and stop with an
+# error when they are unset; the others get placeholder URLs (their tests connect to neither).
+# One test process at a time.
 MUTATION_MODULES ?=
 mutation: venv-dev
 	@$(VENV_PYTHON) -m devtools.mutation $(MUTATION_MODULES)

@@ -132,6 +132,10 @@ def record_from_row(row: Sequence[Any]) -> RecordedEvent:
     )
 
 
+class _PartlyStored(Exception):
+    """Roll back a batch stored only in part (raised and caught inside ``append``)."""
+
+
 class PostgresEventStore:
     """Store events in ``eventstore_event`` through Django's database connection.
 
@@ -180,24 +184,28 @@ class PostgresEventStore:
             atomic = self.transaction()
         else:
             atomic = nullcontext()
-        with atomic:
-            # Prepared after a few runs (infrastructure.db): its text is fixed per batch size.
-            with server_binding_cursor() as cursor:
-                cursor.execute(append_sql(len(events)), params)
-                rows = cursor.fetchall()
-            if len(rows) == len(events):
-                recorded = tuple(record_from_row(r) for r in sorted(rows, key=lambda r: r[4]))
-                for projector in following:
-                    for event in recorded:
-                        if event.event_type in projector.event_types:
-                            projector.handle(event)
-                return AppendResult(
-                    stream_type, stream_id, recorded[0].version, recorded[-1].version, recorded
-                )
-            if rows:
-                # Part of the batch collided (a race or a partly re-sent batch). Raising rolls
-                # back the rows that did go in: a batch is all or nothing.
-                raise self._conflict_or_duplicate(stream_type, stream_id, expected_version)
+        try:
+            with atomic:
+                # Prepared after a few runs (infrastructure.db): its text is fixed per batch.
+                with server_binding_cursor() as cursor:
+                    cursor.execute(append_sql(len(events)), params)
+                    rows = cursor.fetchall()
+                if len(rows) == len(events):
+                    recorded = tuple(record_from_row(r) for r in sorted(rows, key=lambda r: r[4]))
+                    for projector in following:
+                        for event in recorded:
+                            if event.event_type in projector.event_types:
+                                projector.handle(event)
+                    return AppendResult(
+                        stream_type, stream_id, recorded[0].version, recorded[-1].version, recorded
+                    )
+                if rows:
+                    # Part of the batch collided (a race or a partly re-sent batch). Raising
+                    # rolls back the rows that did go in: a batch is all or nothing.
+                    raise _PartlyStored
+        except _PartlyStored:
+            # The stream's version read once those rows are gone: the one to reload at.
+            raise self._conflict_or_duplicate(stream_type, stream_id, expected_version) from None
         # Nothing was stored, so nothing needs rolling back: the refusal is raised outside
         # the atomic block and leaves a caller's transaction usable (Repository.execute
         # reloads and decides again in it).

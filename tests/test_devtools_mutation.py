@@ -20,7 +20,7 @@ def test_every_target_names_a_module_and_tests_that_exist() -> None:
     for target in mutation.TARGETS:
         assert (mutation.ROOT / target.module).is_file(), target.module
         for test in target.tests:
-            assert (mutation.ROOT / test).is_file(), test
+            assert (mutation.ROOT / test.split("::")[0]).is_file(), test
     modules = [t.module for t in mutation.TARGETS]
     assert len(set(modules)) == len(modules)
 
@@ -111,3 +111,46 @@ def test_a_target_with_a_missing_file_is_refused_before_anything_runs() -> None:
     target = Target("sagas/engine.py", ("sagas/tests/test_nothing_here.py",), minimum=90.0)
     with pytest.raises(MutationRunError, match=r"no such file: sagas/tests/test_nothing_here\.py"):
         mutation.prepare(target)
+
+
+def test_a_database_target_reuses_its_test_database_across_mutants(tmp_path: Path) -> None:
+    (tmp_path / "orders").mkdir()
+    (tmp_path / "orders" / "__init__.py").write_text("")
+    target = Target("orders/invariants.py", ("tests/faults/test_invariants.py",), 80.0, True)
+
+    config = tomllib.loads(mutation.mutmut_config(target, tmp_path))["tool"]["mutmut"]
+
+    args = config["pytest_add_cli_args"]
+    assert "--reuse-db" in args
+    # The hook that closes the session's connections before mutmut forks is loaded.
+    assert args[args.index("devtools.mutation") - 1] == "-p"
+    assert hasattr(mutation, "pytest_sessionfinish")
+    # Database tests run; those that start a worker, the lab or a browser never do.
+    assert args[-2:] == ["-m", "not worker and not slow and not browser"]
+
+
+def test_the_database_targets_are_the_rules_and_the_postgresql_store() -> None:
+    needing = {t.module for t in mutation.TARGETS if t.database}
+    assert needing == {"orders/invariants.py", "sagas/invariants.py", "eventstore/postgres.py"}
+
+
+def test_a_database_target_without_server_urls_is_refused_naming_what_to_set() -> None:
+    targets = mutation.select(["sagas/engine.py", "orders/invariants.py"])
+    with pytest.raises(MutationRunError, match=r"orders/invariants\.py.*set DATABASE_URL and"):
+        mutation.check_servers(targets, {"REDIS_URL": "", "PATH": "/bin"})
+    with pytest.raises(MutationRunError, match=r"set REDIS_URL as for make test"):
+        mutation.check_servers(targets, {"DATABASE_URL": "postgres://h/db"})
+    mutation.check_servers(targets, {"DATABASE_URL": "postgres://h/db", "REDIS_URL": "redis://h"})
+    # The other targets need neither.
+    mutation.check_servers(mutation.select(["sagas/engine.py"]), {})
+
+
+def test_each_database_target_has_a_test_database_of_its_own() -> None:
+    url = "postgres://postgres@127.0.0.1:5432/bo_main"
+    rules, store = mutation.select(["orders/invariants.py", "eventstore/postgres.py"])
+    assert mutation.mutation_test_database(url, rules) == "test_bo_main_mutation_orders_invariants"
+    assert mutation.mutation_test_database(url, store) == (
+        "test_bo_main_mutation_eventstore_postgres"
+    )
+    with pytest.raises(MutationRunError, match="too long"):
+        mutation.mutation_test_database(f"postgres://h/{'x' * 40}", rules)

@@ -85,6 +85,7 @@ class EventStoreContract:
         batch = [new("Opened", owner="ann"), new("Deposited", amount="10.00")]
         result = store.append(stream_type="acct", stream_id=sid, expected_version=0, events=batch)
 
+        assert (result.stream_type, result.stream_id) == ("acct", sid)
         assert (result.from_version, result.to_version, result.duplicate) == (1, 2, False)
         read = store.read_stream(stream_type="acct", stream_id=sid)
         assert [e.version for e in read] == [1, 2]
@@ -155,15 +156,21 @@ class EventStoreContract:
 
     def test_reappending_a_stored_batch_is_a_no_op(self, store: EventStore) -> None:
         sid = stream()
-        batch = [new(), new()]
+        batch = [new(), new(), new()]
         first = store.append(stream_type="acct", stream_id=sid, expected_version=0, events=batch)
-        store.append(stream_type="acct", stream_id=sid, expected_version=2, events=[new()])
+        store.append(stream_type="acct", stream_id=sid, expected_version=3, events=[new()])
 
         again = store.append(stream_type="acct", stream_id=sid, expected_version=0, events=batch)
 
         assert again.duplicate is True
+        assert (again.stream_type, again.stream_id, again.from_version, again.to_version) == (
+            "acct",
+            sid,
+            1,
+            3,
+        )
         assert [e.position for e in again.events] == [e.position for e in first.events]
-        assert store.stream_version(stream_type="acct", stream_id=sid) == 3
+        assert store.stream_version(stream_type="acct", stream_id=sid) == 4
 
     def test_batch_mixing_stored_and_new_events_is_refused_whole(self, store: EventStore) -> None:
         sid = stream()
@@ -268,9 +275,9 @@ class EventStoreContract:
         store.save_snapshot(StoredSnapshot("acct", sid, 10, 1, {"v": "repeat ignored"}))
 
         latest = store.latest_snapshot(stream_type="acct", stream_id=sid, schema_version=1)
-        assert latest is not None and latest.version == 10 and latest.state == {"v": 10}
+        assert latest == StoredSnapshot("acct", sid, 10, 1, {"v": 10})
         below = store.latest_snapshot(
             stream_type="acct", stream_id=sid, schema_version=1, max_version=7
         )
-        assert below is not None and below.version == 5
+        assert below == StoredSnapshot("acct", sid, 5, 1, {"v": 5})
         assert store.latest_snapshot(stream_type="acct", stream_id=sid, schema_version=3) is None

@@ -14,7 +14,7 @@ from django.core.management.color import no_style
 from django.db import DatabaseError, connection, transaction
 
 from eventstore import postgres
-from eventstore.errors import ConcurrencyError
+from eventstore.errors import ConcurrencyError, DuplicateEventError
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from eventstore.records import LOG_START, NewEvent, RecordedEvent
@@ -243,9 +243,118 @@ def test_appends_record_the_writing_transaction_and_time(pg_store: PostgresEvent
 def test_event_ids_are_unique_across_streams(pg_store: PostgresEventStore) -> None:
     event = NewEvent(event_type="Once", data={})
     pg_store.append(stream_type="a", stream_id=str(uuid4()), expected_version=0, events=[event])
-    with pytest.raises(Exception, match="another stream"):
+    with pytest.raises(DuplicateEventError, match=r"^event ids are already stored in another"):
         pg_store.append(stream_type="a", stream_id=str(uuid4()), expected_version=0, events=[event])
     assert StoredEvent.objects.filter(event_id=event.event_id).count() == 1
+
+
+def test_a_batch_mixing_stored_and_new_events_says_how_many_of_each(
+    pg_store: PostgresEventStore,
+) -> None:
+    sid = str(uuid4())
+    stored = [new(), new()]
+    pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=stored)
+
+    with pytest.raises(DuplicateEventError) as refused:
+        pg_store.append(
+            stream_type="acct", stream_id=sid, expected_version=0, events=[*stored, new()]
+        )
+
+    assert str(refused.value) == f"batch for acct/{sid} mixes 2 stored events with 1 new ones"
+
+
+def test_a_batch_stored_in_part_is_a_conflict_naming_the_stream_and_its_versions(
+    pg_store: PostgresEventStore,
+) -> None:
+    sid = str(uuid4())
+    stored = new()
+    pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[stored])
+
+    # The stored event is skipped, the new one goes in, and the batch is refused whole.
+    with pytest.raises(ConcurrencyError) as refused:
+        pg_store.append(
+            stream_type="acct", stream_id=sid, expected_version=1, events=[stored, new()]
+        )
+
+    conflict = refused.value
+    assert (conflict.stream_type, conflict.stream_id, conflict.expected, conflict.actual) == (
+        "acct",
+        sid,
+        1,
+        1,
+    )
+
+
+def test_an_empty_batch_or_a_negative_version_is_a_caller_mistake(
+    pg_store: PostgresEventStore,
+) -> None:
+    with pytest.raises(ValueError, match=r"^append needs at least one event$"):
+        pg_store.append(stream_type="acct", stream_id="s", expected_version=0, events=[])
+    with pytest.raises(ValueError, match=r"^expected_version cannot be negative$"):
+        pg_store.append(stream_type="acct", stream_id="s", expected_version=-1, events=[new()])
+
+
+def test_a_failure_in_the_stores_transaction_rolls_back_the_callers_whole_unit_of_work(
+    pg_store: PostgresEventStore,
+) -> None:
+    earlier, sid = str(uuid4()), str(uuid4())
+    with transaction.atomic():
+        pg_store.append(stream_type="acct", stream_id=earlier, expected_version=0, events=[new()])
+        with pytest.raises(RuntimeError), pg_store.transaction():
+            pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[new()])
+            raise RuntimeError("the unit of work failed")
+        # No savepoint: the caller's transaction can only roll back now, earlier write too.
+        assert connection.needs_rollback
+
+    assert pg_store.stream_version(stream_type="acct", stream_id=earlier) == 0
+    assert pg_store.stream_version(stream_type="acct", stream_id=sid) == 0
+
+
+def test_payloads_are_read_from_the_start_of_the_stream_by_default(
+    pg_store: PostgresEventStore,
+) -> None:
+    sid = str(uuid4())
+    pg_store.append(
+        stream_type="acct", stream_id=sid, expected_version=0, events=[new(n=1), new(n=2)]
+    )
+
+    payloads = pg_store.read_stream_payloads(stream_type="acct", stream_id=sid)
+
+    assert payloads == [(1, "Happened", 1, {"n": 1}), (2, "Happened", 1, {"n": 2})]
+
+
+def test_read_streams_yields_each_stream_of_a_type_once_with_all_its_events(
+    pg_store: PostgresEventStore,
+) -> None:
+    # Named in order: the first and the last stream hold one event, as does one in between.
+    lengths = {f"s-{name}": length for name, length in zip("abcde", (1, 3, 1, 2, 1), strict=True)}
+    for sid, length in lengths.items():
+        batch = [new(n=n) for n in range(length)]
+        pg_store.append(stream_type="acct", stream_id=sid, expected_version=0, events=batch)
+    pg_store.append(stream_type="other", stream_id=str(uuid4()), expected_version=0, events=[new()])
+
+    # Two rows at a time: streams start and end inside a chunk and across chunks.
+    read = list(pg_store.read_streams(stream_type="acct", chunk=2))
+
+    assert [sid for sid, _ in read] == sorted(lengths)
+    for sid, events in read:
+        assert {e.stream_id for e in events} == {sid}
+        assert [e.version for e in events] == list(range(1, lengths[sid] + 1))
+
+
+def test_count_after_counts_the_event_types_asked_for_after_a_position(
+    pg_store: PostgresEventStore,
+) -> None:
+    sid = str(uuid4())
+    first = pg_store.append(
+        stream_type="acct", stream_id=sid, expected_version=0, events=[new("A"), new("B")]
+    )
+    pg_store.append(stream_type="acct", stream_id=sid, expected_version=2, events=[new("A")])
+
+    assert pg_store.count_after(after=LOG_START) == 3
+    assert pg_store.count_after(after=LOG_START, event_types=["A"]) == 2
+    assert pg_store.count_after(after=LOG_START, event_types=["C"]) == 0
+    assert pg_store.count_after(after=first.events[0].log_position, event_types=["A"]) == 1
 
 
 # --- inline projections: in the append's transaction -----------------------------------------
@@ -268,6 +377,25 @@ def test_a_failing_inline_projection_leaves_the_events_unstored(transactional_db
         store.append(stream_type="acct", stream_id=sid, expected_version=0, events=[new()])
 
     assert store.stream_version(stream_type="acct", stream_id=sid) == 0
+
+
+def test_a_failing_inline_projection_takes_the_callers_whole_unit_of_work_with_it(
+    transactional_db: None,
+) -> None:
+    store = PostgresEventStore(inline_projectors=lambda: [FailingProjector()])
+    earlier = str(uuid4())
+    with transaction.atomic():
+        store.append(
+            stream_type="acct", stream_id=earlier, expected_version=0, events=[new("Kept")]
+        )
+        with pytest.raises(DatabaseError):
+            store.append(
+                stream_type="acct", stream_id=str(uuid4()), expected_version=0, events=[new()]
+            )
+        # No savepoint around the append: the caller's transaction can only roll back now.
+        assert connection.needs_rollback
+
+    assert store.stream_version(stream_type="acct", stream_id=earlier) == 0
 
 
 def test_appends_in_a_pipelined_transaction_commit_together_or_not_at_all(

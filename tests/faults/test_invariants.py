@@ -6,12 +6,13 @@ sagas and participants, so the rows the checker reads are the ones a real run le
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 from django.core.management import call_command
@@ -23,17 +24,14 @@ from inventory.models import Product
 from orders.models import OrderSummary
 from orders.services import (
     PLACE_ORDER,
-    OrderLineRequest,
     PlacedOrder,
-    order_place,
-    order_request_cancellation,
 )
 from payments.models import Payment, PaymentStatus, Refund, SimulatedCharge
 from sagas.faults import fault_rule_set
 from sagas.models import Saga, SagaStep
 from sagas.statuses import FaultMode, Phase, SagaStatus, StepStatus
-from sagas.tests.harness import drive
 from tests.factories import make_product
+from tests.invariants.real_runs import cancel_order, place_order
 from tests.support.invariants import assert_invariants
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("unconsumed_queue")]
@@ -50,28 +48,7 @@ def baseline() -> dict[str, int]:
 
 @pytest.fixture
 def place() -> Place:
-    def place_order(token: str = "tok_visa", *, quantity: int = 2, run: bool = True) -> PlacedOrder:
-        placed = order_place(
-            customer_id="c-inv",
-            lines=[OrderLineRequest("INV-A", quantity), OrderLineRequest("INV-B", 1)],
-            payment_token=token,
-            actor="user:1",
-        )
-        if run:
-            drive(placed.saga_id)
-        return placed
-
-    return place_order
-
-
-def cancel(order_id: UUID) -> UUID:
-    saga_id = order_request_cancellation(
-        order_id=order_id,
-        actor="user:1",
-        acting_as_staff=True,
-    )
-    drive(saga_id)
-    return saga_id
+    return functools.partial(place_order, ("INV-A", "INV-B"))
 
 
 def kinds(**kwargs: object) -> set[str]:
@@ -82,7 +59,7 @@ def test_a_clean_run_of_every_outcome_passes(baseline: dict[str, int], place: Pl
     confirmed = place()
     place("tok_chargeDeclined")
     place(quantity=50)  # out of stock
-    cancel(place().order_id)
+    cancel_order(place().order_id)
     fault_rule_set(
         saga_type=PLACE_ORDER,
         step="reserve_inventory",
@@ -193,7 +170,7 @@ def test_a_cancelled_order_still_charged_is_a_money_violation(
     baseline: dict[str, int], place: Place
 ) -> None:
     placed = place()
-    cancel(placed.order_id)
+    cancel_order(placed.order_id)
     Refund.objects.filter(payment__order_id=placed.order_id).delete()
     Payment.objects.filter(order_id=placed.order_id).update(status=PaymentStatus.CHARGED)
 
@@ -202,7 +179,7 @@ def test_a_cancelled_order_still_charged_is_a_money_violation(
 
 def test_stock_not_conserved_is_a_violation(baseline: dict[str, int], place: Place) -> None:
     place()
-    cancel(place().order_id)
+    cancel_order(place().order_id)
     place("tok_chargeDeclined")
     assert invariants_check(stock_baseline=baseline).ok
 
