@@ -26,6 +26,7 @@ PALETTE = ("#417690", "#e0a030", "#ba2121", "#2f7d32", "#7b5ea7", "#888888")
 
 _WIDTH, _HEIGHT = 560, 200
 _LEFT, _RIGHT, _TOP, _BOTTOM = 44, 8, 24, 30
+_COLUMN_MAX = 48
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,17 @@ def _coord(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
 
 
-def nice_ceiling(value: float) -> float:
-    """Return the smallest of 1, 2, 2.5, 5 times a power of ten that is >= ``value`` (> 0)."""
-    if value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if step * power >= value * (1 - 1e-9):
-            return step * power
-    return 10 * power  # pragma: no cover (the loop ends at 10, which always fits)
+def nice_scale(peak: float, *, integer: bool = False) -> tuple[float, float]:
+    """Return (top, step) of an axis over [0, peak]: a round step (1, 2 or 5 times a power of
+    ten; at least 1 when counting) and the first multiple of it that reaches ``peak``.
+    """
+    peak = peak if peak > 0 else 1.0
+    raw = peak / 4
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
+    if integer:
+        step = max(step, 1.0)
+    return step * math.ceil(peak / step - 1e-9), step
 
 
 def _colors(series: Sequence[Series]) -> list[str]:
@@ -86,11 +89,12 @@ def _legend(series: Sequence[Series], colors: Sequence[str]) -> list[str]:
     return parts
 
 
-def _y_axis(top: float, plot_height: float, unit: str) -> list[str]:
+def _y_axis(top: float, step: float, plot_height: float, unit: str) -> list[str]:
     parts = []
-    for i in range(5):
-        y = _TOP + plot_height * (1 - i / 4)
-        label = _fmt(top * i / 4)
+    ticks = round(top / step)
+    for i in range(ticks + 1):
+        y = _TOP + plot_height * (1 - i / ticks)
+        label = _fmt(step * i)
         parts.append(
             f'<line class="grid" x1="{_LEFT}" x2="{_WIDTH - _RIGHT}" y1="{_coord(y)}" '
             f'y2="{_coord(y)}" stroke="#8884" stroke-width="1"/>'
@@ -119,6 +123,10 @@ def _every(count: int, room: float, label_width: float = 36) -> int:
     return max(1, math.ceil(count * label_width / room))
 
 
+def _counting(series: Sequence[Series]) -> bool:
+    return all(float(v).is_integer() for s in series for v in s.values)
+
+
 def column_chart(
     categories: Sequence[str],
     series: Sequence[Series],
@@ -136,24 +144,27 @@ def column_chart(
         peak = max(sum(s.values[i] for s in series) for i in range(len(categories)))
     else:
         peak = max(v for s in series for v in s.values)
-    top = nice_ceiling(peak)
+    top, tick = nice_scale(peak, integer=_counting(series))
     room, plot_height = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     step = room / len(categories)
-    width = step * 0.8 if stacked else step * 0.8 / len(series)
-    body = _legend(series, colors) + _y_axis(top, plot_height, unit)
+    # A column no wider than _COLUMN_MAX however few the categories, centred in its slot.
+    column = min(step * 0.8, _COLUMN_MAX)
+    width = column if stacked else column / len(series)
+    body = _legend(series, colors) + _y_axis(top, tick, plot_height, unit)
     for i, category in enumerate(categories):
         base = 0.0
+        left = _LEFT + step * i + (step - column) / 2
         for j, (s, color) in enumerate(zip(series, colors, strict=True)):
             value = s.values[i]
             if not value:
                 continue
             h = plot_height * value / top
             if stacked:
-                x = _LEFT + step * i + step * 0.1
+                x = left
                 y = _TOP + plot_height - plot_height * base / top - h
                 base += value
             else:
-                x = _LEFT + step * i + step * 0.1 + width * j
+                x = left + width * j
                 y = _TOP + plot_height - h
             body.append(
                 f'<rect class="bar" data-series="{escape(s.name)}" '
@@ -181,16 +192,17 @@ def bar_chart(
     label_room, bar_height, gap = 150, 9, 8
     group = bar_height * len(series) + gap
     height = _TOP + group * len(categories) + 20
-    top = nice_ceiling(max(v for s in series for v in s.values))
+    top, tick = nice_scale(max(v for s in series for v in s.values), integer=_counting(series))
     room = _WIDTH - label_room - _RIGHT - 40
     body = _legend(series, colors)
-    for i in range(5):
-        x = label_room + room * i / 4
+    ticks = round(top / tick)
+    for i in range(ticks + 1):
+        x = label_room + room * i / ticks
         body.append(
             f'<line class="grid" x1="{_coord(x)}" x2="{_coord(x)}" y1="{_TOP}" '
             f'y2="{height - 16}" stroke="#8884" stroke-width="1"/>'
             f'<text x="{_coord(x)}" y="{height - 4}" font-size="10" text-anchor="middle">'
-            f"{_fmt(top * i / 4)}{escape(unit) if i == 4 else ''}</text>"
+            f"{_fmt(tick * i)}{escape(unit) if i == ticks else ''}</text>"
         )
     for i, category in enumerate(categories):
         y0 = _TOP + group * i
@@ -228,10 +240,11 @@ def line_chart(
     if not categories:
         return _empty(empty)
     colors = _colors(series)
-    top = nice_ceiling(max((v for s in series for v in s.values), default=0))
+    peak = max((v for s in series for v in s.values), default=0)
+    top, tick = nice_scale(peak, integer=_counting(series))
     room, plot_height = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     step = room / len(categories)
-    body = _legend(series, colors) + _y_axis(top, plot_height, unit)
+    body = _legend(series, colors) + _y_axis(top, tick, plot_height, unit)
     for s, color in zip(series, colors, strict=True):
         points, marks = [], []
         for i, (category, value) in enumerate(zip(categories, s.values, strict=True)):

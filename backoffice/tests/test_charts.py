@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from backoffice.charts import Series, bar_chart, column_chart, line_chart, nice_ceiling, span_bar
+from backoffice.charts import Series, bar_chart, column_chart, line_chart, nice_scale, span_bar
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -123,10 +123,22 @@ def test_text_is_escaped() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "ceiling"), [(0, 1), (1, 1), (3, 5), (7, 10), (12, 20), (240, 250), (0.3, 0.5)]
+    ("peak", "integer", "scale"),
+    [
+        (0, True, (1, 1)),
+        (1, True, (1, 1)),
+        (3, True, (3, 1)),
+        (7, True, (8, 2)),
+        (12, True, (15, 5)),
+        (240, True, (300, 100)),
+        (0.3, False, (0.3, 0.1)),
+        (131.4, False, (150, 50)),
+    ],
 )
-def test_the_scale_ends_on_a_round_number(value: float, ceiling: float) -> None:
-    assert nice_ceiling(value) == pytest.approx(ceiling)
+def test_the_axis_steps_by_a_round_number_up_to_the_peak(
+    peak: float, integer: bool, scale: tuple[float, float]
+) -> None:
+    assert nice_scale(peak, integer=integer) == pytest.approx(scale)
 
 
 def test_span_bar_places_the_attempt_within_the_track() -> None:
