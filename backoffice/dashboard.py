@@ -4,16 +4,20 @@ and charts of the last day.
 Shown on the admin index (templates/admin/index.html). Each section appears only to staff who
 may view what it counts; the counts take one aggregate query per section (projection lag:
 two per projection), each chart one aggregate query over its window (the failed-compensation
-chart reuses the count of those waiting now).
+chart reuses the count of those waiting now). A web process reuses a chart it drew for
+``DASHBOARD_CHARTS_CACHE_SECONDS``: they may be that much behind the counts.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
@@ -170,10 +174,33 @@ def failed_compensations_chart(hours: list[datetime], waiting_now: int) -> SafeS
     )
 
 
+#: The charts this process drew: key -> (when, by the monotonic clock; the chart).
+_drawn: dict[str, tuple[float, SafeString]] = {}
+
+
+def _cached(key: str, draw: Callable[[], SafeString]) -> SafeString:
+    """Return the chart drawn under ``key`` less than DASHBOARD_CHARTS_CACHE_SECONDS ago, or
+    draw it now. Keys name the hour the chart ends with, so a new hour draws anew at once.
+    """
+    seconds = float(settings.DASHBOARD_CHARTS_CACHE_SECONDS)
+    if seconds <= 0:
+        return draw()
+    now = time.monotonic()
+    hit = _drawn.get(key)
+    if hit is not None and now - hit[0] < seconds:
+        return hit[1]
+    chart = draw()
+    for stale in [k for k, (at, _) in _drawn.items() if now - at >= seconds]:
+        _drawn.pop(stale, None)
+    _drawn[key] = (now, chart)
+    return chart
+
+
 def dashboard(*, user: Any, now: datetime | None = None) -> Dashboard:
     """Return the dashboard sections ``user`` may see, counted now."""
     now = now or timezone.now()
     hours = chart_hours(now)
+    hour = f"{hours[-1]:%Y-%m-%dT%H}"
     parts: dict[str, Any] = {}
     charts: list[Chart] = []
     if user.has_perm("sagas.view_saga"):
@@ -188,13 +215,26 @@ def dashboard(*, user: Any, now: datetime | None = None) -> Dashboard:
             counts[SagaStatus.COMPENSATION_FAILED.value],
             reverse("admin:sagas_saga_failed_compensations"),
         )
+        waiting = counts[SagaStatus.COMPENSATION_FAILED.value]
         charts += [
-            Chart("saga-outcomes", "Saga outcomes", saga_outcomes_chart(hours)),
-            Chart("step-latency", "Step latency (ms)", step_latency_chart(hours)),
+            Chart(
+                "saga-outcomes",
+                "Saga outcomes",
+                _cached(f"saga-outcomes:{hour}", lambda: saga_outcomes_chart(hours)),
+            ),
+            Chart(
+                "step-latency",
+                "Step latency (ms)",
+                _cached(f"step-latency:{hour}", lambda: step_latency_chart(hours)),
+            ),
             Chart(
                 "failed-compensations",
                 "Failed compensations waiting",
-                failed_compensations_chart(hours, counts[SagaStatus.COMPENSATION_FAILED.value]),
+                # Keyed by the count too: the line never disagrees with the count above it.
+                _cached(
+                    f"failed-compensations:{hour}:{waiting}",
+                    lambda: failed_compensations_chart(hours, waiting),
+                ),
             ),
         ]
     if user.has_perm("orders.view_ordersummary"):
@@ -210,7 +250,8 @@ def dashboard(*, user: Any, now: datetime | None = None) -> Dashboard:
             "all", sum(counts.values()), f"{orders_url}?{urlencode(day)}"
         )
         parts["day"] = start
-        charts.insert(0, Chart("orders-per-hour", "Orders per hour", orders_per_hour_chart(hours)))
+        orders_chart = _cached(f"orders-per-hour:{hour}", lambda: orders_per_hour_chart(hours))
+        charts.insert(0, Chart("orders-per-hour", "Orders per hour", orders_chart))
     if user.has_perm("eventstore.view_projectioncheckpoint"):
         checkpoints_url = reverse("admin:eventstore_projectioncheckpoint_changelist")
         parts["projections"] = [

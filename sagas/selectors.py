@@ -109,7 +109,7 @@ def saga_outcomes_since(*, since: datetime) -> dict[tuple[str, str], int]:
 
 #: The step-latency chart reads at most this many of the newest attempts (by id), so its cost
 #: stays bounded however busy the window was.
-LATENCY_ATTEMPTS_WINDOW = 20_000
+LATENCY_ATTEMPTS_WINDOW = 10_000
 
 
 @dataclass(frozen=True)

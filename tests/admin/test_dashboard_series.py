@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.urls import reverse
 
+from backoffice import dashboard as dashboard_module
 from backoffice.dashboard import chart_hours, failed_compensations_chart
 from orders.models import OrderSummary
 from orders.selectors import orders_per_hour
@@ -19,9 +21,11 @@ from sagas.selectors import (
     step_latency_percentiles,
 )
 from sagas.statuses import AttemptStatus, Phase
-from tests.admin.support import confirmed_order, place, staff_client, stuck_order
+from tests.admin.support import confirmed_order, place, queries_for, staff_client, stuck_order
 
 pytestmark = pytest.mark.django_db
+
+INDEX = reverse("admin:index")
 
 
 def _hour(now: datetime, back: int) -> datetime:
@@ -168,3 +172,29 @@ def test_dashboard_shows_the_four_charts_with_what_happened() -> None:
     steps = set(re.findall(r'<rect class="bar" data-series="p50" data-category="([^"]+)"', latency))
     assert {"reserve_inventory", "charge_payment", "reserve_inventory (undo)"} <= steps
     assert len(_values(charts.split('id="chart-failed-compensations"')[1])) == 24
+
+
+def test_a_process_reuses_its_charts_briefly_but_never_past_a_new_failed_compensation(
+    settings: Any,
+) -> None:
+    settings.DASHBOARD_CHARTS_CACHE_SECONDS = 60
+    dashboard_module._drawn.clear()
+    client, _ = staff_client()
+    confirmed_order()
+    first = queries_for(client, INDEX)
+    before = client.get(INDEX).content.decode()
+
+    place()  # a new order: the cached orders chart does not show it yet
+    again = queries_for(client, INDEX)
+    html = client.get(INDEX).content.decode()
+
+    assert again == first - 4  # the four charts' queries
+    assert _chart(html, "orders-per-hour") == _chart(before, "orders-per-hour")
+    stuck_order()
+    html = client.get(INDEX).content.decode()
+    assert _values(_chart(html, "failed-compensations"))[-1] == "1"
+    dashboard_module._drawn.clear()
+
+
+def _chart(html: str, key: str) -> str:
+    return html.split(f'id="chart-{key}"')[1].split("</figure>", maxsplit=1)[0]
