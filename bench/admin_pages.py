@@ -5,7 +5,8 @@ median of several renders, after warm-up renders. The baseline is the same page 
 database (100 orders, 1,000 events), measured first in the same run, so the ratio says how
 much a page slows down as the data grows a hundredfold (1.0: not at all). Rows are seeded
 with SQL (orders with their events and read-model rows, a placing saga per order with its
-steps, 1% of them waiting in COMPENSATION_FAILED, then filler events up to the total).
+steps and an attempt logged per step, 1% of them waiting in COMPENSATION_FAILED with their
+``SagaCompensationFailed`` event, then filler events up to the total).
 The queries each page makes are printed beside its time.
 """
 
@@ -110,6 +111,30 @@ _SEED_SQL = [
     JOIN bench_orders o ON s.subject = 'order:' || o.id
     CROSS JOIN (VALUES (0, 'create_order'), (1, 'reserve_inventory'), (2, 'charge_payment'),
                        (3, 'confirm_order')) AS st(position, name)
+    """,
+    # One attempt per step in the step log, lasting 1 to 200 ms (the dashboard's latency chart).
+    """
+    INSERT INTO sagas_sagastepexecution (saga_id, step, position, phase, attempt, status, error,
+        started_at, finished_at, worker, at)
+    SELECT st.saga_id, st.name, st.position, 'action', 1, 'SUCCEEDED', '',
+           now() - interval '1 second',
+           now() - interval '1 second'
+               + ((o.i * 7 + st.position * 13) %% 200 + 1) * interval '1 millisecond',
+           'bench', now()
+    FROM sagas_sagastep st
+    JOIN sagas_saga s ON s.id = st.saga_id
+    JOIN bench_orders o ON s.subject = 'order:' || o.id
+    """,
+    # The event a saga's entry into COMPENSATION_FAILED appends (the dashboard's chart of them).
+    """
+    INSERT INTO eventstore_event (event_id, stream_type, stream_id, version, event_type,
+        schema_version, data, metadata)
+    SELECT gen_random_uuid(), 'saga', s.id::text, 1, 'SagaCompensationFailed', 1,
+           jsonb_build_object('id', s.id::text, 'status', s.status),
+           jsonb_build_object('actor', 'saga:' || s.id::text)
+    FROM sagas_saga s
+    JOIN bench_orders o ON s.subject = 'order:' || o.id
+    WHERE s.status = 'COMPENSATION_FAILED'
     """,
 ]
 

@@ -499,6 +499,10 @@ PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "payments.simulated.Simulate
 # GET /metrics: open with DEBUG; otherwise this bearer token, and a 404 while it is unset.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
+# The admin dashboard's charts: each web process reuses a chart it drew for this long, so
+# staff reloading the index do not run the charts' aggregate queries every time.
+DASHBOARD_CHARTS_CACHE_SECONDS = 30.0
+
 # LOG_FORMAT=json (the default when DEBUG is off): one JSON object a line, with the ids bound for
 # the request or the task (infrastructure/logs.py); text: the same, readable.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json").strip().lower()

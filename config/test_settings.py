@@ -17,6 +17,9 @@ from config.settings import *  # noqa: F403
 # worker consumes that queue alone: the webhooks' tasks follow the default queue there.
 CELERY_TASK_ROUTES = {}
 WEBHOOK_RETRY_BASE_SECONDS = 0.5  # tests see a retry soon
+# Charts drawn afresh on every render: each test sees its own rows, never an earlier test's
+# (the cache itself is tested with the setting overridden).
+DASHBOARD_CHARTS_CACHE_SECONDS = 0.0
 
 # The flush between transactional tests has to get past the trigger that refuses TRUNCATE on
 # events (tests/support/pgflush/base.py says how, and why nothing in the schema allows it).

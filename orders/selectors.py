@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncHour
 
 from eventstore.errors import StreamNotFound, VersionNotFound
 from eventstore.models import StoredEvent
@@ -176,3 +177,19 @@ def order_counts_by_status(
     for status, n in rows:
         counts[status] = n
     return counts
+
+
+def orders_per_hour(*, since: datetime, until: datetime) -> dict[tuple[datetime, str], int]:
+    """Count the orders created in [since, until) by (hour, status), in one query.
+
+    The hour is the UTC hour the order was created in; only (hour, status) pairs with
+    orders appear. The created_at index bounds the scan to the window.
+    """
+    rows = (
+        OrderSummary.objects.filter(created_at__gte=since, created_at__lt=until)
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .order_by()
+        .values_list("hour", "status")
+        .annotate(n=Count("id"))
+    )
+    return {(hour, status): n for hour, status, n in rows}

@@ -27,6 +27,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from backoffice.admin import (
     AdminLink,
@@ -39,6 +40,7 @@ from backoffice.admin import (
     pretty_json,
     subject_link,
 )
+from backoffice.charts import span_bar
 from eventstore.admin import (
     ACTOR_PARAM,
     correlation_query,
@@ -117,6 +119,8 @@ class AttemptRow:
     duration: str
     error: str
     worker: str
+    #: The attempt's start and end drawn to scale within the saga's span (``attempt_spans``).
+    span: SafeString
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,32 @@ class OperatorRow:
     actor: str
     step: str
     reason: str
+
+
+def attempt_spans(detail: SagaDetail) -> list[SafeString]:
+    """Draw each attempt of the log as a bar placed and sized by its time in the saga's span.
+
+    The span runs from the saga's creation to the last moment the log or the saga knows of
+    (an attempt's end, the saga's finish). An attempt without a start (taken over from a lost
+    worker) is drawn at the moment its outcome was recorded.
+    """
+    saga = detail.saga
+    ends = [e.finished_at or e.at for e in detail.log]
+    if saga.finished_at is not None:
+        ends.append(saga.finished_at)
+    first = min([saga.created_at, *(e.started_at or e.at for e in detail.log)])
+    whole = (max([first, *ends]) - first).total_seconds()
+    spans = []
+    for e in detail.log:
+        start, end = e.started_at or e.at, e.finished_at or e.at
+        left = (start - first).total_seconds() / whole if whole else 0.0
+        right = (end - first).total_seconds() / whole if whole else 1.0
+        label = (
+            f"{e.step} {e.phase} #{e.attempt} {e.status}: "
+            f"+{(start - first).total_seconds():.3f} s to +{(end - first).total_seconds():.3f} s"
+        )
+        spans.append(span_bar(left, right, label=label, css_class=e.status))
+    return spans
 
 
 def saga_timeline(detail: SagaDetail) -> dict[str, Any]:
@@ -160,8 +190,9 @@ def saga_timeline(detail: SagaDetail) -> dict[str, Any]:
             duration=_duration(e.started_at, e.finished_at),
             error=e.error,
             worker=e.worker,
+            span=span,
         )
-        for e in detail.log
+        for e, span in zip(detail.log, attempt_spans(detail), strict=True)
     ]
     names = actor_names(a.actor for a in detail.operator_actions)
     history = [

@@ -6,14 +6,17 @@ The REST API, the admin and the order read side call these; none of them writes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import Count, Prefetch, QuerySet
 
 from sagas.definitions import Failure
 from sagas.errors import SagaNotFound
 from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
 from sagas.statuses import Phase, SagaStatus
+from sagas.webhooks import COMPENSATION_FAILED_EVENT, SAGA_STREAM
 
 
 @dataclass(frozen=True)
@@ -88,3 +91,101 @@ def saga_counts_by_type_and_status() -> dict[tuple[str, str], int]:
     """Count sagas by (type, status), in one query; only the pairs that exist."""
     rows = Saga.objects.order_by().values_list("saga_type", "status").annotate(n=Count("id"))
     return {(saga_type, status): n for saga_type, status, n in rows}
+
+
+def saga_outcomes_since(*, since: datetime) -> dict[tuple[str, str], int]:
+    """Count the sagas started since ``since`` by (type, status), in one query.
+
+    The created_at index bounds the scan to the window; only the pairs that exist appear.
+    """
+    rows = (
+        Saga.objects.filter(created_at__gte=since)
+        .order_by()
+        .values_list("saga_type", "status")
+        .annotate(n=Count("id"))
+    )
+    return {(saga_type, status): n for saga_type, status, n in rows}
+
+
+#: The step-latency chart reads at most this many of the newest attempts (by id), so its cost
+#: stays bounded however busy the window was.
+LATENCY_ATTEMPTS_WINDOW = 10_000
+
+
+@dataclass(frozen=True)
+class StepLatency:
+    """Percentiles of one step's attempt durations (a phase of it), in seconds."""
+
+    step: str
+    phase: str
+    attempts: int
+    p50: float
+    p90: float
+    p99: float
+
+
+def step_latency_percentiles(
+    *, since: datetime, newest: int = LATENCY_ATTEMPTS_WINDOW
+) -> list[StepLatency]:
+    """Return p50/p90/p99 of the attempts recorded since ``since`` per (step, phase), one query.
+
+    Only attempts with both a start and an end count (an attempt taken over from a lost
+    worker has no start). At most the ``newest`` attempts by id are read: the attempt log
+    has no index on time, and its primary key is the cheap bound. Steps come in their
+    position's order, a step's action before its compensation.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT step, phase, count(*),
+                   percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (
+                       ORDER BY extract(epoch FROM finished_at - started_at))
+            FROM sagas_sagastepexecution
+            WHERE id > (SELECT coalesce(max(id), 0) FROM sagas_sagastepexecution) - %s
+              AND at >= %s AND started_at IS NOT NULL AND finished_at IS NOT NULL
+            GROUP BY step, phase
+            ORDER BY min(position), phase = 'compensation', step
+            """,
+            [newest, since],
+        )
+        rows = cursor.fetchall()
+    return [
+        StepLatency(
+            step=step,
+            phase=phase,
+            attempts=n,
+            p50=float(quantiles[0]),
+            p90=float(quantiles[1]),
+            p99=float(quantiles[2]),
+        )
+        for step, phase, n, quantiles in rows
+    ]
+
+
+def failed_compensation_changes(*, since: datetime) -> dict[datetime, tuple[int, int]]:
+    """Return, per UTC hour since ``since``: sagas that entered COMPENSATION_FAILED, and left it.
+
+    A saga enters when the recorder appends ``SagaCompensationFailed`` to its stream; it
+    leaves only by an operator's retry or skip. With the number waiting now, these give the
+    number waiting at the end of every hour of the window. One query; both tables are read
+    through indexes that lead with what the query filters on, and both hold only as many
+    rows as there were failed compensations and operator actions.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT hour, sum(entered)::int, sum(left_)::int FROM (
+                SELECT date_trunc('hour', recorded_at, 'UTC') AS hour, 1 AS entered, 0 AS left_
+                FROM eventstore_event
+                WHERE event_type = %s AND stream_type = %s AND recorded_at >= %s
+                UNION ALL
+                SELECT date_trunc('hour', at, 'UTC'), 0, 1
+                FROM sagas_sagaoperatoraction
+                WHERE at >= %s
+            ) AS changes
+            GROUP BY hour
+            """,
+            [COMPENSATION_FAILED_EVENT, SAGA_STREAM, since, since],
+        )
+        rows = cursor.fetchall()
+    return {hour.astimezone(UTC): (entered, left) for hour, entered, left in rows}

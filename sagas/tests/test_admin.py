@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from sagas.models import FaultRule, Saga
+from sagas.models import FaultRule, Saga, SagaStepExecution
 from sagas.tests.harness import drive, start
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +66,37 @@ def test_fault_rules_are_edited_in_the_admin_with_validation(staff: Client) -> N
     rule = FaultRule.objects.get()
     assert (rule.step, rule.mode, rule.remaining, rule.hits) == ("b", "transient", 2, 0)
     assert rule.created_at is not None
+
+
+def test_each_attempt_is_drawn_to_scale_within_the_sagas_span(staff: Client) -> None:
+    saga_id = start("test.effects", {}, subject="order:43")
+    drive(saga_id)
+    saga = Saga.objects.get(pk=saga_id)
+    t0 = saga.created_at
+    Saga.objects.filter(pk=saga_id).update(finished_at=t0 + timedelta(seconds=10))
+    SagaStepExecution.objects.filter(saga=saga).delete()
+    for attempt, (begin, end, status) in enumerate(
+        [(1, 3, "RETRYING"), (5, 5, "SUCCEEDED"), (None, 8, "WORKER_LOST")], start=1
+    ):
+        SagaStepExecution.objects.create(
+            saga=saga,
+            step="a",
+            position=0,
+            phase="action",
+            attempt=attempt,
+            status=status,
+            started_at=t0 + timedelta(seconds=begin) if begin is not None else None,
+            finished_at=t0 + timedelta(seconds=end) if begin is not None else None,
+            at=t0 + timedelta(seconds=end),
+        )
+
+    html = staff.get(reverse("admin:sagas_saga_change", args=[saga_id])).content.decode()
+
+    log = html.split('id="step-log"')[1].split("</table>")[0]
+    spans = re.findall(r'class="span (\w+)" data-start="([\d.]+)" data-end="([\d.]+)"', log)
+    # Seconds 1-3, 5 and 8 of a saga that ran for 10: an attempt with no start is an instant.
+    assert spans == [
+        ("RETRYING", "0.1000", "0.3000"),
+        ("SUCCEEDED", "0.5000", "0.5000"),
+        ("WORKER_LOST", "0.8000", "0.8000"),
+    ]
