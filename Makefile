@@ -7,6 +7,8 @@
 #               (COMPARE_ARGS="--slices 5 api", "--smoke"; see python -m bench.compare -h)
 #   make audit  pip-audit of every pinned dependency (fails on a vulnerability, and when no
 #               vulnerability service answers; AUDIT_UNREACHABLE=warn only warns about that)
+#   make lab-hosts  workers as separate "hosts" (PID and UTS namespaces, one host name; root)
+#               on one PostgreSQL and broker; prints the figures in docs/reliability.md
 #   make soak   orders under scheduled faults, then check_invariants (SOAK_ORDERS=40: short)
 #   make mutation  mutmut over the core modules with their fast tests; writes docs/mutation.json
 #               (MUTATION_MODULES="sagas/engine.py": those alone; the rules and the PostgreSQL
@@ -24,12 +26,12 @@ SETUP_PYTHON = $(if $(wildcard $(VENV_PYTHON)),$(VENV_PYTHON),$(BOOT_PYTHON))
 PYTEST_ARGS ?=
 
 # Local work runs in debug mode unless the caller set DEBUG (settings need SECRET_KEY otherwise).
-run test bench bench-compare: export DEBUG ?= true
+run test bench bench-compare lab-hosts: export DEBUG ?= true
 # mypy's Django plugin imports the settings, which need server URLs to parse; nothing connects.
 lint: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lint-only
 lint: export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help venv venv-dev run test lint bench bench-compare soak audit mutation
+.PHONY: help venv venv-dev run test lint bench bench-compare lab-hosts soak audit mutation
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -56,6 +58,10 @@ lint: venv-dev
 
 bench: venv-dev
 	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV_PYTHON) -m bench
+
+# Also part of `make test` (tests/faults); here alone, with its figures printed.
+lab-hosts: venv-dev
+	@$(VENV_PYTHON) -m devtools.with_servers -- $(VENV)/bin/pytest tests/faults/test_hosts.py -s -q $(PYTEST_ARGS)
 
 # REV is checked out under .local/bench-compare/; both revisions run in this virtualenv.
 COMPARE_ARGS ?=

@@ -424,6 +424,7 @@ if SAGA_TESTING:
         "sagas.testing.sagas.TIMEOUT",
         "sagas.testing.sagas.LONG_BACKOFF",
         "sagas.testing.sagas.FORWARD",
+        "sagas.testing.sagas.HOSTS",
     ]
 # The recovery sweeper runs this often (Celery beat). A due step whose message has not run
 # after the grace period is sent again (a message that was merely slow becomes a no-op).

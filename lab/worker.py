@@ -77,6 +77,8 @@ class WorkerHandle:
     log_path: Path
     #: Every queue it consumes (default: ``queue`` alone).
     queues: tuple[str, ...] = ()
+    #: Its pool's processes.
+    concurrency: int = 2
     process: subprocess.Popen[bytes] | None = None
     _log_file: Any = field(default=None, repr=False)
 
@@ -110,7 +112,7 @@ class WorkerHandle:
             "config",
             "worker",
             "--pool=prefork",
-            "--concurrency=2",
+            f"--concurrency={self.concurrency}",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
@@ -138,7 +140,7 @@ class WorkerHandle:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited at start:\n{self.log_tail()}")
             replies = app.control.ping(destination=[self.nodename], timeout=0.5)
-            if replies and len(self.child_pids) >= 2:
+            if replies and len(self.child_pids) >= self.concurrency:
                 return
         raise RuntimeError(f"worker did not answer a ping in {START_TIMEOUT}s:\n{self.log_tail()}")
 

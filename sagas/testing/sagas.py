@@ -75,3 +75,15 @@ FORWARD = SagaDefinition(
         Step(name="c", action=record, retry=QUICK, forward="always"),
     ),
 )
+
+#: One step per participant, so each goes to that participant's queue (the several-hosts lab
+#: test gives the queues to different workers); the last one's lease is short enough to watch
+#: run out.
+HOSTS = SagaDefinition(
+    name="test.hosts",
+    steps=(
+        Step(name="reserve", action=record, retry=QUICK, participant="inventory"),
+        Step(name="charge", action=record, retry=QUICK, participant="payments"),
+        Step(name="confirm", action=record, retry=QUICK, participant="orders", timeout=10.0),
+    ),
+)

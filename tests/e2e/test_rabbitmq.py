@@ -3,15 +3,18 @@
 The same flows run on Redis in ``tests/e2e/test_order_flows.py`` (orders placed and declined),
 ``sagas/tests/test_worker.py`` (a worker child SIGKILLed mid-step) and
 ``tests/faults/test_duplicates.py`` (duplicated messages). Here: the RabbitMQ leg of each,
+and a broker restart mid-flow on a private RabbitMQ node (``lab.rabbitmq``),
 with the same guarantees asserted. Needs RabbitMQ on ``RABBITMQ_URL`` (default
 ``amqp://guest:guest@127.0.0.1:5672//``; CI checks it answers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,12 +27,14 @@ from django.conf import settings
 
 from config.celery import app
 from infrastructure import broker
+from lab.rabbitmq import PrivateRabbitMQ
 from lab.worker import ARTIFACTS, WorkerHandle
 from orders.models import OrderSummary
 from orders.services import OrderLineRequest, order_place
 from payments.selectors import payment_totals_for_order
 from sagas.models import Saga, SagaStep
 from sagas.statuses import AttemptStatus, SagaStatus
+from sagas.sweeper import sagas_sweep
 from sagas.tasks import run_saga_step
 from sagas.testing.models import Call
 from sagas.tests.harness import calls, effects, log_of, start, wait_status
@@ -53,9 +58,9 @@ def _switch_broker(url: str) -> None:
     settings.CELERY_BROKER_URL = url
 
 
-@pytest.fixture(scope="module")
-def rabbitmq_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[WorkerHandle]:
-    """Publish to RabbitMQ under queues of this module's own, and run a worker on them."""
+@contextlib.contextmanager
+def worker_on(url: str) -> Iterator[WorkerHandle]:
+    """Publish to the RabbitMQ at ``url`` under queues of our own, and run a worker on them."""
     previous_url = str(settings.CELERY_BROKER_URL)
     previous = (
         settings.CELERY_QUEUE_PREFIX,
@@ -69,8 +74,8 @@ def rabbitmq_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[W
     settings.CELERY_QUEUE_PREFIX, settings.SAGA_QUEUE_ROUTES = prefix, routes
     settings.CELERY_TASK_DEFAULT_QUEUE = app.conf.task_default_queue = default
     queues = (default, *sorted(set(routes.values())))
-    _switch_broker(RABBITMQ_URL)
-    env = worker_env(CELERY_BROKER_URL=RABBITMQ_URL, CELERY_QUEUE_PREFIX=prefix)
+    _switch_broker(url)
+    env = worker_env(CELERY_BROKER_URL=url, CELERY_QUEUE_PREFIX=prefix)
     handle = WorkerHandle(
         queue=default,
         queues=queues,
@@ -83,7 +88,7 @@ def rabbitmq_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[W
         yield handle
     finally:
         handle.stop()
-        with app.connection_for_write() as conn:
+        with contextlib.suppress(Exception), app.connection_for_write() as conn:
             channel: Any = conn.default_channel
             for queue in queues:
                 channel.queue_delete(queue)
@@ -94,6 +99,25 @@ def rabbitmq_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[W
             settings.CELERY_TASK_DEFAULT_QUEUE,
             app.conf.task_default_queue,
         ) = previous
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[WorkerHandle]:
+    """A worker on the machine's RabbitMQ, this process publishing there too."""
+    with worker_on(RABBITMQ_URL) as handle:
+        yield handle
+
+
+@pytest.fixture
+def restartable_rabbitmq(django_db_setup: None) -> Iterator[tuple[PrivateRabbitMQ, WorkerHandle]]:
+    """A RabbitMQ node of this test's own (the machine's is shared), and a worker on it."""
+    node = PrivateRabbitMQ()
+    try:
+        node.start()
+        with worker_on(node.url) as handle:
+            yield node, handle
+    finally:
+        node.close()
 
 
 def place(token: str) -> tuple[Any, Any]:
@@ -170,6 +194,44 @@ def test_a_worker_child_killed_mid_step_finishes_once_on_rabbitmq(
     assert log_of(saga_id, "b") == [AttemptStatus.WORKER_LOST.value, AttemptStatus.SUCCEEDED.value]
     assert SagaStep.objects.get(saga_id=saga_id, name="b").action_attempts == 1
     assert Saga.objects.get(pk=saga_id).redeliveries == 0
+
+
+def test_a_broker_restart_mid_flow_loses_no_saga(
+    restartable_rabbitmq: tuple[PrivateRabbitMQ, WorkerHandle], settings: Any
+) -> None:
+    node, worker = restartable_rabbitmq
+    # The sweeper (run here, as beat would) sends again what the outage kept from being sent.
+    settings.SAGA_SWEEP_GRACE_SECONDS = 1
+    slow = {"slow": ["b:action"], "slow_seconds": 3}
+    before = [start("test.effects", slow) for _ in range(4)]
+    wait_for(
+        lambda: Call.objects.filter(saga_id__in=before, step="b").exists(),
+        message="a saga to be mid-flow, at its slow step",
+    )
+
+    node.stop()
+    # Started while the broker is down: their first step's message cannot be sent.
+    during = [start("test.effects") for _ in range(2)]
+    node.start()
+
+    saga_ids = [*before, *during]
+
+    def settled() -> bool:
+        sagas_sweep()
+        if Saga.objects.filter(pk__in=saga_ids, status__in=TERMINAL).count() == len(saga_ids):
+            return True
+        time.sleep(0.5)
+        return False
+
+    wait_for(
+        settled,
+        timeout=180,
+        message=lambda: f"every saga to settle after the restart\n{worker.log_tail(limit=6000)}",
+    )
+    sagas = Saga.objects.filter(pk__in=saga_ids)
+    assert {saga.status for saga in sagas} == {SagaStatus.COMPLETED}
+    for saga_id in saga_ids:
+        assert effects(saga_id) == ACTIONS, saga_id
 
 
 def test_the_health_check_reports_rabbitmq_up(rabbitmq_worker: WorkerHandle, client: Any) -> None:
