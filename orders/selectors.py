@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -176,3 +178,19 @@ def order_counts_by_status(
     for status, n in rows:
         counts[status] = n
     return counts
+
+
+def cancellation_reasons(*, order_ids: Sequence[UUID]) -> dict[str, int]:
+    """Count the cancelled orders among ``order_ids`` by reason, in batches of one query."""
+    counts: Counter[str] = Counter()
+    for begin in range(0, len(order_ids), 5000):
+        rows = (
+            OrderSummary.objects.filter(
+                id__in=order_ids[begin : begin + 5000], status=OrderStatus.CANCELLED.value
+            )
+            .order_by()
+            .values_list("cancellation_reason")
+            .annotate(n=Count("id"))
+        )
+        counts.update(dict(rows))
+    return dict(counts)

@@ -14,9 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from backoffice.api_tokens import api_token_create, api_token_revoke
 from backoffice.loadgen import (
@@ -31,25 +29,9 @@ from backoffice.loadgen import (
     orders_follow,
     orders_place,
 )
+from backoffice.progress import command_progress
 
 TOKEN_ENV = "BACKOFFICE_API_TOKEN"  # noqa: S105 (the variable's name, not a token)
-
-
-class _Stream:
-    """Let rich write to a command's stdout (``OutputWrapper`` adds a newline to each write)."""
-
-    def __init__(self, out: OutputWrapper) -> None:
-        self.out = out
-
-    def write(self, text: str) -> int:
-        self.out.write(text, ending="")
-        return len(text)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-    def isatty(self) -> bool:
-        return self.out.isatty()
 
 
 class Command(BaseCommand):
@@ -163,15 +145,7 @@ class Command(BaseCommand):
             kind = cycle[index % len(cycle)]
             return OrderRequest(((skus[index % len(skus)], 1),), MIX_TOKENS[kind])
 
-        console = Console(file=_Stream(self.stdout), width=100)  # type: ignore[arg-type]
-        columns = (
-            TextColumn("{task.description:<9}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console) as progress:
+        with command_progress(self.stdout) as progress:
             placing = progress.add_task("placed", total=count, note="")
             errors: list[str] = []
 
