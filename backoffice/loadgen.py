@@ -229,10 +229,11 @@ def orders_place(
                 order_id, latency, attempts = client.place(
                     request_for(index), timeout=place_timeout
                 )
-            except PlacementError as exc:
+            except Exception as exc:  # counted as an error; the run goes on
+                problem = str(exc) if isinstance(exc, PlacementError) else repr(exc)
                 with lock:
-                    run.errors.append(f"order {index}: {exc}")
-                on_error(index, str(exc))
+                    run.errors.append(f"order {index}: {problem}")
+                on_error(index, problem)
                 continue
             placed = Placed(index, order_id, latency, attempts)
             with lock:

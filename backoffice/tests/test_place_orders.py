@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from io import StringIO
 from typing import Any
@@ -57,6 +58,21 @@ class TestMix:
     def test_the_command_refuses_a_bad_mix_before_placing_anything(self) -> None:
         with pytest.raises(CommandError, match=r"--mix: unknown kind 'amex'"):
             place_orders("--count", "3", "--mix", "visa=1,amex=2", "--token", "t")
+
+
+def test_a_server_that_does_not_answer_makes_the_command_fail() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = StringIO()
+    with pytest.raises(CommandError, match=r"2 order\(s\) not placed"):
+        call_command(
+            "place_orders", "--url", f"http://127.0.0.1:{port}", "--token", "t", "--count", "2",
+            "--sku", "ANY", "--rate", "0", "--place-timeout", "1", "--no-follow", stdout=out,
+        )  # fmt: skip
+    assert "placed: 0 of 2" in out.getvalue()
+    assert "errors: 2" in out.getvalue()
+    assert "no order placed in 1s" in out.getvalue()
 
 
 @pytest.mark.django_db(transaction=True)

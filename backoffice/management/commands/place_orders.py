@@ -75,6 +75,12 @@ class Command(BaseCommand):
             help="seconds to wait, after the last order, for every order to settle",
         )
         parser.add_argument(
+            "--place-timeout",
+            type=float,
+            default=60.0,
+            help="seconds to keep retrying one order through errors before giving it up",
+        )
+        parser.add_argument(
             "--no-follow", action="store_true", help="place the orders and stop (no outcomes)"
         )
 
@@ -159,6 +165,7 @@ class Command(BaseCommand):
                 rate=options["rate"],
                 concurrency=options["concurrency"],
                 request_for=request_for,
+                place_timeout=options["place_timeout"],
                 on_placed=lambda _p: progress.advance(placing),
                 on_error=failed,
             )
