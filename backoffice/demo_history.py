@@ -1,10 +1,11 @@
 """Build a past day of orders through the real services, for demos and the admin benchmarks.
 
 Each order is placed with ``order_place`` and its saga is driven to rest in this process by
-``step_attempt_run``, as a worker would run it: reservations, charges, refunds, events, saga
-rows and step logs are the ones the running system writes, so ``check_invariants`` and
-``verify_event_store`` hold afterwards. Only the time is the past's: the saga's clock is
-passed in, and the events' recorded time is set for the session
+``step_attempt_run``, as a worker would run it; a few confirmed orders are then cancelled by
+their customer (``order_request_cancellation`` and the cancel saga). Reservations, charges,
+refunds, events, saga rows and step logs are the ones the running system writes, so
+``check_invariants`` and ``verify_event_store`` hold afterwards. Only the time is the past's:
+the saga's clock is passed in, and the events' recorded time is set for the session
 (``eventstore.postgres.recorded_as_of``), so the orders spread over the span and the
 dashboard's charts have something to draw.
 
@@ -30,7 +31,7 @@ from django.utils import timezone
 from eventstore.postgres import recorded_as_of, recorded_now
 from inventory.services import product_adjust_stock
 from orders.selectors import cancellation_reasons
-from orders.services import OrderLineRequest, order_place
+from orders.services import OrderLineRequest, order_place, order_request_cancellation
 from sagas.models import Saga
 from sagas.runner import step_attempt_run
 from sagas.statuses import MOVING_SAGA_STATUSES, Phase
@@ -47,6 +48,8 @@ KINDS: dict[str, int] = {
     "out_of_stock": 5,
     "tok_lostResponse": 1,
 }
+#: The share of confirmed orders their customer cancels later (refund and restock).
+CANCELLED_LATER = 0.03
 #: Units an out-of-stock order asks for (the most one line may ask).
 TOO_MANY = 1000
 #: The most attempts one saga may take before the driver gives up on it.
@@ -67,7 +70,7 @@ class SteppingClock:
 
 @dataclass
 class HistoryResult:
-    """What the history holds: orders by outcome, cancellations by reason, attempts."""
+    """What the history holds: sagas by outcome, cancellations by reason, attempts."""
 
     orders: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -123,13 +126,22 @@ def history_build(
             actor=ACTOR,
             now=placed_at,
         )
-        status, attempts = _drive(
-            placed.saga_id, clock=SteppingClock(placed_at, rand), worker=current_worker(ACTOR)
-        )
+        clock = SteppingClock(placed_at, rand)
+        worker = current_worker(ACTOR)
+        statuses, attempts = _drive(placed.saga_id, clock=clock, worker=worker)
+        if statuses == "COMPLETED" and rand.random() < CANCELLED_LATER:
+            # The customer changes their mind a few minutes later: the cancel saga.
+            clock.now += timedelta(minutes=rand.uniform(2, 30))
+            recorded_as_of(clock.now)
+            cancel_id = order_request_cancellation(
+                order_id=placed.order_id, actor=ACTOR, acting_as_staff=False, now=clock.now
+            )
+            cancelled, more = _drive(cancel_id, clock=clock, worker=worker)
+            statuses, attempts = f"{statuses} {cancelled}", attempts + more
         with lock:
             done += 1
             order_ids.append(placed.order_id)
-            result.outcomes[status] += 1
+            result.outcomes.update(statuses.split())
             result.attempts += attempts
             result.first = min(result.first or placed_at, placed_at)
             result.last = max(result.last or placed_at, placed_at)

@@ -159,6 +159,7 @@ def order_request_cancellation(
     actor: str,
     acting_as_staff: bool,
     correlation_id: str | None = None,
+    now: datetime | None = None,
 ) -> UUID:
     """Start the cancel saga for a confirmed order (refund, restock, mark cancelled).
 
@@ -190,6 +191,7 @@ def order_request_cancellation(
         actor=actor,
         subject=order_subject(order_id),
         exclusive=True,
+        now=now,
     )
 
 

@@ -35,7 +35,9 @@ def test_a_history_spreads_over_the_last_day_with_every_outcome_and_passes_the_c
     orders = Counter(OrderSummary.objects.values_list("status", "cancellation_reason"))
     assert sum(orders.values()) == 80
     assert orders[("CONFIRMED", "")] > 40
-    assert {"payment_declined", "out_of_stock"} <= {reason for _, reason in orders if reason}
+    assert {"payment_declined", "out_of_stock", "cancelled_by_client"} <= {
+        reason for _, reason in orders if reason
+    }
     assert Counter(Saga.objects.values_list("status", flat=True)).keys() <= {
         "COMPLETED",
         "COMPENSATED",
