@@ -148,10 +148,6 @@ def history_build(
             progress(done)
 
     def build_all(indexes: range) -> None:
-        with connection.cursor() as cursor:
-            # A demo history need not wait for the disk at each commit: a crash loses its last
-            # orders whole (each transaction still commits or not at all).
-            cursor.execute("SET synchronous_commit TO off")
         try:
             for index in indexes:
                 build(index)
