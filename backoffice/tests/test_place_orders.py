@@ -12,7 +12,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from knox.models import AuthToken
 
-from backoffice.loadgen import MixError, mix_parse, mix_sequence, percentile
+from backoffice.loadgen import (
+    MixError,
+    Outcome,
+    mix_parse,
+    mix_sequence,
+    outcome_of,
+    percentile,
+)
 from orders.models import OrderSummary
 from tests.factories import make_product, make_user
 
@@ -54,6 +61,23 @@ class TestMix:
         assert percentile(values, 0.99) == 99.0
         assert percentile([7.0], 0.99) == 7.0
         assert percentile([], 0.5) == 0.0
+
+    @pytest.mark.parametrize(
+        ("status", "reason", "saga", "outcome"),
+        [
+            ("CONFIRMED", None, "COMPLETED", Outcome("o", "confirmed")),
+            ("CANCELLED", "out_of_stock", "COMPENSATED", Outcome("o", "cancelled", "out_of_stock")),
+            ("PENDING", None, "COMPENSATION_FAILED", Outcome("o", "waiting_for_operator")),
+            ("PENDING", None, "RUNNING", None),
+            # Confirmed, but a cancellation is under way: not settled yet.
+            ("CONFIRMED", None, "RUNNING", None),
+        ],
+    )
+    def test_an_order_settles_when_its_newest_saga_rests(
+        self, status: str, reason: str | None, saga: str, outcome: Outcome | None
+    ) -> None:
+        order = {"id": "o", "status": status, "cancellation_reason": reason}
+        assert outcome_of({**order, "saga": {"status": saga}}) == outcome
 
     def test_the_command_refuses_a_bad_mix_before_placing_anything(self) -> None:
         with pytest.raises(CommandError, match=r"--mix: unknown kind 'amex'"):
