@@ -42,6 +42,11 @@ def api_token_create(
     return row, str(token)
 
 
+def api_token_revoke(*, row: AuthToken) -> None:
+    """Revoke one token (a temporary one, such as ``place_orders --user`` issues)."""
+    AuthToken.objects.filter(pk=row.pk).delete()
+
+
 def api_tokens_revoke(*, user: AbstractBaseUser) -> int:
     """Revoke every token of ``user``; return how many there were."""
     deleted, _ = AuthToken.objects.filter(user=user).delete()

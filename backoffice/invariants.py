@@ -124,14 +124,24 @@ def invariants_check(
     allow_in_flight: bool = False,
     stock_baseline: Mapping[str, int] | None = None,
     now: datetime | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> InvariantReport:
-    """Run every registered check over the whole database and report each violation found."""
+    """Run every registered check over the whole database and report each violation found.
+
+    ``progress(done, total, name)`` is called before each check (``name``: its area and
+    function) and once at the end with ``done == total``.
+    """
     options = InvariantOptions(
         now=now or timezone.now(),
         allow_in_flight=allow_in_flight,
         stock_baseline=stock_baseline,
     )
     report = InvariantReport()
-    for _area, check in registered_checks():
+    checks = registered_checks()
+    for done, (area, check) in enumerate(checks):
+        if progress is not None:
+            progress(done, len(checks), f"{area}: {check.__name__.strip('_')}")
         check(report, options)
+    if progress is not None:
+        progress(len(checks), len(checks), "done")
     return report

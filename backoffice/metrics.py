@@ -1,7 +1,8 @@
 """``GET /metrics``: this process's series and the database's gauges, for Prometheus.
 
 The gauges are the same on every web process (they come from PostgreSQL): a few aggregate
-queries per scrape (sagas by type and status, orders by status, each projection's lag),
+queries per scrape (sagas by type and status, orders by status, each projection's lag, the
+webhook backlog and its oldest delivery),
 kept for ``GAUGES_CACHE_SECONDS`` so that several Prometheus servers, or a dashboard that
 refreshes often, do not multiply them. Open with DEBUG; otherwise it needs
 ``Authorization: Bearer <METRICS_TOKEN>`` (401 without) and is a 404 when no token is set.
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -26,6 +28,7 @@ from infrastructure.metrics import exposition
 from orders.selectors import order_counts_by_status
 from sagas.selectors import saga_counts_by_type_and_status
 from sagas.statuses import SagaStatus
+from webhooks.selectors import webhook_backlog
 
 GAUGES_CACHE_SECONDS = 5.0
 
@@ -83,9 +86,20 @@ class DatabaseGauges(Collector):
             if seconds is not None:
                 seen.add_metric([process], seconds)
         families.append(seen)
-        # TODO(webhooks): backoffice_webhook_backlog (deliveries not yet succeeded or failed)
-        # comes from the webhooks app, which is not on main yet: its count is added here,
-        # one more aggregate query, when that app is installed.
+        backlog = webhook_backlog()
+        oldest = backlog.oldest_created_at
+        families += [
+            GaugeMetricFamily(
+                "backoffice_webhook_backlog",
+                "Webhook deliveries neither succeeded nor failed.",
+                value=backlog.count,
+            ),
+            GaugeMetricFamily(
+                "backoffice_webhook_oldest_pending_seconds",
+                "Age of the oldest webhook delivery neither succeeded nor failed (0: none).",
+                value=max(0.0, (timezone.now() - oldest).total_seconds()) if oldest else 0.0,
+            ),
+        ]
         return families
 
 

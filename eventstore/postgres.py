@@ -23,6 +23,7 @@ import functools
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -455,3 +456,26 @@ class PostgresEventStore:
                     json_text(snapshot.state),
                 ],
             )
+
+
+#: The session setting the column default reads (migration 0004).
+RECORDED_AT_SETTING = "eventstore.recorded_at"
+
+
+def recorded_as_of(when: datetime) -> None:
+    """Record this connection's next appends at ``when`` instead of their transaction's start.
+
+    For building a past history through the real services (``seed_demo --orders``); every
+    other rule of the append holds. A session setting: call it outside a transaction, and
+    :func:`recorded_now` when done.
+    """
+    if connection.in_atomic_block:
+        raise RuntimeError("recorded_as_of is a session setting: call it outside a transaction")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, %s, false)", [RECORDED_AT_SETTING, when.isoformat()])
+
+
+def recorded_now() -> None:
+    """Record this connection's appends at their transaction's start again (the default)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, '', false)", [RECORDED_AT_SETTING])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -193,3 +195,19 @@ def orders_per_hour(*, since: datetime, until: datetime) -> dict[tuple[datetime,
         .annotate(n=Count("id"))
     )
     return {(hour, status): n for hour, status, n in rows}
+
+
+def cancellation_reasons(*, order_ids: Sequence[UUID]) -> dict[str, int]:
+    """Count the cancelled orders among ``order_ids`` by reason, in batches of one query."""
+    counts: Counter[str] = Counter()
+    for begin in range(0, len(order_ids), 5000):
+        rows = (
+            OrderSummary.objects.filter(
+                id__in=order_ids[begin : begin + 5000], status=OrderStatus.CANCELLED.value
+            )
+            .order_by()
+            .values_list("cancellation_reason")
+            .annotate(n=Count("id"))
+        )
+        counts.update(dict(rows))
+    return dict(counts)

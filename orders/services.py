@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -83,6 +84,7 @@ def order_place(
     actor: str,
     correlation_id: str | None = None,
     order_id: UUID | None = None,
+    now: datetime | None = None,
 ) -> PlacedOrder:
     """Price the lines from the catalogue, create the order and start its placing saga.
 
@@ -90,7 +92,8 @@ def order_place(
     the order's first event, its read-model row and its saga commit together or not at all;
     the saga's remaining steps (reserve, charge, confirm) are dispatched to the workers after
     the commit. ``order_id`` names the new order (a fresh id by default); an order that
-    already has it raises :class:`OrderAlreadyPlaced`.
+    already has it raises :class:`OrderAlreadyPlaced`. ``now`` is the saga's clock (the
+    database's by default).
     """
     catalogue = products_by_sku(skus=[line.sku for line in lines])
     unknown = sorted({line.sku for line in lines} - set(catalogue))
@@ -134,6 +137,7 @@ def order_place(
                 correlation_id=correlation_id or str(uuid4()),
                 actor=actor,
                 subject=order_subject(order_id),
+                now=now,
             )
             # Read in the transaction (once it commits, a worker may move the order on);
             # the answer comes with the saga's writes.
@@ -155,6 +159,7 @@ def order_request_cancellation(
     actor: str,
     acting_as_staff: bool,
     correlation_id: str | None = None,
+    now: datetime | None = None,
 ) -> UUID:
     """Start the cancel saga for a confirmed order (refund, restock, mark cancelled).
 
@@ -186,6 +191,7 @@ def order_request_cancellation(
         actor=actor,
         subject=order_subject(order_id),
         exclusive=True,
+        now=now,
     )
 
 

@@ -2,7 +2,8 @@
 
 The soak runs the whole back office on private servers (``lab.servers``): gunicorn, a Celery
 worker that injects rare database and broker errors (``lab.chaos``) and Celery beat running the
-sweeper. Client threads place orders over HTTP with a fixed mix (approved, flaky, declined, a
+sweeper. Client threads place orders over HTTP (``backoffice.loadgen``, the core of
+``manage.py place_orders``) with a fixed mix (approved, flaky, declined, a
 charge whose answer is lost, out of stock, later cancelled by the client); meanwhile a
 scheduler, driven by how many orders have been placed, kills the whole worker, kills and
 restarts Redis (with and without persistence), crashes and restarts PostgreSQL, and for a while
@@ -22,7 +23,6 @@ second, 4), ``SOAK_SEED`` (7), ``SOAK_FAULTS`` (comma-separated kinds, in order)
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import random
 import re
@@ -33,6 +33,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from backoffice.loadgen import (
+    ApiClient,
+    OrderRequest,
+    Placed,
+    PlacementRun,
+    orders_place,
+    percentile,
+)
 from lab.chaos import BROKER_RATE_ENV, DB_RATE_ENV
 from lab.servers import Lab, LabClient, LabError, LabProduct
 
@@ -109,6 +117,9 @@ class SoakResult:
     orders: int = 0
     probes: int = 0
     duration: float = 0.0
+    #: Of the POST /api/orders/ that got the 202, in seconds (faults included).
+    latency_p50: float = 0.0
+    latency_p99: float = 0.0
     order_statuses: Counter[str] = field(default_factory=Counter)
     cancellation_reasons: Counter[str] = field(default_factory=Counter)
     saga_statuses: Counter[str] = field(default_factory=Counter)
@@ -154,6 +165,8 @@ class SoakResult:
         return [
             f"orders placed: {self.orders} (+{self.probes} recovery probes) in "
             f"{self.duration:.0f} s",
+            f"latency of POST /api/orders/: p50 {self.latency_p50 * 1000:.0f} ms, "
+            f"p99 {self.latency_p99 * 1000:.0f} ms",
             f"order outcomes: {counts(self.order_statuses)}",
             f"cancellation reasons: {counts(self.cancellation_reasons)}",
             f"sagas: {counts(self.saga_statuses)}",
@@ -194,12 +207,11 @@ class Soak:
         self.say = say
         self.result = SoakResult()
         self.started = time.monotonic()
-        self._next = itertools.count()
         self._placed = 0
+        self._placement = PlacementRun()
         self._lock = threading.Lock()
         self._to_cancel: list[str] = []
         self._lost_answers: list[str] = []
-        self._errors: list[str] = []
         self._clients: list[threading.Thread] = []
         order = list(range(len(MIX)))
         random.Random(config.seed).shuffle(order)  # noqa: S311 (a reproducible mix, not secrets)
@@ -207,33 +219,36 @@ class Soak:
 
     # --- clients ------------------------------------------------------------------------
 
-    def _client_loop(self) -> None:
-        client = self.lab.client()
-        interval = self.config.clients / self.config.rate
-        while True:
-            index = next(self._next)
-            if index >= self.config.orders:
-                return
-            began = time.monotonic()
-            kind = self._mix[index % len(self._mix)]
-            product = f"SOAK-{index % len(PRODUCTS) + 1}"
-            items = [(product, 1 + index % 3)]
-            token = kind if kind.startswith("tok_") else "tok_visa"
-            if kind == "scarce":
-                items.append(("SOAK-SCARCE", 1 + index % 3))
-            try:
-                order_id, _attempts = client.place(items, token, timeout=180)
-            except LabError as exc:
-                with self._lock:
-                    self._errors.append(str(exc))
-                continue
-            with self._lock:
-                self._placed += 1
-                if kind == "cancel":
-                    self._to_cancel.append(order_id)
-                elif kind == LOST_ANSWER:
-                    self._lost_answers.append(order_id)
-            time.sleep(max(0.0, interval - (time.monotonic() - began)))
+    def _request_for(self, index: int) -> OrderRequest:
+        kind = self._mix[index % len(self._mix)]
+        items = [(f"SOAK-{index % len(PRODUCTS) + 1}", 1 + index % 3)]
+        if kind == "scarce":
+            items.append(("SOAK-SCARCE", 1 + index % 3))
+        token = kind if kind.startswith("tok_") else "tok_visa"
+        return OrderRequest(tuple(items), token, customer_id="c-lab")
+
+    def _placed_one(self, placed: Placed) -> None:
+        kind = self._mix[placed.index % len(self._mix)]
+        with self._lock:
+            self._placed += 1
+            if kind == "cancel":
+                self._to_cancel.append(placed.order_id)
+            elif kind == LOST_ANSWER:
+                self._lost_answers.append(placed.order_id)
+
+    def _place_all(self) -> None:
+        # The load generator's core (manage.py place_orders runs the same): one pacing
+        # schedule for every client thread, each order retried through outages with its
+        # Idempotency-Key.
+        self._placement = orders_place(
+            client_factory=lambda: ApiClient(self.lab.base_url, self.lab.staff_token),
+            count=self.config.orders,
+            rate=self.config.rate,
+            concurrency=self.config.clients,
+            request_for=self._request_for,
+            place_timeout=180,
+            on_placed=self._placed_one,
+        )
 
     # --- the schedule ---------------------------------------------------------------------
 
@@ -373,19 +388,20 @@ class Soak:
 
     def run(self) -> SoakResult:
         """Run the soak and return its figures."""
-        self._clients = [
-            threading.Thread(target=self._client_loop, name=f"soak-client-{n}", daemon=True)
-            for n in range(self.config.clients)
-        ]
+        self._clients = [threading.Thread(target=self._place_all, name="soak-clients", daemon=True)]
         for thread in self._clients:
             thread.start()
         self._schedule()
         for thread in self._clients:
             thread.join()
-        if self._errors:
-            raise LabError(f"{len(self._errors)} order(s) could not be placed: {self._errors[0]}")
+        errors = self._placement.errors
+        if errors:
+            raise LabError(f"{len(errors)} order(s) could not be placed: {errors[0]}")
         last_order = time.monotonic()
         self.result.orders = self._placed
+        latencies = [p.latency for p in self._placement.placed]
+        self.result.latency_p50 = percentile(latencies, 0.50)
+        self.result.latency_p99 = percentile(latencies, 0.99)
         self.result.duration = last_order - self.started
         operator = self.lab.client()
         self._cancel_confirmed(operator)

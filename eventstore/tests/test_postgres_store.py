@@ -7,11 +7,13 @@ behaviour under test, and a test wrapped in one big transaction would hide them.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from uuid import uuid4
 
 import pytest
 from django.core.management.color import no_style
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from eventstore import postgres
 from eventstore.errors import ConcurrencyError, DuplicateEventError
@@ -238,6 +240,29 @@ def test_appends_record_the_writing_transaction_and_time(pg_store: PostgresEvent
             cursor.execute("SELECT pg_current_xact_id()::text::bigint")
             xid = cursor.fetchone()[0]
     assert {e.transaction_id for e in result.events} == {xid}
+
+
+def test_a_session_may_record_its_appends_at_a_past_time_until_it_says_now(
+    pg_store: PostgresEventStore,
+) -> None:
+    past = timezone.now() - timedelta(hours=20)
+
+    postgres.recorded_as_of(past)
+    try:
+        then = pg_store.append(
+            stream_type="acct", stream_id=str(uuid4()), expected_version=0, events=[new()]
+        )
+    finally:
+        postgres.recorded_now()
+    later = pg_store.append(
+        stream_type="acct", stream_id=str(uuid4()), expected_version=0, events=[new()]
+    )
+
+    assert [e.recorded_at for e in then.events] == [past]
+    assert later.events[0].recorded_at > past + timedelta(hours=19)
+    assert later.events[0].position > then.events[0].position
+    with transaction.atomic(), pytest.raises(RuntimeError, match="outside a transaction"):
+        postgres.recorded_as_of(past)
 
 
 def test_event_ids_are_unique_across_streams(pg_store: PostgresEventStore) -> None:

@@ -296,6 +296,9 @@ def test_verify_reports_gaps_unknown_types_and_projection_drift(seen: None) -> N
         call_command("verify_event_store", stdout=out, stderr=err)
     assert exit_info.value.code == 1
     assert "problem(s) found" in err.getvalue()
+    # Progress as it goes, then what was checked and how long it took.
+    assert "comparing projection" in out.getvalue()
+    assert out.getvalue().splitlines()[-1].startswith("checked ")
 
 
 def _registry_with_test_types():

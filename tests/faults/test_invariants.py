@@ -223,8 +223,13 @@ def test_the_command_exits_1_with_a_report_and_0_with_a_summary(
 
     call_command("check_invariants", "--stock-baseline", str(stock))
     out = capsys.readouterr().out
-    assert out.startswith("invariants hold: ")
-    assert "sagas: 1 COMPLETED" in out
+    lines = out.splitlines()
+    # A line before each check, then the summary with the time taken.
+    assert lines[0].startswith("checking 1/")
+    assert any(line.startswith("checking ") and "order" in line for line in lines)
+    assert lines[-1].startswith("invariants hold: ")
+    assert "sagas: 1 COMPLETED" in lines[-1]
+    assert lines[-1].endswith("s")
 
     Product.objects.filter(sku="INV-A").update(stock_on_hand=F("stock_on_hand") + 3)
     with pytest.raises(SystemExit) as exit_info:

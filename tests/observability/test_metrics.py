@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+from uuid import uuid4
 
 import pytest
 import requests
 from django.test import Client
+from django.utils import timezone
 
 from backoffice.metrics import database_gauges
 from eventstore.projections import projection_statuses
@@ -15,6 +18,7 @@ from sagas.models import Saga
 from tests.factories import api_client, make_product, make_user
 from tests.observability.scrape import parse, value
 from tests.support.worker import wait_for, worker_metrics_url
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -90,6 +94,50 @@ def test_the_gauges_reflect_the_database(settings: Any, client: Client) -> None:
     assert lags
     for name, lag in lags.items():
         assert value(samples, "backoffice_projection_lag_events", projection=name) == lag
+
+
+def test_the_webhook_backlog_counts_unsent_deliveries_and_ages_the_oldest(
+    settings: Any, client: Client
+) -> None:
+    settings.DEBUG = True
+    endpoint = WebhookEndpoint.objects.create(
+        url="https://hooks.example.test/in", event_types=["order.confirmed"]
+    )
+    now = timezone.now()
+    for status, age in [
+        (DeliveryStatus.PENDING, timedelta(minutes=10)),
+        (DeliveryStatus.RETRYING, timedelta(minutes=1)),
+        (DeliveryStatus.SUCCEEDED, timedelta(hours=2)),
+        (DeliveryStatus.FAILED, timedelta(hours=3)),
+    ]:
+        WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event_id=uuid4(),
+            event_type="order.confirmed",
+            stream_type="order",
+            stream_id=str(uuid4()),
+            stream_version=2,
+            payload={},
+            status=status,
+            created_at=now - age,
+        )
+    database_gauges._read_at = float("-inf")  # a fresh read, not the previous scrape's
+
+    samples = _scrape(client)
+
+    assert value(samples, "backoffice_webhook_backlog") == 2
+    oldest = value(samples, "backoffice_webhook_oldest_pending_seconds")
+    assert 600 <= oldest < 600 + (timezone.now() - now).total_seconds() + 1
+
+
+def test_no_webhook_backlog_is_zero_of_both(settings: Any, client: Client) -> None:
+    settings.DEBUG = True
+    database_gauges._read_at = float("-inf")
+
+    samples = _scrape(client)
+
+    assert value(samples, "backoffice_webhook_backlog") == 0
+    assert value(samples, "backoffice_webhook_oldest_pending_seconds") == 0
 
 
 def test_requests_are_counted_by_url_pattern_not_by_path(settings: Any, client: Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,22 @@ class Command(BaseCommand):
                 baseline = {str(sku): int(units) for sku, units in raw.items()}
             except (OSError, ValueError, AttributeError) as exc:
                 raise CommandError(f"cannot read the stock baseline: {exc}") from exc
+        began = time.monotonic()
+
+        def progress(done: int, total: int, name: str) -> None:
+            if done < total:
+                self.stdout.write(f"checking {done + 1}/{total} {name}")
+
         report = invariants_check(
-            allow_in_flight=options["allow_in_flight"], stock_baseline=baseline
+            allow_in_flight=options["allow_in_flight"],
+            stock_baseline=baseline,
+            progress=progress,
         )
+        took = f"; {time.monotonic() - began:.1f}s"
         if report.ok:
-            self.stdout.write(self.style.SUCCESS(f"invariants hold: {report.summary()}"))
+            self.stdout.write(self.style.SUCCESS(f"invariants hold: {report.summary()}{took}"))
             return
-        self.stdout.write(report.summary())
+        self.stdout.write(report.summary() + took)
         self.stderr.write(self.style.ERROR(f"{len(report.violations)} violation(s):"))
         for violation in report.violations:
             self.stderr.write(f"  - {violation}")

@@ -1,5 +1,9 @@
 """Seed a demo: a catalogue, a superuser ``admin`` and an API client ``demo-client``.
 
+``--orders N`` also builds a past day of N orders through the real services
+(``backoffice.demo_history``): confirmed, cancelled for each reason, with their events, sagas
+and step logs. Each run adds N more orders.
+
 Idempotent: a second run adds nothing and leaves every product as it is (its stock may have
 moved since). An existing ``admin`` account is never touched, whatever its privileges: an
 account staff demoted or disabled stays so, and its password stays its own. With DEBUG off
@@ -8,6 +12,7 @@ the command refuses to run unless forced (docs/deploy.md).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -19,6 +24,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from backoffice.demo_history import HistoryResult, history_build
+from backoffice.progress import command_progress
 from inventory.services import NewProduct, product_create_missing
 
 ADMIN_USERNAME = "admin"
@@ -44,6 +51,9 @@ CATALOGUE: tuple[NewProduct, ...] = (
     _product(11, "Travel tumbler", "22.00", 180),
     _product(12, "Descaling tablets", "6.80", 300),
 )
+
+#: The history's out-of-stock orders ask for more of it than it holds (it gets no delivery).
+SCARCE_SKU = "SKU-6"
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,20 @@ def ensure_client() -> str:
     return f"created (not staff); issue its API token with create_api_token {CLIENT_USERNAME}"
 
 
+def _history_line(result: HistoryResult) -> str:
+    outcomes = ", ".join(f"{status} {n}" for status, n in sorted(result.outcomes.items()))
+    span = (
+        f" placed from {result.first:%Y-%m-%d %H:%M} to {result.last:%Y-%m-%d %H:%M} UTC"
+        if result.first and result.last
+        else ""
+    )
+    rate = result.orders / result.seconds if result.seconds else 0.0
+    return (
+        f"History: {result.orders} orders{span}; sagas {outcomes}; "
+        f"{result.attempts} step attempts; {result.seconds:.1f}s ({rate:.0f} orders/s)."
+    )
+
+
 class Command(BaseCommand):
     help = (
         "Seed the demo catalogue, the superuser 'admin' and the API client 'demo-client' "
@@ -142,8 +166,51 @@ class Command(BaseCommand):
                 "when the admin is created; only this option works with DEBUG off)"
             ),
         )
+        parser.add_argument(
+            "--orders",
+            type=int,
+            default=0,
+            help="also build a history of this many orders, spread over the last day",
+        )
+        parser.add_argument(
+            "--jobs", type=int, default=4, help="threads building the history (with --orders)"
+        )
+        parser.add_argument(
+            "--seed", type=int, default=0, help="the history's random seed (with --orders)"
+        )
+
+    def _history(self, count: int, *, seed: int, jobs: int) -> None:
+        if count < 0:
+            raise CommandError("--orders must not be negative.")
+        # A line per step of thousands of sagas, and one per planned retry of the flaky
+        # cards, would bury the progress bar (errors stay).
+        logging.disable(logging.WARNING)
+        try:
+            result = self._build(count, seed=seed, jobs=jobs)
+        finally:
+            logging.disable(logging.NOTSET)
+        self.stdout.write(_history_line(result))
+        if result.cancelled_by_reason:
+            self.stdout.write(
+                "Cancelled by reason: "
+                + ", ".join(f"{r} {n}" for r, n in sorted(result.cancelled_by_reason.items()))
+            )
+
+    def _build(self, count: int, *, seed: int, jobs: int) -> HistoryResult:
+        with command_progress(self.stdout) as progress:
+            task = progress.add_task("orders", total=count, note="")
+            return history_build(
+                count=count,
+                skus=[p.sku for p in CATALOGUE if p.sku != SCARCE_SKU],
+                scarce_sku=SCARCE_SKU,
+                seed=seed,
+                jobs=jobs,
+                progress=lambda done: progress.update(task, completed=done),
+            )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["orders"] < 0:
+            raise CommandError("--orders must not be negative.")
         if not settings.DEBUG and not options["force"]:
             raise CommandError(
                 "DEBUG is off: seed_demo adds demo products, users and a superuser, which a "
@@ -166,6 +233,8 @@ class Command(BaseCommand):
         # No full stop after these: a generated password ends the line, for copying.
         self.stdout.write(f"Superuser '{ADMIN_USERNAME}': {ensure_admin(plan)}")
         self.stdout.write(f"API client '{CLIENT_USERNAME}': {ensure_client()}")
+        if options["orders"]:
+            self._history(options["orders"], seed=options["seed"], jobs=options["jobs"])
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready. The client's token: manage.py create_api_token {CLIENT_USERNAME}"

@@ -1,5 +1,6 @@
 """Check every stream and projection; exit 1 with a report on any problem."""
 
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -14,14 +15,14 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        began = time.monotonic()
         report = event_store_verify(progress=self.stdout.write)
+        took = time.monotonic() - began
+        checked = f"{report.streams} streams, {report.events} events in {took:.1f}s"
         if report.ok:
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"event store OK: {report.streams} streams, {report.events} events"
-                )
-            )
+            self.stdout.write(self.style.SUCCESS(f"event store OK: {checked}"))
             return
+        self.stdout.write(f"checked {checked}")
         self.stderr.write(self.style.ERROR(f"{len(report.problems)} problem(s) found:"))
         for problem in report.problems:
             self.stderr.write(f"  - {problem}")
