@@ -78,6 +78,8 @@ class WorkerHandle:
     #: Every queue it consumes (default: ``queue`` alone).
     queues: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
+    #: Celery's ``--loglevel``: it sets the root logger's level, whatever LOGGING says.
+    loglevel: str = "INFO"
     _log_file: Any = field(default=None, repr=False)
 
     @property
@@ -116,7 +118,7 @@ class WorkerHandle:
             "--without-heartbeat",
             f"--queues={','.join(self.all_queues)}",
             f"--hostname={self.nodename}",
-            "--loglevel=INFO",
+            f"--loglevel={self.loglevel}",
         ]
         self.process = subprocess.Popen(
             command,
