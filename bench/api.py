@@ -42,10 +42,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench.records import Record, latency_record, throughput_record
 
@@ -321,18 +321,31 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _gunicorn(*, queue: str, database_url: str) -> Iterator[int]:
-    """Run gunicorn as the Procfile does, on a free loopback port; yield the port."""
+def _gunicorn(
+    *,
+    queue: str,
+    database_url: str,
+    settings_module: str = "bench.settings",
+    env_overrides: Mapping[str, str] | None = None,
+    name: str = "",
+    stderr: IO[bytes] | None = None,
+) -> Iterator[int]:
+    """Run gunicorn as the Procfile does, on a free loopback port; yield the port.
+
+    ``settings_module`` and ``env_overrides`` (applied last) change what it runs with;
+    ``name`` tells two servers' logs apart; ``stderr`` receives what the application logs
+    (the Django log handler writes there), else it is discarded.
+    """
     # Here, not at the top: the load clients import this module alone.
     from lab.worker import stop_process_group
 
     port = _free_port()
     LOG_DIR.mkdir(exist_ok=True)
-    log_path = LOG_DIR / f"bench-gunicorn-{queue}.log"
+    log_path = LOG_DIR / f"bench-gunicorn-{queue}{'-' + name if name else ''}.log"
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="bench.settings",
+        DJANGO_SETTINGS_MODULE=settings_module,
         CELERY_QUEUE=queue,
         FAULT_INJECTION_ENABLED="false",
         LOG_LEVEL="WARNING",
@@ -340,6 +353,7 @@ def _gunicorn(*, queue: str, database_url: str) -> Iterator[int]:
         # the benchmark never reaches.
         API_THROTTLE_USER="1000000/s",
     )
+    env.update(env_overrides or {})
     command = [
         sys.executable,
         "-m",
@@ -358,7 +372,7 @@ def _gunicorn(*, queue: str, database_url: str) -> Iterator[int]:
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stderr is None else stderr,
         start_new_session=True,  # its own group: stopping it touches nothing else
     )
     ok = False

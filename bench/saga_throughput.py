@@ -24,12 +24,16 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.records import Record, latency_record, throughput_record
+
+if TYPE_CHECKING:
+    from lab.worker import WorkerHandle
 
 BATCH = int(os.environ.get("SAGA_BENCH_BATCH", "200"))
 ROUNDS = int(os.environ.get("SAGA_BENCH_ROUNDS", "5"))
@@ -44,7 +48,15 @@ LOG_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @contextmanager
-def _bench_worker(queue: str) -> Iterator[object]:
+def _bench_worker(
+    queue: str, env_overrides: Mapping[str, str] | None = None, *, loglevel: str = "INFO"
+) -> Iterator[WorkerHandle]:
+    """Run a worker on ``queue`` and route this process's tasks there while it runs.
+
+    ``env_overrides`` (applied last) change the worker's environment: its settings module,
+    its log format. ``loglevel`` is Celery's ``--loglevel``, which sets the root logger's
+    level after Django's LOGGING (so LOG_LEVEL alone does not quieten a worker).
+    """
     from django.conf import settings
     from django.db import connection
 
@@ -63,11 +75,13 @@ def _bench_worker(queue: str) -> Iterator[object]:
         LOG_LEVEL="WARNING",
     )
     env.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    env.update(env_overrides or {})
     worker = WorkerHandle(
         queue=queue,
         nodename=f"{queue}@{os.uname().nodename}",
         env=env,
         log_path=LOG_DIR / f"bench-worker-{queue}.log",
+        loglevel=loglevel,
     )
     previous = (settings.CELERY_TASK_DEFAULT_QUEUE, app.conf.task_default_queue)
     routes = settings.SAGA_QUEUE_ROUTES

@@ -80,6 +80,8 @@ class WorkerHandle:
     #: Its pool's processes.
     concurrency: int = 2
     process: subprocess.Popen[bytes] | None = None
+    #: Celery's ``--loglevel``: it sets the root logger's level, whatever LOGGING says.
+    loglevel: str = "INFO"
     _log_file: Any = field(default=None, repr=False)
 
     @property
@@ -118,7 +120,7 @@ class WorkerHandle:
             "--without-heartbeat",
             f"--queues={','.join(self.all_queues)}",
             f"--hostname={self.nodename}",
-            "--loglevel=INFO",
+            f"--loglevel={self.loglevel}",
         ]
         self.process = subprocess.Popen(
             command,

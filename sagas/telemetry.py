@@ -4,13 +4,19 @@ Recorded where an attempt's outcome is written (``sagas.recorder.outcome_record`
 ended it: the worker that ran it, the sweeper that timed it out, the claim that gave up on a
 poisoned one. Only ids and step names are logged: a saga's context (which may hold a payment
 token or a customer's details) and its participants' errors stay in PostgreSQL.
+
+The series are recorded unless the setting ``SAGA_STEP_METRICS`` is False, which only the
+benchmark's "observability off" settings (bench/settings_observability_off.py) do, to
+measure what recording costs; it is read once per process.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import cache
 
+from django.conf import settings
 from prometheus_client import Counter, Histogram
 
 from infrastructure.logs import subject_ids
@@ -32,6 +38,11 @@ step_duration = Histogram(
 )
 
 
+@cache
+def _metrics_recorded() -> bool:
+    return bool(getattr(settings, "SAGA_STEP_METRICS", True))
+
+
 def attempt_observed(
     *,
     saga_id: object,
@@ -45,11 +56,12 @@ def attempt_observed(
 ) -> None:
     """Count an ended attempt, time it, log it (a retry: WARNING; a stuck saga: ERROR)."""
     outcome = transition.attempt_status or AttemptStatus.SUCCEEDED
-    step_attempts.labels(saga_type, step, phase, outcome.value).inc()
-    if started_at is not None:
-        step_duration.labels(saga_type, step, phase).observe(
-            max((now - started_at).total_seconds(), 0.0)
-        )
+    if _metrics_recorded():
+        step_attempts.labels(saga_type, step, phase, outcome.value).inc()
+        if started_at is not None:
+            step_duration.labels(saga_type, step, phase).observe(
+                max((now - started_at).total_seconds(), 0.0)
+            )
     ids = {"saga_id": str(saga_id), "step": step, "phase": phase, **subject_ids(subject)}
     logger.info(
         "saga %s (%s) step %s %s: %s, saga %s",

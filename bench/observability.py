@@ -1,0 +1,283 @@
+"""Measure what metrics and JSON logs cost: the same server and worker with them on and off.
+
+Issue 18 bounds the cost of observability at 5 % of ``POST /api/orders/`` throughput and 5 %
+of saga throughput, measured side by side in one run. Two of each run at once, taking turns:
+
+- **HTTP.** Two gunicorn servers as in bench/api.py (4 sync workers, the bench database,
+  the same catalogue and clients). **On:** ``bench.settings`` (every middleware, the HTTP
+  metrics one included) with ``PROMETHEUS_MULTIPROC_DIR`` set, as production runs several
+  workers, and ``LOG_FORMAT=json`` at ``LOG_LEVEL=INFO``, so each order's "order … placed"
+  line is written (to a file). **Off:** ``bench.settings_observability_off`` (no metrics or
+  request-id middleware, logging at WARNING, no multiprocess directory). Closed loop at each
+  of ``CONCURRENCY`` connections, ``SLICES`` slices per side in ABBA order; each side's best
+  level counts.
+- **Sagas.** Two workers as in bench/saga_throughput.py, each on a queue of its own. **On:**
+  step series recorded in a multiprocess directory and served on ``WORKER_METRICS_PORT``,
+  JSON lines at INFO (every attempt, Celery's task lines) to the worker's log file. **Off:**
+  the same off settings (``SAGA_STEP_METRICS`` False, WARNING). ``BATCH`` four-step sagas
+  submitted back to back per round, ``ROUNDS`` rounds per side in ABBA order, median.
+
+Before reporting, it checks that "on" did observe (its log has the order and attempt lines,
+the worker's exporter counted the attempts) and that "off" logged none of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.records import Record, throughput_record
+
+CONCURRENCY = tuple(
+    int(c) for c in os.environ.get("OBS_BENCH_CONCURRENCY", "4,8").split(",") if c.strip()
+)
+SLICES = int(os.environ.get("OBS_BENCH_SLICES", "4"))
+BATCH = int(os.environ.get("OBS_BENCH_SAGA_BATCH", "200"))
+ROUNDS = int(os.environ.get("OBS_BENCH_SAGA_ROUNDS", "6"))
+WARMUP = 30
+TARGET = 0.95
+OFF_SETTINGS = "bench.settings_observability_off"
+MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
+SIDES = ("on", "off")
+LOG_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def _progress(message: str) -> None:
+    print(f"  [observability] {message}", flush=True)
+
+
+def _abba(index: int) -> tuple[str, ...]:
+    """Which side goes first in turn ``index``: on, off, off, on, …"""
+    return SIDES if index % 4 in (0, 3) else SIDES[::-1]
+
+
+def _lines(path: Path, needle: str) -> list[dict[str, object]]:
+    """Return the JSON lines of ``path`` whose message contains ``needle``."""
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and needle in str(record.get("message", "")):
+                found.append(record)
+    return found
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def _http(database_url: str) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
+    """Return each side's best throughput and its throughput per concurrency level."""
+    from bench import api
+    from lab.worker import delete_queue
+
+    skus, tokens = api._seed()
+    queue = f"bench-obs-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    metrics_dir = tempfile.mkdtemp(prefix="bench-obs-web-metrics-")
+    LOG_DIR.mkdir(exist_ok=True)
+    logs = {side: LOG_DIR / f"bench-observability-web-{side}.log" for side in SIDES}
+    overrides = {
+        "on": {MULTIPROC: metrics_dir, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"},
+        "off": {"LOG_FORMAT": "json", "LOG_LEVEL": "WARNING"},
+    }
+    settings_module = {"on": "bench.settings", "off": OFF_SETTINGS}
+    figures = {(side, level): api.LevelFigures() for side in SIDES for level in CONCURRENCY}
+    try:
+        with contextlib.ExitStack() as stack:
+            ports = {}
+            for side in SIDES:
+                log = stack.enter_context(logs[side].open("wb"))
+                ports[side] = stack.enter_context(
+                    api._gunicorn(
+                        queue=queue,
+                        database_url=database_url,
+                        settings_module=settings_module[side],
+                        env_overrides=overrides[side],
+                        name=side,
+                        stderr=log,
+                    )
+                )
+            _progress(f"gunicorn on: port {ports['on']}, off: port {ports['off']}")
+            for level in CONCURRENCY:
+                for index in range(SLICES):
+                    for side in _abba(index):
+                        result = api._closed_loop_slice(
+                            ports[side],
+                            tokens,
+                            skus,
+                            path=api.ORDERS_PATH,
+                            connections=level,
+                            customer_id=f"bench-obs-{side}",
+                        )
+                        f = figures[(side, level)]
+                        f.requests += len(result.latencies)
+                        f.seconds += api.SLICE_SECONDS
+                _progress(
+                    f"POST /api/orders/ at {level} connections: "
+                    + ", ".join(f"{s} {figures[(s, level)].per_second:.1f}/s" for s in SIDES)
+                )
+        placed = {side: len(_lines(logs[side], "placed, saga")) for side in SIDES}
+        _progress(f"'order placed' lines written: on {placed['on']}, off {placed['off']}")
+        if placed["on"] == 0 or placed["off"] != 0:
+            raise RuntimeError(f"observability benchmark: logs not as configured ({placed})")
+        if not any(Path(metrics_dir).glob("*.db")):
+            raise RuntimeError("observability benchmark: the 'on' server wrote no metrics files")
+        for log_path in logs.values():
+            log_path.unlink(missing_ok=True)
+    finally:
+        delete_queue(queue)  # the orders' sagas were never meant to run
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    per_level = {s: {c: figures[(s, c)].per_second for c in CONCURRENCY} for s in SIDES}
+    return {s: max(per_level[s].values()) for s in SIDES}, per_level
+
+
+# --- sagas --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _routed_to(queue: str) -> Iterator[None]:
+    """Send the sagas this process starts to ``queue`` (the worker of one side)."""
+    from django.conf import settings
+
+    from config.celery import app
+
+    previous = (settings.CELERY_TASK_DEFAULT_QUEUE, app.conf.task_default_queue)
+    settings.CELERY_TASK_DEFAULT_QUEUE = app.conf.task_default_queue = queue
+    try:
+        yield
+    finally:
+        settings.CELERY_TASK_DEFAULT_QUEUE, app.conf.task_default_queue = previous
+
+
+def _attempts_counted(port: str) -> float:
+    """Sum the step attempts the 'on' worker's exporter reports."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("backoffice_saga_step_attempts_total{")
+    )
+
+
+def _sagas() -> dict[str, list[float]]:
+    """Return each side's saga rates, one per round."""
+    from bench.api import _free_port
+    from bench.saga_throughput import _bench_worker, _register_bench_saga, _saga_batch
+    from sagas import registry
+
+    metrics_dir = tempfile.mkdtemp(prefix="bench-obs-worker-metrics-")
+    exporter_port = str(_free_port())
+    overrides = {
+        "on": {
+            MULTIPROC: metrics_dir,
+            "WORKER_METRICS_PORT": exporter_port,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+        },
+        "off": {"DJANGO_SETTINGS_MODULE": OFF_SETTINGS, "LOG_LEVEL": "WARNING"},
+    }
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    queues = {side: f"bench-obs-sagas-{side}-{tag}" for side in SIDES}
+    rates: dict[str, list[float]] = {side: [] for side in SIDES}
+    override = _register_bench_saga()
+    try:
+        with contextlib.ExitStack() as stack:
+            workers = {
+                side: stack.enter_context(
+                    _bench_worker(
+                        queues[side], overrides[side], loglevel=overrides[side]["LOG_LEVEL"]
+                    )
+                )
+                for side in SIDES
+            }
+            for side in SIDES:
+                with _routed_to(queues[side]):
+                    _saga_batch(WARMUP)
+            for index in range(ROUNDS):
+                for side in _abba(index):
+                    with _routed_to(queues[side]):
+                        rates[side].append(_saga_batch(BATCH)[0])
+            _progress(
+                "saga rounds: "
+                + "; ".join(f"{s} {[round(r, 1) for r in rates[s]]}/s" for s in SIDES)
+                + f" ({BATCH} each)"
+            )
+            counted = _attempts_counted(exporter_port)
+            attempt_lines = {side: len(_lines(workers[side].log_path, " step ")) for side in SIDES}
+            _progress(
+                f"'on' worker: {counted:.0f} attempts counted; attempt lines logged: "
+                f"on {attempt_lines['on']}, off {attempt_lines['off']}"
+            )
+            expected = 4 * (WARMUP + ROUNDS * BATCH)
+            if counted < expected or attempt_lines["on"] < expected or attempt_lines["off"]:
+                raise RuntimeError(
+                    "observability benchmark: the workers did not observe as configured "
+                    f"(counted {counted}, lines {attempt_lines}, expected {expected})"
+                )
+    finally:
+        if override is not None:
+            override.disable()  # type: ignore[attr-defined]
+            registry.reset()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return rates
+
+
+def run() -> list[Record]:
+    """Run both comparisons on the bench database; return their records."""
+    from django.db import connection
+
+    from lab.worker import database_url
+
+    # Whatever this process runs inherits its environment; "off" must have no directory
+    # (prometheus_client switches to files as soon as the variable exists, even empty).
+    os.environ.pop(MULTIPROC, None)
+    best, per_level = _http(database_url(connection.settings_dict))
+    rates = _sagas()
+    levels = ", ".join(
+        f"c={c}: {per_level['on'][c]:.0f} vs {per_level['off'][c]:.0f}" for c in CONCURRENCY
+    )
+    return [
+        throughput_record(
+            name="observability: POST /api/orders/ max throughput, on vs off",
+            value=best["on"],
+            unit="/s",
+            baseline=(
+                "same server without metrics middleware, logging at WARNING "
+                f"(best of {', '.join(map(str, CONCURRENCY))} connections; {levels})"
+            ),
+            baseline_value=best["off"],
+            target=TARGET,
+        ),
+        throughput_record(
+            name="observability: saga 4-step throughput, on vs off",
+            value=statistics.median(rates["on"]),
+            unit="/s",
+            baseline=(
+                "same worker without step metrics, logging at WARNING "
+                f"(median of {ROUNDS} rounds of {BATCH})"
+            ),
+            baseline_value=statistics.median(rates["off"]),
+            target=TARGET,
+        ),
+    ]
+
+
+def main() -> None:
+    """Set up the bench database and run this benchmark alone."""
+    from bench.database import use_bench_database
+    from bench.records import save
+
+    use_bench_database()
+    save(run())
+
+
+if __name__ == "__main__":
+    main()
