@@ -21,7 +21,14 @@ from bench.records import Record, save
 # The order they run in. A module another issue has yet to add is reported as not present.
 # observability after admin_pages: it places thousands of orders, which would leave the
 # admin pages (and the /metrics scrape) more than their 10,000 orders.
-BENCHMARKS = ("eventstore", "saga_throughput", "saga_scaling", "api", "admin_pages", "observability")
+BENCHMARKS = (
+    "eventstore",
+    "saga_throughput",
+    "saga_scaling",
+    "api",
+    "admin_pages",
+    "observability",
+)
 # Modules whose name differs from the benchmark's.
 MODULES = {"eventstore": "bench.eventstore_bench"}
 
