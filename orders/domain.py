@@ -40,11 +40,14 @@ class CancellationReason(StrEnum):
 _REASON_FOR_FAILURE = {
     "out_of_stock": CancellationReason.OUT_OF_STOCK,
     "payment_declined": CancellationReason.PAYMENT_DECLINED,
+    # A cancellation of a pending order stops its placing saga with who asked as the code.
+    "cancelled_by_client": CancellationReason.CANCELLED_BY_CLIENT,
+    "cancelled_by_staff": CancellationReason.CANCELLED_BY_STAFF,
 }
 
 
 def reason_for_failure(code: str) -> CancellationReason:
-    """Say why an order is cancelled when its placing saga failed with ``code``."""
+    """Say why an order is cancelled when its placing saga failed (or was stopped) with ``code``."""
     return _REASON_FOR_FAILURE.get(code, CancellationReason.STEP_FAILED)
 
 
