@@ -75,7 +75,7 @@ class OrderAlreadyCancelled(OrderError):
 
 
 class OrderNotCancellable(OrderError):
-    """Refuse a cancellation request for an order that is not confirmed."""
+    """Refuse a cancel saga for an order that is not confirmed."""
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -222,9 +222,10 @@ class Order(Aggregate):
         )
 
     def check_cancellation_request(self) -> None:
-        """Refuse a client's or staff's cancellation unless the order is confirmed.
+        """Refuse the cancel saga (its first, local step) unless the order is confirmed.
 
-        Pending orders are still in their placing saga, which cancels them itself on failure.
+        A pending order is cancelled by stopping its placing saga instead, which undoes what
+        it did (``orders.services.order_request_cancellation``).
         """
         if self.status is not OrderStatus.CONFIRMED:
             raise OrderNotCancellable(
