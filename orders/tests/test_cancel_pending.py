@@ -197,6 +197,8 @@ def test_staff_cancel_someone_elses_pending_order_from_its_admin_page(client) ->
 
     saga = ends_cancelled(order_id, saga_id, reason="cancelled_by_staff")
     assert saga.stop_actor == f"user:{staff.pk}"
+    saga_page = browser.get(reverse("admin:sagas_saga_change", args=[saga_id])).content.decode()
+    assert "field-stop_code" in saga_page and f"user:{staff.pk}" in saga_page
     assert stock() == (10, 0)
     assert money(order_id) == (Decimal("0"), Decimal("0"))
 
