@@ -26,7 +26,7 @@ from sagas.definitions import StepCall, idempotency_key
 from sagas.engine import Succeeded, decide
 from sagas.faults import fault_rule_set, fault_rules_clear
 from sagas.models import Saga, SagaStep
-from sagas.recorder import AttemptRecord, outcome_record
+from sagas.recorder import AttemptRecord, Recorded, outcome_record
 from sagas.services import StopVerdict, saga_request_stop
 from sagas.statuses import FaultMode, Phase
 from sagas.tests.harness import SteppingClock, drive, run_step
@@ -222,14 +222,8 @@ def test_a_saga_that_completed_first_is_left_to_the_caller(client) -> None:
     assert money(order_id) == (Decimal("10.00"), Decimal("10.00"))
 
 
-def test_a_confirmation_running_when_the_request_lands_hands_over_to_a_cancel_saga(
-    client,
-) -> None:
-    # The worker's side of confirm_order, cut in two around the request: it claimed the step
-    # (loading the saga before any request), the request lands, the participant confirms,
-    # then the outcome is recorded from the saga as the worker loaded it.
-    order_id, saga_id = place(client)
-    clock = SteppingClock()
+def claim_confirmation(saga_id: UUID, clock: SteppingClock) -> Claimed:
+    """Claim confirm_order as a worker would (loading the saga as it is now)."""
     run_step(saga_id, clock=clock)  # reserve_inventory
     run_step(saga_id, clock=clock)  # charge_payment
     claimed = attempt_claim(
@@ -240,17 +234,12 @@ def test_a_confirmation_running_when_the_request_lands_hands_over_to_a_cancel_sa
         now=clock(),
     )
     assert isinstance(claimed, Claimed)
+    return claimed
 
-    assert cancel(client, order_id) == 202  # the order is PENDING: the request waits
 
-    saga = Saga.objects.get(pk=saga_id)
-    assert (saga.status, saga.current_step, saga.stop_code) == (
-        "RUNNING",
-        "confirm_order",
-        "cancelled_by_client",
-    )
-    confirm = PLACE_ORDER_SAGA.step("confirm_order")
-    confirm.action(
+def confirm(saga_id: UUID, claimed: Claimed) -> None:
+    """Run confirm_order's participant for the claimed attempt (the order becomes CONFIRMED)."""
+    PLACE_ORDER_SAGA.step("confirm_order").action(
         StepCall(
             saga_id=saga_id,
             saga_type="place_order",
@@ -263,24 +252,70 @@ def test_a_confirmation_running_when_the_request_lands_hands_over_to_a_cancel_sa
             actor=claimed.loaded.saga.actor,
         )
     )
-    assert OrderSummary.objects.get(pk=order_id).status == "CONFIRMED"
-    recorded = outcome_record(
+
+
+def record_success(claimed: Claimed, clock: SteppingClock) -> Recorded:
+    """Record the claimed attempt's success from the saga as the worker loaded it."""
+    return outcome_record(
         claimed.loaded,
         lambda definition, state: decide(definition, state, Succeeded(None), rand=0.5),
         now=clock(),
         attempt=AttemptRecord(attempt=1, started_at=claimed.started_at, worker="inline"),
     )
 
-    # Decided again with the request seen: completed too late to stop, handed over.
-    assert recorded.applied and recorded.transition.stopped_late
-    assert Saga.objects.get(pk=saga_id).status == "COMPLETED"
-    cancel_saga = Saga.objects.get(saga_type="cancel_order")
-    assert (cancel_saga.actor, cancel_saga.context["reason"]) == (
-        claimed.loaded.saga.actor,
-        "cancelled_by_client",
-    )
+
+def ends_cancelled_by_a_cancel_saga(order_id: str, clock: SteppingClock) -> None:
+    (cancel_saga,) = Saga.objects.filter(saga_type="cancel_order")
+    assert cancel_saga.context["reason"] == "cancelled_by_client"
     assert drive(cancel_saga.pk, clock=clock).status == "COMPLETED"
     order = OrderSummary.objects.get(pk=order_id)
     assert (order.status, order.cancellation_reason) == ("CANCELLED", "cancelled_by_client")
     assert stock() == (10, 0)
     assert money(order_id) == (Decimal("10.00"), Decimal("10.00"))
+
+
+def test_a_confirmation_running_when_the_request_lands_hands_over_to_a_cancel_saga(
+    client,
+) -> None:
+    # The worker's side of confirm_order, cut in two around the request: it claimed the step
+    # (loading the saga before any request), the request lands, the participant confirms,
+    # then the outcome is recorded from the saga as the worker loaded it.
+    order_id, saga_id = place(client)
+    clock = SteppingClock()
+    claimed = claim_confirmation(saga_id, clock)
+
+    assert cancel(client, order_id) == 202  # the order is PENDING: the request waits
+
+    saga = Saga.objects.get(pk=saga_id)
+    assert (saga.status, saga.current_step, saga.stop_code) == (
+        "RUNNING",
+        "confirm_order",
+        "cancelled_by_client",
+    )
+    confirm(saga_id, claimed)
+    assert OrderSummary.objects.get(pk=order_id).status == "CONFIRMED"
+    recorded = record_success(claimed, clock)
+
+    # Decided again with the request seen: completed too late to stop, handed over.
+    assert recorded.applied and recorded.transition.stopped_late
+    assert Saga.objects.get(pk=saga_id).status == "COMPLETED"
+    assert Saga.objects.get(saga_type="cancel_order").actor == claimed.loaded.saga.actor
+    ends_cancelled_by_a_cancel_saga(order_id, clock)
+
+
+def test_a_request_after_the_confirmation_committed_starts_the_cancel_saga_itself(
+    client,
+) -> None:
+    # The order reads CONFIRMED while its placing saga is still RUNNING (its outcome not
+    # yet recorded): the request starts the cancel saga; the placing saga completes unasked.
+    order_id, saga_id = place(client)
+    clock = SteppingClock()
+    claimed = claim_confirmation(saga_id, clock)
+    confirm(saga_id, claimed)
+
+    assert cancel(client, order_id) == 202
+
+    assert Saga.objects.get(pk=saga_id).stop_code == ""
+    recorded = record_success(claimed, clock)
+    assert recorded.applied and not recorded.transition.stopped_late
+    ends_cancelled_by_a_cancel_saga(order_id, clock)
