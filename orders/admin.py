@@ -2,8 +2,10 @@
 
 Nothing on an order is edited by hand: its state comes from its events. The order page shows
 the order, the sagas that acted on it, its event timeline and its state as of any version;
-staff holding ``orders.cancel_order`` can cancel a confirmed order from it, behind a
-confirmation page, through the same service as the REST API (which starts the cancel saga).
+staff holding ``orders.cancel_order`` can cancel a pending or confirmed order from it (one
+order, or a selection with the list's action), behind a confirmation page, through the same
+service as the REST API: a pending order's placing saga stops at its next step boundary and
+compensates, a confirmed order gets the cancel saga.
 """
 
 from __future__ import annotations
@@ -31,16 +33,22 @@ from backoffice.admin import (
 from eventstore.admin import correlation_links, register_stream_admin
 from eventstore.errors import VersionNotFound
 from infrastructure.snapshots import read_snapshot
-from orders.domain import OrderNotCancellable, OrderStatus
+from orders.domain import OrderAlreadyCancelled, OrderNotCancellable, OrderStatus
 from orders.models import OrderSummary
 from orders.selectors import OrderAsOf, order_replay, order_stream_events
 from orders.serializers import event_actor_names, event_data_named
-from orders.services import OrderNotFound, order_request_cancellation, order_subject
-from sagas.errors import SagaAlreadyActive
+from orders.services import (
+    CANCEL_ORDER,
+    OrderNotFound,
+    order_request_cancellation,
+    order_subject,
+)
 from sagas.models import Saga
 from sagas.selectors import sagas_for_subject
 
 CANCEL_PERMISSION = "orders.cancel_order"
+#: The statuses an order can be cancelled from (the service decides how).
+CANCELLABLE = (OrderStatus.PENDING, OrderStatus.CONFIRMED)
 
 register_stream_admin("order", "admin:orders_ordersummary_change", label="order")
 register_subject_admin("order", "admin:orders_ordersummary_change")
@@ -85,11 +93,11 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(CANCEL_PERMISSION)
 
-    @admin.action(permissions=["cancel"], description="Cancel the selected confirmed orders")
+    @admin.action(permissions=["cancel"], description="Cancel the selected orders")
     def cancel_orders(
         self, request: HttpRequest, queryset: QuerySet[OrderSummary]
     ) -> HttpResponse | None:
-        """Confirm, then start the cancel saga of each selected order, one message each."""
+        """Confirm, then cancel each selected order (stop its placing saga, or a cancel saga)."""
         orders = list(queryset)
         if confirmed(request):
             for order in orders:
@@ -192,7 +200,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             order = self.get_object(request, object_id)
             if order is not None and self.has_view_permission(request, order):
                 context.update(self._history_context(request, order))
-                if order.status == OrderStatus.CONFIRMED and self.has_cancel_permission(request):
+                if order.status in CANCELLABLE and self.has_cancel_permission(request):
                     context["cancel_url"] = reverse(
                         "admin:orders_ordersummary_cancel", args=[order.id]
                     )
@@ -233,7 +241,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         return context
 
     def cancel_view(self, request: HttpRequest, order_id: UUID) -> HttpResponse:
-        """Confirm, then start the cancel saga for a confirmed order."""
+        """Confirm, then cancel a pending or confirmed order."""
         if not (self.has_view_permission(request) and self.has_cancel_permission(request)):
             raise PermissionDenied
         order = OrderSummary.objects.filter(pk=order_id).first()
@@ -252,21 +260,20 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
                 actor=f"user:{request.user.pk}",
                 acting_as_staff=True,
             )
-        except (OrderNotCancellable, OrderNotFound) as exc:
+        except (OrderAlreadyCancelled, OrderNotCancellable, OrderNotFound) as exc:
             self.message_user(request, f"Order {order.id} not cancelled: {exc}.", messages.ERROR)
-        except SagaAlreadyActive:
-            self.message_user(
-                request,
-                f"Order {order.id} not cancelled: a cancellation is already under way.",
-                messages.ERROR,
-            )
-        else:
-            self.message_user(
-                request,
-                f"Cancellation of order {order.id} started (cancel saga {saga_id}): "
-                "refund, restock, then CANCELLED.",
-                messages.SUCCESS,
-            )
+            return
+        saga = Saga.objects.filter(pk=saga_id).values_list("saga_type", flat=True).first()
+        how = (
+            "refund, restock, then CANCELLED"
+            if saga == CANCEL_ORDER
+            else "its placing saga stops at the next step and undoes what it did"
+        )
+        self.message_user(
+            request,
+            f"Cancellation of order {order.id} requested (saga {saga_id}): {how}.",
+            messages.SUCCESS,
+        )
 
     def _confirmation(
         self, request: HttpRequest, orders: list[OrderSummary], *, back_url: str, single: bool
@@ -279,6 +286,6 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             single=single,
             back_url=back_url,
             orders=orders,
-            cancellable=[o for o in orders if o.status == OrderStatus.CONFIRMED],
-            not_cancellable=[o for o in orders if o.status != OrderStatus.CONFIRMED],
+            cancellable=[o for o in orders if o.status in CANCELLABLE],
+            not_cancellable=[o for o in orders if o.status not in CANCELLABLE],
         )

@@ -23,7 +23,13 @@ from infrastructure.api.idempotency import KEY_SCHEMA
 from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
 from infrastructure.api.params import MAX_INT_PARAM, choice_param, int_param, query_param
 from infrastructure.logs import log_bind
-from orders.domain import MAX_ORDER_TOTAL, InvalidOrder, OrderNotCancellable, OrderStatus
+from orders.domain import (
+    MAX_ORDER_TOTAL,
+    InvalidOrder,
+    OrderAlreadyCancelled,
+    OrderNotCancellable,
+    OrderStatus,
+)
 from orders.idempotency import order_keys
 from orders.selectors import (
     just_placed_sagas,
@@ -49,7 +55,6 @@ from orders.services import (
     order_place,
     order_request_cancellation,
 )
-from sagas.errors import SagaAlreadyActive
 
 logger = logging.getLogger(__name__)
 
@@ -244,12 +249,17 @@ class OrderEventsView(APIView):
 
 class OrderCancelView(APIView):
     @extend_schema(
-        summary="Cancel a confirmed order",
+        summary="Cancel an order that is not cancelled yet",
         description=(
-            "Starts the cancel saga: refund the payment, put the units back in stock, mark the "
-            "order CANCELLED (`cancelled_by_client` for your own order, `cancelled_by_staff` "
-            "for staff with the cancel permission cancelling another's). 409 unless the order "
-            "is CONFIRMED and no other cancellation of it is running."
+            "A PENDING order: its placing saga stops at the next step boundary (a step "
+            "already running finishes first) and undoes what it did: refund, release the "
+            "stock, cancel the order. If it confirmed first, a cancel saga follows. A "
+            "CONFIRMED order: the cancel saga refunds the payment, puts the units back in "
+            "stock and marks the order CANCELLED. Either way the order ends CANCELLED, "
+            "`cancelled_by_client` for your own order, `cancelled_by_staff` for staff with "
+            "the cancel permission cancelling another's. A repeated request while the "
+            "cancellation is under way is a 202 too; 409 only when the order is already "
+            "CANCELLED."
         ),
         request=OrderCancelInputSerializer,
         responses={202: OrderSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415)},
@@ -268,8 +278,6 @@ class OrderCancelView(APIView):
             )
         except OrderNotFound as exc:
             raise NotFound("No order with this id.") from exc
-        except OrderNotCancellable as exc:
+        except (OrderAlreadyCancelled, OrderNotCancellable) as exc:
             return error_response(409, str(exc))
-        except SagaAlreadyActive:
-            return error_response(409, f"A cancellation of order {oid} is already under way.")
         return accepted(request, order_get(user=user, order_id=oid))

@@ -40,11 +40,14 @@ class CancellationReason(StrEnum):
 _REASON_FOR_FAILURE = {
     "out_of_stock": CancellationReason.OUT_OF_STOCK,
     "payment_declined": CancellationReason.PAYMENT_DECLINED,
+    # A cancellation of a pending order stops its placing saga with who asked as the code.
+    "cancelled_by_client": CancellationReason.CANCELLED_BY_CLIENT,
+    "cancelled_by_staff": CancellationReason.CANCELLED_BY_STAFF,
 }
 
 
 def reason_for_failure(code: str) -> CancellationReason:
-    """Say why an order is cancelled when its placing saga failed with ``code``."""
+    """Say why an order is cancelled when its placing saga failed (or was stopped) with ``code``."""
     return _REASON_FOR_FAILURE.get(code, CancellationReason.STEP_FAILED)
 
 
@@ -72,7 +75,7 @@ class OrderAlreadyCancelled(OrderError):
 
 
 class OrderNotCancellable(OrderError):
-    """Refuse a cancellation request for an order that is not confirmed."""
+    """Refuse a cancel saga for an order that is not confirmed."""
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -219,9 +222,10 @@ class Order(Aggregate):
         )
 
     def check_cancellation_request(self) -> None:
-        """Refuse a client's or staff's cancellation unless the order is confirmed.
+        """Refuse the cancel saga (its first, local step) unless the order is confirmed.
 
-        Pending orders are still in their placing saga, which cancels them itself on failure.
+        A pending order is cancelled by stopping its placing saga instead, which undoes what
+        it did (``orders.services.order_request_cancellation``).
         """
         if self.status is not OrderStatus.CONFIRMED:
             raise OrderNotCancellable(

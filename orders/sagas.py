@@ -9,6 +9,11 @@ or business (compensate now).
     compensations (reverse):      cancel_order ← release_inventory ← refund_payment
 
     cancel_order: check_cancellable → refund_payment → restock_items → mark_cancelled
+
+A pending order's cancellation stops its placing saga at the next step boundary (the engine
+compensates, the order cancelled with who asked as the reason); when confirm_order had
+already run, the placing saga completes and ``cancel_after_late_stop`` starts the cancel
+saga in the same transaction (see ``orders.services.order_request_cancellation``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
+
+from django.db import IntegrityError, transaction
 
 from eventstore.records import EventMetadata
 from inventory.errors import OutOfStock, ReservationNotActive, UnknownProduct
@@ -34,6 +41,7 @@ from orders.services import (
     order_confirm,
     order_create_from_context,
     order_repository,
+    order_subject,
 )
 from payments.errors import (
     IdempotencyKeyConflict,
@@ -44,6 +52,7 @@ from payments.errors import (
 )
 from payments.services import payment_charge, payment_refund
 from sagas.definitions import (
+    LateStop,
     RetryPolicy,
     SagaDefinition,
     Step,
@@ -52,6 +61,8 @@ from sagas.definitions import (
     TransientStepError,
     idempotency_key,
 )
+from sagas.errors import SagaAlreadyActive
+from sagas.services import is_one_active_exclusive_violation, saga_begin
 
 Result = Mapping[str, Any] | None
 
@@ -179,8 +190,36 @@ def confirm_order(call: StepCall) -> Result:
     return None
 
 
+def cancel_after_late_stop(late: LateStop) -> None:
+    """Start the cancel saga of an order whose placing saga confirmed it before it could stop.
+
+    Runs in the transaction that records the placing saga COMPLETED, so the cancel saga
+    starts with that or not at all (the confirmation is committed already, so its check
+    finds the order CONFIRMED). A cancel saga already under way (another request met the
+    order confirmed) is left to do the work; a savepoint keeps a start that loses that race
+    from failing the completion with it.
+    """
+    order_id = UUID(str(late.context["order_id"]))
+    try:
+        with transaction.atomic():
+            saga_begin(
+                saga_type=CANCEL_ORDER,
+                context={"order_id": str(order_id), "reason": late.stop.code},
+                correlation_id=late.correlation_id,
+                actor=late.stop.actor,
+                subject=order_subject(order_id),
+                exclusive=True,
+            )
+    except SagaAlreadyActive:
+        return
+    except IntegrityError as exc:
+        if not is_one_active_exclusive_violation(exc):
+            raise
+
+
 PLACE_ORDER_SAGA = SagaDefinition(
     name=PLACE_ORDER,
+    on_late_stop=cancel_after_late_stop,
     steps=(
         Step(
             name="create_order",

@@ -30,7 +30,10 @@ from orders.domain import (
 )
 from orders.models import OrderSummary
 from orders.projections import order_row_sent
-from sagas.services import saga_begin, saga_start
+from sagas.errors import SagaAlreadyActive
+from sagas.selectors import sagas_for_subject
+from sagas.services import StopVerdict, saga_begin, saga_request_stop, saga_start
+from sagas.statuses import ACTIVE_SAGA_STATUSES
 
 PLACE_ORDER = "place_order"
 CANCEL_ORDER = "cancel_order"
@@ -161,15 +164,37 @@ def order_request_cancellation(
     correlation_id: str | None = None,
     now: datetime | None = None,
 ) -> UUID:
-    """Start the cancel saga for a confirmed order (refund, restock, mark cancelled).
+    """Cancel an order that is not cancelled yet; return the saga that will cancel it.
 
     ``acting_as_staff`` says the actor is staff allowed to cancel anyone's order; without it,
     an order placed by someone else is reported as not found, as it is to their reads. The
     reason recorded follows from who cancels: ``cancelled_by_staff`` for staff cancelling
     another's order, ``cancelled_by_client`` for anyone cancelling their own. Raises
-    ``OrderNotCancellable`` unless the order is confirmed, and ``SagaAlreadyActive`` while
-    another cancellation of it is under way. The saga's start is the transaction: its first
-    step checks the order again inside it.
+    ``OrderAlreadyCancelled`` (or ``OrderNotCancellable`` when the cancel saga's own check
+    finds it cancelled meanwhile) when there is nothing left to cancel. ``now`` is a cancel
+    saga's clock (``seed_demo --orders`` builds a past day with it); the database's by default.
+
+    - A **confirmed** order gets the cancel saga (refund, restock, mark cancelled), started
+      in its own transaction whose first step checks the order again. A cancel saga
+      already under way is the answer to a repeated request.
+    - A **pending** order's placing saga is asked to stop (``sagas.services.
+      saga_request_stop``) in one durable transaction with the saga's row locked: a step
+      running finishes first and, at its boundary, the saga compensates what it did
+      (refund, release, cancel the order with this reason) instead of running the next
+      step; with no step running it starts compensating at once.
+
+    The race with the confirmation, thought through: the placing saga's last step appends
+    ``OrderConfirmed`` and commits, then its outcome marks the saga COMPLETED. A request that
+    reads the order PENDING and locks the saga row either (a) finds the saga still RUNNING:
+    the request is recorded, and the confirmation's outcome, which compares the request in
+    its compare-and-set, misses, decides again with the request seen, and completes the
+    saga as stopped too late, starting the cancel saga in that same transaction
+    (``orders.sagas.cancel_after_late_stop``); or (b) finds it COMPLETED (the outcome
+    committed between our read and our lock): the order is CONFIRMED by then, and this
+    request starts the cancel saga itself, as for any confirmed order. An order read as
+    CONFIRMED whose saga is not yet marked COMPLETED gets the cancel saga at once; the
+    placing saga then completes unasked. Either way exactly one cancel saga follows a
+    confirmation, and the order ends CANCELLED.
     """
     repository = order_repository()
     try:
@@ -184,15 +209,76 @@ def order_request_cancellation(
         if own_order
         else CancellationReason.CANCELLED_BY_STAFF
     )
-    return saga_start(
-        saga_type=CANCEL_ORDER,
-        context={"order_id": str(order_id), "reason": reason.value},
-        correlation_id=correlation_id or str(uuid4()),
-        actor=actor,
-        subject=order_subject(order_id),
-        exclusive=True,
-        now=now,
+    if order.is_cancelled:
+        raise OrderAlreadyCancelled(f"order {order_id} is already cancelled")
+    if not order.is_confirmed:
+        placing = _placing_saga(order_id)
+        with transaction.atomic(durable=True):
+            verdict = saga_request_stop(saga_id=placing, code=reason.value, actor=actor)
+        if verdict is StopVerdict.COMPENSATED:
+            # Undone meanwhile (a declined card, out of stock): the order is CANCELLED.
+            raise OrderAlreadyCancelled(f"order {order_id} is already cancelled")
+        if verdict is not StopVerdict.COMPLETED:
+            return placing
+        # Confirmed before the request reached its saga: cancel it as a confirmed order.
+    return order_cancel_confirmed(
+        order_id=order_id, reason=reason, actor=actor, correlation_id=correlation_id, now=now
     )
+
+
+def _placing_saga(order_id: UUID) -> UUID:
+    placing = (
+        sagas_for_subject(subject=order_subject(order_id))
+        .filter(saga_type=PLACE_ORDER)
+        .values_list("id", flat=True)
+        .first()
+    )
+    if placing is None:  # pragma: no cover - an order is created by its placing saga
+        raise OrderNotFound(order_id)
+    return placing
+
+
+def order_cancel_confirmed(
+    *,
+    order_id: UUID,
+    reason: CancellationReason,
+    actor: str,
+    correlation_id: str | None = None,
+    now: datetime | None = None,
+) -> UUID:
+    """Start the cancel saga of a confirmed order, or return the one already under way.
+
+    The saga's start is the transaction: its first step checks the order again inside it
+    (``OrderNotCancellable`` unless CONFIRMED).
+    """
+    subject = order_subject(order_id)
+    try:
+        return saga_start(
+            saga_type=CANCEL_ORDER,
+            context={"order_id": str(order_id), "reason": reason.value},
+            correlation_id=correlation_id or str(uuid4()),
+            actor=actor,
+            subject=subject,
+            exclusive=True,
+            now=now,
+        )
+    except SagaAlreadyActive:
+        under_way = (
+            sagas_for_subject(subject=subject)
+            .filter(saga_type=CANCEL_ORDER, status__in=ACTIVE_SAGA_STATUSES)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if under_way is None:
+            # It finished between the start's check and this read: ask again.
+            return order_cancel_confirmed(
+                order_id=order_id,
+                reason=reason,
+                actor=actor,
+                correlation_id=correlation_id,
+                now=now,
+            )
+        return under_way
 
 
 def order_create_from_context(*, context: dict[str, object], metadata: EventMetadata) -> None:

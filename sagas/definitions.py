@@ -93,6 +93,43 @@ class Failure:
     message: str
 
 
+@dataclass(frozen=True)
+class StopRequest:
+    """Ask a running saga to stop at its next step boundary and undo what it did.
+
+    ``code`` becomes the failure code its compensations see (``cancelled_by_client``);
+    ``actor`` is who asked. Recorded on the saga row (``sagas.recorder.stop_request_record``);
+    the engine decides with it (``sagas.engine.decide``, ``decide_stop``).
+    """
+
+    code: str
+    actor: str
+
+    def __post_init__(self) -> None:
+        if not self.code:
+            raise ValueError("a stop request needs a code")
+
+    def failure(self, step: str) -> Failure:
+        """Return the failure a saga stopped at ``step`` compensates for."""
+        return Failure(step=step, code=self.code, message=f"stop requested by {self.actor}")
+
+
+@dataclass(frozen=True)
+class LateStop:
+    """Describe a saga asked to stop that completed first: its last step had already run.
+
+    Handed to :attr:`SagaDefinition.on_late_stop` inside the transaction that records the
+    completion, so whatever undoes the saga's effects (the order's cancel saga) starts with
+    it or not at all.
+    """
+
+    saga_id: UUID
+    saga_type: str
+    context: Mapping[str, Any]
+    correlation_id: str
+    stop: StopRequest
+
+
 #: Failure code of a step whose transient errors outlasted its retries (or its poison guard).
 STEP_FAILED = "step_failed"
 #: Failure code of an action failed by a permanent injected fault.
@@ -175,10 +212,15 @@ class Step:
 
 @dataclass(frozen=True)
 class SagaDefinition:
-    """Name a saga type and list its steps in the order they run."""
+    """Name a saga type and list its steps in the order they run.
+
+    ``on_late_stop`` is called when a saga asked to stop completes before it could stop (see
+    :class:`LateStop`); None: such a saga just completes.
+    """
 
     name: str
     steps: tuple[Step, ...] = field(default_factory=tuple)
+    on_late_stop: Callable[[LateStop], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -22,6 +22,16 @@ lets them be tested table-driven without a database, and keeps the rules in one 
 - A compensation that fails for good stops the saga in ``COMPENSATION_FAILED``; earlier
   compensations wait for an operator's retry (a new round of attempts at the same cursor) or
   skip (the compensation counts as done by hand, the saga carries on).
+- A saga can be asked to stop (a :class:`~sagas.definitions.StopRequest`, recorded on its
+  row). The request never interrupts an attempt: a step already running finishes first, and
+  at the next boundary (its success) the saga compensates instead of running the next step,
+  the step that just succeeded included, with the request's code as its failure. A step not
+  yet running is stopped by the request itself (:func:`decide_stop_request`,
+  :func:`decide_stop`). If the step that just succeeded was the last one, there is nothing
+  left to stop: the saga completes and says it was stopped too late
+  (``Transition.stopped_late``), so its definition's ``on_late_stop`` undoes it with a saga
+  of its own. A failure while a stop is pending is decided as without it (a retry is the
+  same step finishing); steps past the point of no return ignore the request.
 - A claim whose worker process died is taken over by the redelivered message and runs the
   same attempt again; past ``max_redeliveries`` takeovers the step fails for good (a poison
   message must not crash workers forever).
@@ -35,7 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, assert_never
 
-from sagas.definitions import STEP_FAILED, Failure, RetryPolicy, SagaDefinition
+from sagas.definitions import STEP_FAILED, Failure, RetryPolicy, SagaDefinition, StopRequest
 from sagas.errors import SagaStateConflict
 from sagas.statuses import (
     MOVING_SAGA_STATUSES,
@@ -60,7 +70,8 @@ class SagaState:
 
     ``attempt`` counts the attempts made at the cursor, the running one included;
     ``round_start`` is how many of them belong to rounds before an operator's retry, so the
-    retry policy counts only this round's.
+    retry policy counts only this round's. ``stop`` is a request to stop at the next step
+    boundary, once made.
     """
 
     status: SagaStatus
@@ -69,6 +80,7 @@ class SagaState:
     round_start: int = 0
     redeliveries: int = 0
     failure: Failure | None = None
+    stop: StopRequest | None = None
 
 
 # --- Outcomes of one attempt ------------------------------------------------------------
@@ -136,7 +148,7 @@ class Transition:
     ``step_status`` is the new status of the step at the *old* cursor. ``attempt_status``
     is how the finished attempt is logged (None when no attempt finished, as for operator
     actions). ``next`` is None when the saga comes to rest (finished, or waiting for an
-    operator).
+    operator). ``stopped_late``: the saga completes although it was asked to stop.
     """
 
     saga_status: SagaStatus
@@ -146,6 +158,7 @@ class Transition:
     next: Schedule | None
     failure: Failure | None
     merge: Mapping[str, Any] | None = None
+    stopped_late: bool = False
 
     @property
     def finished(self) -> bool:
@@ -303,6 +316,10 @@ def decide(
     step = definition.steps[cursor.index]
     in_action = cursor.phase is Phase.ACTION
 
+    following = cursor.index + 1
+    done = following >= len(definition.steps)
+    stopping = _stop_honoured(definition, state)
+
     match outcome:
         case Succeeded(result=result) if not in_action:
             return _continue_compensating(
@@ -312,9 +329,17 @@ def decide(
                 logged=AttemptStatus.SUCCEEDED,
                 merge=result,
             )
+        case Succeeded(result=result) if stopping and not done:
+            # The boundary a stop request waited for: undo this step and those before it.
+            return _stopped(
+                definition,
+                state,
+                through=cursor.index,
+                step_status=StepStatus.SUCCEEDED,
+                logged=AttemptStatus.SUCCEEDED,
+                merge=result,
+            )
         case Succeeded(result=result):
-            following = cursor.index + 1
-            done = following >= len(definition.steps)
             return Transition(
                 saga_status=SagaStatus.COMPLETED if done else SagaStatus.RUNNING,
                 step_status=StepStatus.SUCCEEDED,
@@ -323,6 +348,7 @@ def decide(
                 next=None if done else Schedule(Cursor(following, Phase.ACTION)),
                 failure=None,
                 merge=result,
+                stopped_late=stopping,
             )
         case TransientFailure(error=error) | TimedOut(error=error):
             logged = AttemptStatus.TIMED_OUT if isinstance(outcome, TimedOut) else None
@@ -355,6 +381,102 @@ def decide(
                 )
             return _compensation_failed(state, error, AttemptStatus.WORKER_LOST)
     assert_never(outcome)
+
+
+def _stop_honoured(definition: SagaDefinition, state: SagaState) -> bool:
+    """Tell whether a stop was asked that the action at the cursor gives way to."""
+    cursor = state.cursor
+    return (
+        state.stop is not None
+        and state.status is SagaStatus.RUNNING
+        and cursor.phase is Phase.ACTION
+        and definition.steps[cursor.index].forward == "none"
+    )
+
+
+def _stopped(
+    definition: SagaDefinition,
+    state: SagaState,
+    *,
+    through: int,
+    step_status: StepStatus,
+    logged: AttemptStatus | None,
+    merge: Mapping[str, Any] | None = None,
+) -> Transition:
+    """Compensate steps ``through`` and before (latest first) because a stop was asked."""
+    assert state.stop is not None
+    failure = state.stop.failure(definition.steps[state.cursor.index].name)
+    target = _previous_compensation(definition, below=through + 1)
+    return Transition(
+        saga_status=SagaStatus.COMPENSATING if target is not None else SagaStatus.COMPENSATED,
+        step_status=step_status,
+        attempt_status=logged,
+        error="",
+        next=Schedule(Cursor(target, Phase.COMPENSATION)) if target is not None else None,
+        failure=failure,
+        merge=merge,
+    )
+
+
+class StopVerdict(enum.Enum):
+    """Say what a request to stop a saga does (see :func:`decide_stop_request`)."""
+
+    #: Record it; the attempt running now finishes, and its outcome decides with it.
+    RECORD_AND_WAIT = "record_and_wait"
+    #: Record it and compensate at once: nothing runs at the cursor (:func:`decide_stop`).
+    RECORD_AND_STOP = "record_and_stop"
+    #: A stop was asked before: the first request stands, nothing to write.
+    ALREADY_REQUESTED = "already_requested"
+    #: The saga is undoing itself already (compensating, or waiting for an operator to).
+    UNDOING = "undoing"
+    #: Too late: the saga completed (whatever undoes it is the caller's to start).
+    COMPLETED = "completed"
+    #: The saga was undone already.
+    COMPENSATED = "compensated"
+
+
+def decide_stop_request(
+    definition: SagaDefinition, state: SagaState, *, claimed: bool
+) -> StopVerdict:
+    """Decide what a request to stop does to a saga in ``state`` (``claimed``: a step runs).
+
+    The caller holds the saga's row locked, so no outcome or claim lands meanwhile: an
+    attempt either holds the claim (its outcome will see the request) or none runs.
+    """
+    match state.status:
+        case SagaStatus.COMPLETED:
+            return StopVerdict.COMPLETED
+        case SagaStatus.COMPENSATED:
+            return StopVerdict.COMPENSATED
+        case SagaStatus.COMPENSATING | SagaStatus.COMPENSATION_FAILED:
+            return StopVerdict.UNDOING
+        case SagaStatus.RUNNING:
+            if state.stop is not None:
+                return StopVerdict.ALREADY_REQUESTED
+            stoppable = definition.steps[state.cursor.index].forward == "none"
+            if claimed or not stoppable:
+                return StopVerdict.RECORD_AND_WAIT
+            return StopVerdict.RECORD_AND_STOP
+    assert_never(state.status)
+
+
+def decide_stop(definition: SagaDefinition, state: SagaState) -> Transition:
+    """Stop a RUNNING saga whose cursor's action is not running: compensate what was done.
+
+    An action that was attempted before (its retry waits for its due time) may have taken
+    effect, so its own compensation runs too, as when its retries run out; one never
+    attempted is passed over and stays PENDING.
+    """
+    if state.status is not SagaStatus.RUNNING or state.stop is None:
+        raise SagaStateConflict(saga_id=None, status=state.status, action="stop")
+    attempted = state.attempt > 0
+    return _stopped(
+        definition,
+        state,
+        through=state.cursor.index if attempted else state.cursor.index - 1,
+        step_status=StepStatus.FAILED if attempted else StepStatus.PENDING,
+        logged=None,
+    )
 
 
 def decide_operator_retry(definition: SagaDefinition, state: SagaState) -> Transition:

@@ -8,6 +8,8 @@ there, and the scheduling fields the claim protocol and the sweeper use:
   or when the saga rests);
 - ``dispatched_at``: when a message for it was last handed to the broker (NULL: none was, the
   due time is the sweeper's to act on);
+- ``stop_code``, ``stop_actor``, ``stop_requested_at``: a request to stop the saga at its
+  next step boundary and compensate (``sagas.engine``);
 - ``claim_token``, ``claimed_at``, ``claim_host``, ``claim_pid``, ``claim_worker``,
   ``claim_process`` and ``deadline``: the attempt running now (``claim_process`` is the
   worker's collision-free identity, ``sagas.workers``), and the time past which it counts as
@@ -29,7 +31,7 @@ from typing import ClassVar
 from django.db import models
 from django.db.models import Q
 
-from sagas.definitions import Failure
+from sagas.definitions import Failure, StopRequest
 from sagas.statuses import (
     ACTIVE_SAGA_STATUSES,
     COMPENSATION_STEP_STATUSES,
@@ -88,6 +90,13 @@ class Saga(models.Model):
     failure_step = models.CharField(max_length=100, blank=True, default="")
     failure_code = models.CharField(max_length=100, blank=True, default="")
     failure_message = models.TextField(blank=True, default="")
+
+    #: A request to stop at the next step boundary and compensate (``sagas.engine``): its
+    #: code (the compensations' failure code), who asked and when. Written once, by the
+    #: request (``sagas.recorder.stop_request_record``).
+    stop_code = models.CharField(max_length=100, blank=True, default="")
+    stop_actor = models.CharField(max_length=200, blank=True, default="")
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
@@ -151,6 +160,13 @@ class Saga(models.Model):
         if not self.failure_code:
             return None
         return Failure(step=self.failure_step, code=self.failure_code, message=self.failure_message)
+
+    @property
+    def stop(self) -> StopRequest | None:
+        """Return the request to stop the saga, or None when nobody asked."""
+        if not self.stop_code:
+            return None
+        return StopRequest(code=self.stop_code, actor=self.stop_actor)
 
 
 class FailedCompensationManager(models.Manager["FailedCompensation"]):

@@ -17,8 +17,16 @@ and, when an attempt ends, the attempt log together, in one round trip. The next
 message is published only after the write commits (at once in autocommit, when the caller's
 transaction commits otherwise).
 
+A request to stop a saga (:func:`stop_request_record`) is the one other write: it runs in
+its caller's transaction with the saga's row locked, records who asked, and, when no attempt
+runs, records the stop's transition through :func:`outcome_record` in the same transaction.
+The compare-and-set includes the request, so an outcome decided before a request landed
+writes nothing; :func:`outcome_record` then loads the saga again and decides with the
+request seen (see there).
+
 Column lists come from the models' fields. A saga column is either set at the start and
-never again (:data:`SAGA_SET_AT_START`) or written by every recorded outcome; a step column
+never again (:data:`SAGA_SET_AT_START`), set by a stop request and never again
+(:data:`SAGA_SET_BY_STOP_REQUEST`), or written by every recorded outcome; a step column
 is set at the start, by the claim, or by the outcome; an attempt-log row is inserted from a
 model instance, so a new column with a default needs no change here. The drift tests in
 ``sagas/tests/test_recorder.py`` hold the statements and the models together.
@@ -40,10 +48,20 @@ from django.db.models import Field, Model
 from eventstore.factory import event_store
 from eventstore.records import NewEvent
 from infrastructure.db import prepared_insert_row_groups, server_binding_cursor
-from sagas.definitions import Failure, SagaDefinition
+from sagas.definitions import Failure, LateStop, SagaDefinition, StopRequest
 from sagas.dispatch import StepMessage, countdown_allowed, publish_on_commit
-from sagas.engine import Claim, Cursor, SagaState, Transition, claimed_step_status, first_cursor
-from sagas.errors import SagaNotFound
+from sagas.engine import (
+    Claim,
+    Cursor,
+    SagaState,
+    StopVerdict,
+    Transition,
+    claimed_step_status,
+    decide_stop,
+    decide_stop_request,
+    first_cursor,
+)
+from sagas.errors import SagaNotFound, TransactionRequired
 from sagas.models import Saga, SagaStep, SagaStepExecution
 from sagas.registry import get_definition
 from sagas.statuses import AttemptStatus, Phase, SagaStatus, StepStatus
@@ -64,6 +82,8 @@ _PHASE_DONE = {
 SAGA_SET_AT_START = frozenset(
     {"id", "saga_type", "subject", "exclusive", "correlation_id", "actor", "created_at"}
 )
+#: Saga fields written by a request to stop the saga, once, and by nothing else.
+SAGA_SET_BY_STOP_REQUEST = frozenset({"stop_code", "stop_actor", "stop_requested_at"})
 #: Step fields written when the saga starts and never changed after.
 STEP_SET_AT_START = frozenset({"id", "saga", "position", "name", "compensable"})
 
@@ -150,6 +170,10 @@ def saga_load(saga_id: UUID) -> Saga | None:
         row = cursor.fetchone()
     if row is None:
         return None
+    return _saga_from_row(row)
+
+
+def _saga_from_row(row: tuple[Any, ...]) -> Saga:
     values = [
         convert(value, None, connection)
         if (convert := getattr(f, "from_db_value", None))
@@ -168,6 +192,7 @@ def saga_state(saga: Saga, definition: SagaDefinition) -> SagaState:
         round_start=saga.round_start,
         redeliveries=saga.redeliveries,
         failure=saga.failure,
+        stop=saga.stop,
     )
 
 
@@ -188,6 +213,7 @@ def _seen(saga: Saga) -> dict[str, Any]:
         "seen_phase": saga.current_phase,
         "seen_attempt": saga.attempt,
         "seen_token": saga.claim_token,
+        "seen_stop": saga.stop_requested_at,
     }
 
 
@@ -197,6 +223,7 @@ _SEEN = (
     f" AND {column(Saga, 'current_phase')} = %(seen_phase)s::text"
     f" AND {column(Saga, 'attempt')} = %(seen_attempt)s::integer"
     f" AND {column(Saga, 'claim_token')} IS NOT DISTINCT FROM %(seen_token)s::uuid"
+    f" AND {column(Saga, 'stop_requested_at')} IS NOT DISTINCT FROM %(seen_stop)s::timestamptz"
 )
 
 
@@ -490,25 +517,55 @@ def outcome_record(
     ``attempt`` describes the attempt that ended, for the step log (None for an operator's
     action, which ends none). Raises :class:`SagaNotFound` for an
     unknown id, and whatever ``decision`` raises (``SagaStateConflict``), before writing.
+
+    A stop request that landed between the load and the write makes the write miss (the
+    compare-and-set includes it). The saga is then loaded again and, when nothing but the
+    request changed, decided again with the request seen: the attempt's outcome is not
+    dropped, and a last step that succeeded meanwhile completes the saga as stopped too late
+    rather than as if nobody had asked. A request is written once, so this happens once.
     """
-    if isinstance(target, Loaded):
-        loaded = target
-    else:
-        saga = saga_load(target)
-        if saga is None:
-            raise SagaNotFound(target)
-        definition = get_definition(saga.saga_type)
-        loaded = Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
+    loaded = target if isinstance(target, Loaded) else _load(target)
+    recorded = _decide_and_write(loaded, decision, now=now, attempt=attempt)
+    if not recorded.applied:
+        fresh = _load(loaded.saga.id)
+        if _only_a_stop_arrived(loaded.saga, fresh.saga):
+            recorded = _decide_and_write(fresh, decision, now=now, attempt=attempt)
+    return recorded
+
+
+def _load(saga_id: UUID) -> Loaded:
+    saga = saga_load(saga_id)
+    if saga is None:
+        raise SagaNotFound(saga_id)
+    definition = get_definition(saga.saga_type)
+    return Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
+
+
+def _only_a_stop_arrived(seen: Saga, now: Saga) -> bool:
+    """Tell whether ``now`` is ``seen`` with a stop request added and nothing else moved."""
+    same = _seen(seen) | {"seen_stop": None} == _seen(now) | {"seen_stop": None}
+    return same and seen.stop_requested_at is None and now.stop_requested_at is not None
+
+
+def _decide_and_write(
+    loaded: Loaded, decision: Decision, *, now: datetime, attempt: AttemptRecord | None
+) -> Recorded:
     transition = decision(loaded.definition, loaded.state)
-    if (
+    failed = (
         transition.saga_status is SagaStatus.COMPENSATION_FAILED
         and loaded.state.status is not SagaStatus.COMPENSATION_FAILED
-    ):
-        # The event that tells the outside world (webhooks) commits with the status or not at all.
+    )
+    late = transition.stopped_late and loaded.definition.on_late_stop is not None
+    if failed or late:
+        # What tells the outside world (the webhooks' event) or undoes a saga stopped too
+        # late (its definition's hook, e.g. a cancel saga) commits with the status or not
+        # at all.
         with transaction.atomic():
             applied = _transition_write(loaded, transition, now=now, attempt=attempt)
-            if applied:
+            if applied and failed:
                 _compensation_failed_append(loaded, transition, now=now)
+            if applied and late:
+                _late_stop_hand_over(loaded)
     else:
         applied = _transition_write(loaded, transition, now=now, attempt=attempt)
     if applied and attempt is not None:
@@ -524,6 +581,21 @@ def outcome_record(
             now=now,
         )
     return Recorded(loaded=loaded, transition=transition, applied=applied)
+
+
+def _late_stop_hand_over(loaded: Loaded) -> None:
+    """Call the definition's ``on_late_stop`` for a saga that completed although stopped."""
+    saga, hook = loaded.saga, loaded.definition.on_late_stop
+    assert hook is not None and loaded.state.stop is not None
+    hook(
+        LateStop(
+            saga_id=saga.id,
+            saga_type=saga.saga_type,
+            context=dict(saga.context),
+            correlation_id=saga.correlation_id,
+            stop=loaded.state.stop,
+        )
+    )
 
 
 def _compensation_failed_append(loaded: Loaded, transition: Transition, *, now: datetime) -> None:
@@ -651,6 +723,68 @@ def _schedule(
         phase=target.phase,
         delay=schedule.delay,
     )
+
+
+# --- a request to stop ----------------------------------------------------------------------
+
+_LOCK_SQL = f"{_LOAD_SQL} FOR UPDATE"
+_STOP_SET = {name: _bound(Saga, name, "stop_") for name in SAGA_SET_BY_STOP_REQUEST}
+_STOP_SQL = f"""
+UPDATE {table(Saga)} SET
+    {_set_list(Saga, _STOP_SET)}
+WHERE {column(Saga, "id")} = %(saga_id)s::uuid
+"""  # noqa: S608
+
+
+def stop_request_record(saga_id: UUID, stop: StopRequest, *, now: datetime) -> StopVerdict:
+    """Ask a saga to stop at its next step boundary and compensate; say what that did.
+
+    Runs in the caller's transaction (``TransactionRequired`` outside one), so the request
+    commits with whatever the caller writes beside it. The saga's row is locked first: a
+    claim or an outcome racing the request waits for it, then finds the row changed and
+    acts on what it says (a claim of a stopped cursor is a no-op; an outcome is decided
+    again with the request seen, :func:`outcome_record`). :func:`decide_stop_request`
+    decides; the request is written when it is the first; when no attempt runs, the stop
+    itself is recorded too (``decide_stop``), its first compensation's message sent after
+    commit. Raises :class:`SagaNotFound` for an unknown id.
+    """
+    if not connection.in_atomic_block:
+        raise TransactionRequired()
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [saga_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise SagaNotFound(saga_id)
+    loaded = _loaded_from_row(row)
+    verdict = decide_stop_request(
+        loaded.definition, loaded.state, claimed=loaded.saga.claim_token is not None
+    )
+    if verdict not in (StopVerdict.RECORD_AND_WAIT, StopVerdict.RECORD_AND_STOP):
+        return verdict
+    saga = loaded.saga
+    saga.stop_code, saga.stop_actor, saga.stop_requested_at = stop.code, stop.actor, now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _STOP_SQL,
+            {"saga_id": saga.id}
+            | {f"stop_{name}": getattr(saga, name) for name in SAGA_SET_BY_STOP_REQUEST},
+        )
+    if verdict is StopVerdict.RECORD_AND_STOP:
+        stopped = Loaded(
+            saga=saga,
+            definition=loaded.definition,
+            state=saga_state(saga, loaded.definition),
+        )
+        recorded = outcome_record(stopped, decide_stop, now=now)
+        # The row is locked by this transaction: nothing can have moved it.
+        assert recorded.applied, f"saga {saga.id} changed under its row lock"
+    return verdict
+
+
+def _loaded_from_row(row: tuple[Any, ...]) -> Loaded:
+    saga = _saga_from_row(row)
+    definition = get_definition(saga.saga_type)
+    return Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
 
 
 # --- a saga's start ----------------------------------------------------------------------------

@@ -27,11 +27,12 @@ from sagas.definitions import (
     Step,
     StepBusinessFailure,
     StepCall,
+    StopRequest,
     TransientStepError,
     idempotency_key,
 )
 from sagas.dispatch import StepMessage, publish_on_commit
-from sagas.engine import first_cursor
+from sagas.engine import StopVerdict, first_cursor
 from sagas.errors import (
     SagaAlreadyActive,
     TransactionRequired,
@@ -39,7 +40,7 @@ from sagas.errors import (
 from sagas.faults import fault_take
 from sagas.models import Saga
 from sagas.operations import saga_retry, saga_skip_compensation
-from sagas.recorder import saga_record_start
+from sagas.recorder import saga_record_start, stop_request_record
 from sagas.registry import get_definition
 from sagas.statuses import (
     ACTIVE_SAGA_STATUSES,
@@ -49,8 +50,11 @@ from sagas.statuses import (
 from sagas.sweeper import SweepResult, sagas_sweep
 
 __all__ = [
+    "StopVerdict",
     "SweepResult",
+    "is_one_active_exclusive_violation",
     "saga_begin",
+    "saga_request_stop",
     "saga_retry",
     "saga_skip_compensation",
     "saga_start",
@@ -92,9 +96,14 @@ def saga_start(
     except IntegrityError as exc:
         # Two exclusive starts racing each other: the index decides, at the latest when
         # the loser commits.
-        if exclusive and _ONE_ACTIVE_EXCLUSIVE in str(exc):
+        if exclusive and is_one_active_exclusive_violation(exc):
             raise SagaAlreadyActive(subject) from exc
         raise
+
+
+def is_one_active_exclusive_violation(exc: IntegrityError) -> bool:
+    """Tell whether ``exc`` is the index refusing a second active exclusive saga on a subject."""
+    return _ONE_ACTIVE_EXCLUSIVE in str(exc)
 
 
 def saga_begin(
@@ -168,6 +177,23 @@ def saga_begin(
             )
         )
     return saga_id
+
+
+def saga_request_stop(
+    *, saga_id: UUID, code: str, actor: str, now: datetime | None = None
+) -> StopVerdict:
+    """Ask a saga to stop at its next step boundary and compensate, in the caller's transaction.
+
+    ``code`` is the failure code its compensations see, ``actor`` who asked. The request is
+    recorded on the saga's row (the first one stands); a step already running finishes
+    first and its outcome decides, and when none runs the saga starts compensating here.
+    Returns the engine's verdict (``StopVerdict``): ``COMPLETED`` says the saga completed
+    before it could be stopped, so undoing it is the caller's to start.
+    ``TransactionRequired`` outside a transaction; ``SagaNotFound`` for an unknown id.
+    """
+    return stop_request_record(
+        saga_id, StopRequest(code=code, actor=actor), now=now or database_now()
+    )
 
 
 def _active_exclusive_saga_on(subject: str) -> bool:

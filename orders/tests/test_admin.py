@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from eventstore.models import StoredEvent
 from orders.models import OrderSummary
+from orders.services import order_request_cancellation
 from sagas.models import Saga
 from sagas.tests.harness import drive
 from tests.admin.support import confirmed_order, place, queries_for, staff_client
@@ -121,10 +122,11 @@ def test_staff_with_the_permission_cancel_a_confirmed_order_after_confirming() -
 
 
 def test_bulk_cancel_asks_for_confirmation_and_reports_each_order() -> None:
-    client, _ = staff_client("orders.cancel_order")
-    first, second = confirmed_order(), confirmed_order()
-    pending = place().order_id
-    ids = [str(first), str(second), str(pending)]
+    client, user = staff_client("orders.cancel_order")
+    confirmed, pending, cancelled = confirmed_order(), place(), place()
+    order_request_cancellation(order_id=cancelled.order_id, actor="user:0", acting_as_staff=True)
+    assert drive(cancelled.saga_id).status == "COMPENSATED"
+    ids = [str(confirmed), str(pending.order_id), str(cancelled.order_id)]
 
     assert 'value="cancel_orders"' in client.get(CHANGELIST).content.decode()
     ask = client.post(CHANGELIST, {"action": "cancel_orders", "_selected_action": ids, "index": 0})
@@ -138,20 +140,29 @@ def test_bulk_cancel_asks_for_confirmation_and_reports_each_order() -> None:
     )
 
     notes = [str(m) for m in get_messages(done.wsgi_request)]
-    assert len([m for m in notes if "started" in m]) == 2
-    assert any(str(pending) in m and "not cancelled" in m for m in notes)
+    assert len([m for m in notes if "requested" in m]) == 2
+    assert any(str(cancelled.order_id) in m and "not cancelled" in m for m in notes)
     subjects = set(Saga.objects.filter(saga_type="cancel_order").values_list("subject", flat=True))
-    assert subjects == {f"order:{first}", f"order:{second}"}
+    assert subjects == {f"order:{confirmed}"}
+    stopped = Saga.objects.get(pk=pending.saga_id)
+    assert (stopped.stop_code, stopped.stop_actor) == ("cancelled_by_staff", f"user:{user.pk}")
 
 
-def test_pending_orders_cannot_be_cancelled_from_the_admin() -> None:
+def test_a_pending_order_is_cancelled_from_the_admin_by_stopping_its_placing_saga() -> None:
     client, _ = staff_client("orders.cancel_order")
-    order_id = place().order_id
+    placed = place()
+    order_id = placed.order_id
 
-    assert cancel_url(order_id) not in client.get(change_url(order_id)).content.decode()
-    assert "Only a CONFIRMED order" in client.get(cancel_url(order_id)).content.decode()
-    client.post(cancel_url(order_id), {"post": "yes"})
+    assert cancel_url(order_id) in client.get(change_url(order_id)).content.decode()
+    confirm = client.get(cancel_url(order_id)).content.decode()
+    assert "Yes, cancel the order" in confirm and "stops at its next step" in confirm
+    done = client.post(cancel_url(order_id), {"post": "yes"}, follow=True)
+
+    assert any(str(placed.saga_id) in str(m) for m in get_messages(done.wsgi_request))
     assert not Saga.objects.filter(saga_type="cancel_order").exists()
+    assert drive(placed.saga_id).status == "COMPENSATED"
+    order = OrderSummary.objects.get(pk=order_id)
+    assert (order.status, order.cancellation_reason) == ("CANCELLED", "cancelled_by_staff")
 
 
 def test_staff_without_the_cancel_permission_see_no_button_and_get_403() -> None:

@@ -442,11 +442,17 @@ def test_events_endpoint_lists_the_stream(client, products) -> None:
     assert event["metadata"]["correlation_id"] == "trace-123"
 
 
-def test_cancelling_a_pending_order_is_a_409(client, products) -> None:
-    order_id = post(client, order_body()).json()["id"]
-    response = client.post(f"{URL}{order_id}/cancel/", {}, format="json")
-    assert response.status_code == 409
-    assert "only a CONFIRMED order can be cancelled" in response.json()["detail"]
+def test_cancelling_a_pending_order_stops_its_placing_saga(client, products) -> None:
+    placed = post(client, order_body()).json()
+    response = client.post(f"{URL}{placed['id']}/cancel/", {}, format="json")
+
+    assert response.status_code == 202, response.content
+    # No step was running: the placing saga compensates at once, nothing else starts.
+    assert response.json()["saga"] == {
+        "id": placed["saga"]["id"],
+        "type": "place_order",
+        "status": "COMPENSATING",
+    }
     assert Saga.objects.filter(saga_type="cancel_order").count() == 0
 
 

@@ -8,7 +8,9 @@ the stock and the money.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -20,7 +22,7 @@ from inventory.models import Product
 from orders.models import OrderSummary
 from payments.models import SimulatedCharge, SimulatedRefund
 from payments.selectors import payment_totals_for_order
-from sagas.models import FaultRule
+from sagas.models import FaultRule, Saga
 from tests.factories import make_product, make_user
 from tests.support.worker import wait_for
 
@@ -317,7 +319,8 @@ def test_a_confirmed_order_is_cancelled_with_refund_and_restock(client_http, ope
     response = client_http.post(f"/api/orders/{placed['id']}/cancel/", {})
     assert response.status_code == 202, response.text
     assert response.json()["saga"]["type"] == "cancel_order"
-    assert client_http.post(f"/api/orders/{placed['id']}/cancel/", {}).status_code == 409
+    # Asked again while it is under way: accepted, the same cancel saga does the work.
+    assert client_http.post(f"/api/orders/{placed['id']}/cancel/", {}).status_code == 202
     order, saga = settle(client_http, operator_http, placed["id"])
 
     assert (order["status"], order["cancellation_reason"]) == ("CANCELLED", "cancelled_by_client")
@@ -326,6 +329,136 @@ def test_a_confirmed_order_is_cancelled_with_refund_and_restock(client_http, ope
     assert stock("E-6") == (5, 0)
     assert money(placed["id"]) == (Decimal("6.00"), Decimal("6.00"))
     assert client_http.post(f"/api/orders/{placed['id']}/cancel/", {}).status_code == 409
+    assert Saga.objects.filter(saga_type="cancel_order").count() == 1
+
+
+@contextlib.contextmanager
+def held_at(step: str) -> Iterator[None]:
+    """Hold the worker that claims ``step`` of place_order inside that attempt, until the end.
+
+    The step gets a fault rule with one failure left, whose row this holds locked: the worker
+    claims the attempt, then waits on the lock when it takes its fault (``sagas.faults``).
+    Before letting go the rule is spent, so the attempt then runs normally.
+    """
+    fault(step, "action", "transient", times=1)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        from django.db import connection, transaction
+
+        try:
+            with transaction.atomic():
+                rule = FaultRule.objects.select_for_update().get(
+                    saga_type="place_order", step=step, phase="action"
+                )
+                locked.set()
+                release.wait(timeout=120)
+                FaultRule.objects.filter(pk=rule.pk).update(remaining=0)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        yield
+    finally:
+        release.set()
+        holder.join(timeout=60)
+
+
+def running_at(saga_id: str, step: str) -> Saga:
+    """Wait until the saga's attempt at ``step`` is claimed (and held by :func:`held_at`)."""
+
+    def claimed() -> Saga | None:
+        saga = Saga.objects.get(pk=saga_id)
+        return saga if saga.current_step == step and saga.claim_token else None
+
+    return wait_for(claimed, timeout=30, message=f"saga {saga_id} to run {step}")
+
+
+@pytest.mark.parametrize(
+    ("step", "charged", "undone"),
+    [
+        # The request lands before the reservation is made: it is made, then released.
+        ("reserve_inventory", Decimal("0"), ["COMPENSATED", "COMPENSATED", "PENDING", "PENDING"]),
+        # After the reservation, before the charge: the charge is made, refunded.
+        ("charge_payment", Decimal("8.00"), ["COMPENSATED"] * 3 + ["PENDING"]),
+    ],
+)
+def test_a_pending_order_cancelled_while_a_step_runs_is_undone_after_it(
+    client_http, operator_http, step, charged, undone
+) -> None:
+    make_product("E-P", price="4.00", stock=10)
+    with held_at(step):
+        placed = client_http.place("E-P", 2)
+        running_at(placed["saga"]["id"], step)
+
+        response = client_http.post(f"/api/orders/{placed['id']}/cancel/", {})
+
+        assert response.status_code == 202, response.text
+        assert response.json()["saga"]["type"] == "place_order"
+        saga = Saga.objects.get(pk=placed["saga"]["id"])
+        # The running step finishes first: the request is recorded and waits for it.
+        assert (saga.status, saga.current_step, saga.stop_code) == (
+            "RUNNING",
+            step,
+            "cancelled_by_client",
+        )
+    order, saga = settle(client_http, operator_http, placed["id"])
+
+    assert (order["status"], order["cancellation_reason"]) == ("CANCELLED", "cancelled_by_client")
+    assert saga["status"] == "COMPENSATED" and saga["failure"]["code"] == "cancelled_by_client"
+    assert [s["status"] for s in saga["steps"]] == undone
+    assert step_of(saga, step)["attempts"] == 1
+    assert stock("E-P") == (10, 0)
+    assert money(placed["id"]) == (charged, charged)
+    assert client_http.post(f"/api/orders/{placed['id']}/cancel/", {}).status_code == 409
+
+
+def test_a_cancel_racing_the_confirmation_is_followed_by_a_cancel_saga(
+    client_http, operator_http
+) -> None:
+    make_product("E-R", price="4.00", stock=10)
+    with held_at("confirm_order"):
+        placed = client_http.place("E-R", 2)
+        running_at(placed["saga"]["id"], "confirm_order")
+
+        response = client_http.post(f"/api/orders/{placed['id']}/cancel/", {})
+
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "PENDING"
+        assert Saga.objects.get(pk=placed["saga"]["id"]).stop_code == "cancelled_by_client"
+    # The confirmation commits first; its outcome sees the request and hands over.
+    order, _ = settle(client_http, operator_http, placed["id"])
+
+    assert (order["status"], order["cancellation_reason"]) == ("CANCELLED", "cancelled_by_client")
+    assert [(s["type"], s["status"]) for s in order["sagas"]] == [
+        ("cancel_order", "COMPLETED"),
+        ("place_order", "COMPLETED"),
+    ]
+    events = client_http.get(f"/api/orders/{placed['id']}/events/").json()["results"]
+    assert [e["type"] for e in events] == ["OrderCreated", "OrderConfirmed", "OrderCancelled"]
+    assert stock("E-R") == (10, 0)
+    assert money(placed["id"]) == (Decimal("8.00"), Decimal("8.00"))
+    assert client_http.post(f"/api/orders/{placed['id']}/cancel/", {}).status_code == 409
+
+
+def test_staff_cancel_a_pending_order_as_staff(client_http, operator_http) -> None:
+    make_product("E-S", price="4.00", stock=10)
+    staff = Http(
+        operator_http.base,
+        make_user(staff=True, perms=("orders.view_ordersummary", "orders.cancel_order")),
+    )
+    with held_at("charge_payment"):
+        placed = client_http.place("E-S", 1)
+        running_at(placed["saga"]["id"], "charge_payment")
+        assert staff.post(f"/api/orders/{placed['id']}/cancel/", {}).status_code == 202
+    order, _ = settle(client_http, operator_http, placed["id"])
+
+    assert (order["status"], order["cancellation_reason"]) == ("CANCELLED", "cancelled_by_staff")
+    assert stock("E-S") == (10, 0)
+    assert money(placed["id"]) == (Decimal("4.00"), Decimal("4.00"))
 
 
 def test_eight_concurrent_orders_for_the_last_three_units(client_http, operator_http) -> None:
