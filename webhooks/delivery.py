@@ -5,6 +5,10 @@ sent, then its outcome recorded; a sender that dies in between leaves the lease 
 the delivery is sent again, with the same ``webhook-id``, as the Standard Webhooks spec
 allows. For one order (one stream), deliveries to one endpoint go in event order: a delivery
 is not claimed while an earlier one of its stream to its endpoint is unfinished.
+
+Queued once: the dispatch holds each due delivery it queues for ``QUEUED`` and hands the
+hold to the send, so the passes every second (and after each success) queue only what has
+newly become due, rather than a message per due delivery per pass.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +41,10 @@ RESPONSE_LIMIT = 1024
 TIMEOUT_SECONDS = 10.0
 #: How long a claimed delivery is held before another sender may take it over.
 LEASE = timedelta(seconds=60)
+#: How long a queued send holds its delivery: until then no dispatch queues it again, so a
+#: backlog is queued once, not once per pass; a message lost (a broker restart) is replaced
+#: after it.
+QUEUED = timedelta(seconds=30)
 RETRY_CAP_SECONDS = 3600.0
 
 
@@ -77,7 +86,13 @@ def _earlier_unfinished() -> Exists:
     )
 
 
-def due_deliveries(*, now: datetime) -> Any:
+def _unheld(now: datetime, queued: datetime | None) -> Q:
+    """Neither claimed nor queued, or queued by the dispatch that handed us ``queued``."""
+    unheld = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    return unheld if queued is None else unheld | Q(lease_until=queued)
+
+
+def due_deliveries(*, now: datetime, queued: datetime | None = None) -> Any:
     """Return the deliveries that may be sent now (a QuerySet, oldest first)."""
     return (
         WebhookDelivery.objects.filter(
@@ -85,7 +100,7 @@ def due_deliveries(*, now: datetime) -> Any:
             next_attempt_at__lte=now,
             endpoint__is_active=True,
         )
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(_unheld(now, queued))
         .exclude(_earlier_unfinished())
         .order_by("next_attempt_at", "id")
     )
@@ -97,18 +112,24 @@ class Claimed:
     lease_until: datetime
 
 
-def delivery_claim(*, delivery_id: int, now: datetime) -> Claimed | None:
-    """Take the delivery for one attempt if it is due, unheld and first of its order."""
+def delivery_claim(
+    *, delivery_id: int, now: datetime, queued: datetime | None = None
+) -> Claimed | None:
+    """Take the delivery for one attempt if it is due, unheld and first of its order.
+
+    ``queued`` is the hold the dispatch put on it when it queued this send: the send may
+    take it over at once; any other send waits for the hold to run out.
+    """
     lease_until = now + LEASE
     # One conditional UPDATE: two senders racing for the same row, one wins. The row's own
     # conditions are repeated outside the subquery: a sender that waited for the other's
     # lock re-checks only those against the row as the other left it (the subquery's answer
     # is from before), so without them both would claim it and the delivery went twice.
-    taken = due_deliveries(now=now).filter(id=delivery_id).values("id")
+    taken = due_deliveries(now=now, queued=queued).filter(id=delivery_id).values("id")
     updated = (
         WebhookDelivery.objects.filter(id__in=taken)
         .filter(status__in=UNFINISHED_STATUSES, next_attempt_at__lte=now)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(_unheld(now, queued))
         .update(lease_until=lease_until, attempts=F("attempts") + 1)
     )
     if not updated:
@@ -158,9 +179,11 @@ def http_post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
     return Answer(response.status_code, text, error)
 
 
-def delivery_send(*, delivery_id: int, now: datetime | None = None) -> DeliveryStatus | None:
+def delivery_send(
+    *, delivery_id: int, now: datetime | None = None, queued: datetime | None = None
+) -> DeliveryStatus | None:
     """Make one attempt at a delivery; return its new status (None when not claimed)."""
-    claimed = delivery_claim(delivery_id=delivery_id, now=now or timezone.now())
+    claimed = delivery_claim(delivery_id=delivery_id, now=now or timezone.now(), queued=queued)
     if claimed is None:
         return None
     delivery = claimed.delivery
@@ -249,14 +272,36 @@ def _dispatch_next() -> None:
     dispatch_due.delay()
 
 
-def deliveries_dispatch_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """Queue a send task for each delivery due now; return their ids."""
+def deliveries_dispatch_due(
+    *,
+    now: datetime | None = None,
+    limit: int = 500,
+    send: Callable[[int, datetime], None] | None = None,
+) -> list[int]:
+    """Queue a send task for each delivery due now and not queued yet; return their ids.
+
+    Each is held for ``QUEUED`` and its send is handed the hold, so the passes that follow
+    (every second, and after each success) queue only what has become due since.
+    """
+    now = now or timezone.now()
+    queued = now + QUEUED
+    with transaction.atomic():
+        # SKIP LOCKED: two dispatches at once share the due deliveries out between them.
+        ids = list(
+            due_deliveries(now=now)
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", flat=True)[:limit]
+        )
+        WebhookDelivery.objects.filter(id__in=ids).update(lease_until=queued)
+    for delivery_id in ids:
+        (send or _queue_send)(delivery_id, queued)
+    return ids
+
+
+def _queue_send(delivery_id: int, queued: datetime) -> None:
     from webhooks.tasks import send_delivery
 
-    ids = list(due_deliveries(now=now or timezone.now()).values_list("id", flat=True)[:limit])
-    for delivery_id in ids:
-        send_delivery.delay(delivery_id=delivery_id)
-    return ids
+    send_delivery.delay(delivery_id=delivery_id, queued=queued.isoformat())
 
 
 def delivery_redeliver(*, delivery_id: int, now: datetime | None = None) -> WebhookDelivery:

@@ -4,6 +4,8 @@ Beat runs the relay and the dispatch of due deliveries every second or so: nothi
 a message surviving, a lost one only delays a delivery until the next pass.
 """
 
+from datetime import datetime
+
 from celery import shared_task
 
 from eventstore.projections import projection_catch_up
@@ -24,6 +26,11 @@ def dispatch_due() -> None:
 
 
 @shared_task(name="webhooks.send_delivery", ignore_result=True)
-def send_delivery(*, delivery_id: int) -> None:
-    """Make one attempt at a delivery (a no-op unless it is due and unheld)."""
-    delivery_send(delivery_id=delivery_id)
+def send_delivery(*, delivery_id: int, queued: str | None = None) -> None:
+    """Make one attempt at a delivery (a no-op unless it is due and unheld, or held for us).
+
+    ``queued`` is the hold the dispatch put on the delivery (ISO 8601), absent from a
+    message queued before holds existed.
+    """
+    held = datetime.fromisoformat(queued) if queued else None
+    delivery_send(delivery_id=delivery_id, queued=held)
