@@ -191,22 +191,20 @@ def delivery_send(
     endpoint, which waited for it alone, is sent in the same task when due: up to
     ``SUCCESSORS_PER_SEND`` in a row, the rest at the next pass.
     """
-    first = status = _send_once(delivery_id=delivery_id, now=now, queued=queued)
-    current = delivery_id
+    first, done = _send_once(delivery_id=delivery_id, now=now, queued=queued)
+    status = first
     for _ in range(SUCCESSORS_PER_SEND):
-        if status not in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
+        if done is None or status not in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
             break
-        successor = _successor(current, now=now or timezone.now())
+        successor = _successor(done, now=now or timezone.now())
         if successor is None:
             break
-        current = successor
-        status = _send_once(delivery_id=successor, now=now, queued=None)
+        status, done = _send_once(delivery_id=successor, now=now, queued=None)
     return first
 
 
-def _successor(delivery_id: int, *, now: datetime) -> int | None:
+def _successor(done: WebhookDelivery, *, now: datetime) -> int | None:
     """Return the next event's delivery of this one's order and endpoint, if due and unheld."""
-    done = WebhookDelivery.objects.get(id=delivery_id)
     found: int | None = (
         due_deliveries(now=now)
         .filter(
@@ -224,10 +222,11 @@ def _successor(delivery_id: int, *, now: datetime) -> int | None:
 
 def _send_once(
     *, delivery_id: int, now: datetime | None, queued: datetime | None
-) -> DeliveryStatus | None:
+) -> tuple[DeliveryStatus | None, WebhookDelivery | None]:
+    """Attempt the delivery; return its new status and the delivery (None, None if not ours)."""
     claimed = delivery_claim(delivery_id=delivery_id, now=now or timezone.now(), queued=queued)
     if claimed is None:
-        return None
+        return None, None
     delivery = claimed.delivery
     endpoint = delivery.endpoint
     body = body_bytes(delivery.payload)
@@ -243,7 +242,7 @@ def _send_once(
             body=body,
         )
         answer = http_post(endpoint.url, body, headers)
-    return delivery_record(claimed, answer, now=timezone.now() if now is None else now)
+    return delivery_record(claimed, answer, now=timezone.now() if now is None else now), delivery
 
 
 def delivery_record(claimed: Claimed, answer: Answer, *, now: datetime) -> DeliveryStatus:
