@@ -19,7 +19,7 @@ from collections.abc import Callable
 from bench.records import Record, save
 
 # The order they run in. A module another issue has yet to add is reported as not present.
-BENCHMARKS = ("eventstore", "saga_throughput", "api", "admin_pages")
+BENCHMARKS = ("eventstore", "saga_throughput", "api", "admin_pages", "webhooks")
 # Modules whose name differs from the benchmark's.
 MODULES = {"eventstore": "bench.eventstore_bench"}
 
