@@ -49,6 +49,11 @@ RETRY_CAP_SECONDS = 3600.0
 #: How many later events of one order a send goes on to deliver before leaving the rest to
 #: the dispatch (so one busy order does not hold a worker process for long).
 SUCCESSORS_PER_SEND = 10
+#: Deliveries one send task takes at most: a task per delivery costs a broker round trip
+#: and a task's overhead each, about as much as the POST to a nearby receiver.
+SENDS_PER_TASK = 20
+#: A backlog shorter than SPREAD x SENDS_PER_TASK is split into this many tasks.
+SPREAD = 4
 
 
 def retry_delay(attempts: int, *, base: float, rand: float) -> float:
@@ -314,32 +319,55 @@ def deliveries_dispatch_due(
     *,
     now: datetime | None = None,
     limit: int = 500,
-    send: Callable[[int, datetime], None] | None = None,
+    send: Callable[[list[int], datetime], None] | None = None,
 ) -> list[int]:
-    """Queue a send task for each delivery due now and not queued yet; return their ids.
+    """Queue send tasks for the deliveries due now and not queued yet; return their ids.
 
     Each is held for ``QUEUED`` and its send is handed the hold, so the passes that follow
-    (every second) queue only what has become due since.
+    (every second) queue only what has become due since. One task takes several deliveries
+    to one endpoint (``send_batches``).
     """
     now = now or timezone.now()
     queued = now + QUEUED
     with transaction.atomic():
         # SKIP LOCKED: two dispatches at once share the due deliveries out between them.
-        ids = list(
+        rows = list(
             due_deliveries(now=now)
             .select_for_update(skip_locked=True, of=("self",))
-            .values_list("id", flat=True)[:limit]
+            .values_list("id", "endpoint_id")[:limit]
         )
-        WebhookDelivery.objects.filter(id__in=ids).update(lease_until=queued)
-    for delivery_id in ids:
-        (send or _queue_send)(delivery_id, queued)
-    return ids
+        WebhookDelivery.objects.filter(id__in=[i for i, _ in rows]).update(lease_until=queued)
+    for batch in send_batches(rows):
+        (send or _queue_send)(batch, queued)
+    return [i for i, _ in rows]
 
 
-def _queue_send(delivery_id: int, queued: datetime) -> None:
-    from webhooks.tasks import send_delivery
+def send_batches(rows: list[tuple[int, int]]) -> list[list[int]]:
+    """Split (delivery id, endpoint id) pairs into the id lists of one send task each.
 
-    send_delivery.delay(delivery_id=delivery_id, queued=queued.isoformat())
+    Per endpoint, so a slow receiver delays only its own; at most ``SENDS_PER_TASK``, and
+    a short backlog is spread over ``SPREAD`` tasks so that the worker processes share it.
+    """
+    by_endpoint: dict[int, list[int]] = {}
+    for delivery_id, endpoint_id in rows:
+        by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
+    batches: list[list[int]] = []
+    for ids in by_endpoint.values():
+        size = max(1, min(SENDS_PER_TASK, -(-len(ids) // SPREAD)))
+        batches += [ids[n : n + size] for n in range(0, len(ids), size)]
+    return batches
+
+
+def deliveries_send(*, delivery_ids: list[int], queued: datetime | None = None) -> None:
+    """Send each delivery in turn (each claimed on its own, as ``delivery_send`` does)."""
+    for delivery_id in delivery_ids:
+        delivery_send(delivery_id=delivery_id, queued=queued)
+
+
+def _queue_send(delivery_ids: list[int], queued: datetime) -> None:
+    from webhooks.tasks import send_deliveries
+
+    send_deliveries.delay(delivery_ids=delivery_ids, queued=queued.isoformat())
 
 
 def delivery_redeliver(*, delivery_id: int, now: datetime | None = None) -> WebhookDelivery:

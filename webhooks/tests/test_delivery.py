@@ -39,6 +39,7 @@ from webhooks.delivery import (
     delivery_claim,
     delivery_send,
     retry_delay,
+    send_batches,
 )
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from webhooks.relay import RELAY_NAME
@@ -345,11 +346,11 @@ def test_a_due_delivery_is_queued_once_until_its_send_runs(receiver: Receiver) -
     place()
     relay()
     delivery = WebhookDelivery.objects.get()
-    queued: list[tuple[int, datetime]] = []
+    queued: list[tuple[list[int], datetime]] = []
     now = timezone.now()
 
-    def queue(delivery_id: int, held: datetime) -> None:
-        queued.append((delivery_id, held))
+    def queue(delivery_ids: list[int], held: datetime) -> None:
+        queued.append((delivery_ids, held))
 
     assert deliveries_dispatch_due(now=now, send=queue) == [delivery.id]
     # The passes that follow while its send waits in the queue do not queue it again.
@@ -370,15 +371,26 @@ def test_a_queued_send_that_never_runs_is_queued_again_after_its_hold(
     delivery = WebhookDelivery.objects.get()
     now = timezone.now()
     lost: list[datetime] = []
-    assert deliveries_dispatch_due(now=now, send=lambda _id, held: lost.append(held)) == [
+    assert deliveries_dispatch_due(now=now, send=lambda _ids, held: lost.append(held)) == [
         delivery.id
     ]
     # Its message was lost (a broker restart): once the hold runs out it is queued again.
     later = now + QUEUED + timedelta(seconds=1)
     again: list[datetime] = []
-    assert deliveries_dispatch_due(now=later, send=lambda _id, held: again.append(held)) == [
+    assert deliveries_dispatch_due(now=later, send=lambda _ids, held: again.append(held)) == [
         delivery.id
     ]
     # The lost message, were it found after all, no longer holds the delivery.
     assert delivery_claim(delivery_id=delivery.id, now=later, queued=lost[0]) is None
     assert delivery_send(delivery_id=delivery.id, now=later, queued=again[0]) == "SUCCEEDED"
+
+
+def test_due_deliveries_are_sent_in_batches_per_endpoint() -> None:
+    rows = [(n, 1) for n in range(1, 101)] + [(101, 2), (102, 2)]
+    batches = send_batches(rows)
+    # Endpoint 1's hundred in batches of twenty at most; endpoint 2's apart.
+    assert [len(b) for b in batches] == [20, 20, 20, 20, 20, 1, 1]
+    assert sorted(i for b in batches for i in b) == list(range(1, 103))
+    assert [101] in batches and [102] in batches
+    # A short backlog is still shared among several tasks.
+    assert [len(b) for b in send_batches([(n, 1) for n in range(8)])] == [2, 2, 2, 2]
