@@ -28,6 +28,7 @@ BENCHMARKS = (
     "api",
     "admin_pages",
     "observability",
+    "webhooks",
 )
 # Modules whose name differs from the benchmark's.
 MODULES = {"eventstore": "bench.eventstore_bench"}

@@ -5,6 +5,10 @@ sent, then its outcome recorded; a sender that dies in between leaves the lease 
 the delivery is sent again, with the same ``webhook-id``, as the Standard Webhooks spec
 allows. For one order (one stream), deliveries to one endpoint go in event order: a delivery
 is not claimed while an earlier one of its stream to its endpoint is unfinished.
+
+Queued once: the dispatch holds each due delivery it queues for ``QUEUED`` and hands the
+hold to the send, so the passes every second queue only what has newly become due, rather
+than a message per due delivery per pass; a success sends the next event of its order.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +41,19 @@ RESPONSE_LIMIT = 1024
 TIMEOUT_SECONDS = 10.0
 #: How long a claimed delivery is held before another sender may take it over.
 LEASE = timedelta(seconds=60)
+#: How long a queued send holds its delivery: until then no dispatch queues it again, so a
+#: backlog is queued once, not once per pass; a message lost (a broker restart) is replaced
+#: after it.
+QUEUED = timedelta(seconds=30)
 RETRY_CAP_SECONDS = 3600.0
+#: How many later events of one order a send goes on to deliver before leaving the rest to
+#: the dispatch (so one busy order does not hold a worker process for long).
+SUCCESSORS_PER_SEND = 10
+#: Deliveries one send task takes at most: a task per delivery costs a broker round trip
+#: and a task's overhead each, about as much as the POST to a nearby receiver.
+SENDS_PER_TASK = 20
+#: A backlog shorter than SPREAD x SENDS_PER_TASK is split into this many tasks.
+SPREAD = 4
 
 
 def retry_delay(attempts: int, *, base: float, rand: float) -> float:
@@ -77,7 +94,13 @@ def _earlier_unfinished() -> Exists:
     )
 
 
-def due_deliveries(*, now: datetime) -> Any:
+def _unheld(now: datetime, queued: datetime | None) -> Q:
+    """Neither claimed nor queued, or queued by the dispatch that handed us ``queued``."""
+    unheld = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    return unheld if queued is None else unheld | Q(lease_until=queued)
+
+
+def due_deliveries(*, now: datetime, queued: datetime | None = None) -> Any:
     """Return the deliveries that may be sent now (a QuerySet, oldest first)."""
     return (
         WebhookDelivery.objects.filter(
@@ -85,7 +108,7 @@ def due_deliveries(*, now: datetime) -> Any:
             next_attempt_at__lte=now,
             endpoint__is_active=True,
         )
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(_unheld(now, queued))
         .exclude(_earlier_unfinished())
         .order_by("next_attempt_at", "id")
     )
@@ -97,18 +120,24 @@ class Claimed:
     lease_until: datetime
 
 
-def delivery_claim(*, delivery_id: int, now: datetime) -> Claimed | None:
-    """Take the delivery for one attempt if it is due, unheld and first of its order."""
+def delivery_claim(
+    *, delivery_id: int, now: datetime, queued: datetime | None = None
+) -> Claimed | None:
+    """Take the delivery for one attempt if it is due, unheld and first of its order.
+
+    ``queued`` is the hold the dispatch put on it when it queued this send: the send may
+    take it over at once; any other send waits for the hold to run out.
+    """
     lease_until = now + LEASE
     # One conditional UPDATE: two senders racing for the same row, one wins. The row's own
     # conditions are repeated outside the subquery: a sender that waited for the other's
     # lock re-checks only those against the row as the other left it (the subquery's answer
     # is from before), so without them both would claim it and the delivery went twice.
-    taken = due_deliveries(now=now).filter(id=delivery_id).values("id")
+    taken = due_deliveries(now=now, queued=queued).filter(id=delivery_id).values("id")
     updated = (
         WebhookDelivery.objects.filter(id__in=taken)
         .filter(status__in=UNFINISHED_STATUSES, next_attempt_at__lte=now)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(_unheld(now, queued))
         .update(lease_until=lease_until, attempts=F("attempts") + 1)
     )
     if not updated:
@@ -158,11 +187,51 @@ def http_post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
     return Answer(response.status_code, text, error)
 
 
-def delivery_send(*, delivery_id: int, now: datetime | None = None) -> DeliveryStatus | None:
-    """Make one attempt at a delivery; return its new status (None when not claimed)."""
-    claimed = delivery_claim(delivery_id=delivery_id, now=now or timezone.now())
+def delivery_send(
+    *, delivery_id: int, now: datetime | None = None, queued: datetime | None = None
+) -> DeliveryStatus | None:
+    """Make one attempt at a delivery; return its new status (None when not claimed).
+
+    Once it is done with (succeeded, or failed for good), the next event of its order to its
+    endpoint, which waited for it alone, is sent in the same task when due: up to
+    ``SUCCESSORS_PER_SEND`` in a row, the rest at the next pass.
+    """
+    first, done = _send_once(delivery_id=delivery_id, now=now, queued=queued)
+    status = first
+    for _ in range(SUCCESSORS_PER_SEND):
+        if done is None or status not in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
+            break
+        successor = _successor(done, now=now or timezone.now())
+        if successor is None:
+            break
+        status, done = _send_once(delivery_id=successor, now=now, queued=None)
+    return first
+
+
+def _successor(done: WebhookDelivery, *, now: datetime) -> int | None:
+    """Return the next event's delivery of this one's order and endpoint, if due and unheld."""
+    found: int | None = (
+        due_deliveries(now=now)
+        .filter(
+            endpoint_id=done.endpoint_id,
+            stream_type=done.stream_type,
+            stream_id=done.stream_id,
+            stream_version__gt=done.stream_version,
+        )
+        .order_by("stream_version")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return found
+
+
+def _send_once(
+    *, delivery_id: int, now: datetime | None, queued: datetime | None
+) -> tuple[DeliveryStatus | None, WebhookDelivery | None]:
+    """Attempt the delivery; return its new status and the delivery (None, None if not ours)."""
+    claimed = delivery_claim(delivery_id=delivery_id, now=now or timezone.now(), queued=queued)
     if claimed is None:
-        return None
+        return None, None
     delivery = claimed.delivery
     endpoint = delivery.endpoint
     body = body_bytes(delivery.payload)
@@ -178,10 +247,7 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> DeliveryS
             body=body,
         )
         answer = http_post(endpoint.url, body, headers)
-    status = delivery_record(claimed, answer, now=timezone.now() if now is None else now)
-    if status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
-        _dispatch_next()
-    return status
+    return delivery_record(claimed, answer, now=timezone.now() if now is None else now), delivery
 
 
 def delivery_record(claimed: Claimed, answer: Answer, *, now: datetime) -> DeliveryStatus:
@@ -249,14 +315,59 @@ def _dispatch_next() -> None:
     dispatch_due.delay()
 
 
-def deliveries_dispatch_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """Queue a send task for each delivery due now; return their ids."""
-    from webhooks.tasks import send_delivery
+def deliveries_dispatch_due(
+    *,
+    now: datetime | None = None,
+    limit: int = 500,
+    send: Callable[[list[int], datetime], None] | None = None,
+) -> list[int]:
+    """Queue send tasks for the deliveries due now and not queued yet; return their ids.
 
-    ids = list(due_deliveries(now=now or timezone.now()).values_list("id", flat=True)[:limit])
-    for delivery_id in ids:
-        send_delivery.delay(delivery_id=delivery_id)
-    return ids
+    Each is held for ``QUEUED`` and its send is handed the hold, so the passes that follow
+    (every second) queue only what has become due since. One task takes several deliveries
+    to one endpoint (``send_batches``).
+    """
+    now = now or timezone.now()
+    queued = now + QUEUED
+    with transaction.atomic():
+        # SKIP LOCKED: two dispatches at once share the due deliveries out between them.
+        rows = list(
+            due_deliveries(now=now)
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", "endpoint_id")[:limit]
+        )
+        WebhookDelivery.objects.filter(id__in=[i for i, _ in rows]).update(lease_until=queued)
+    for batch in send_batches(rows):
+        (send or _queue_send)(batch, queued)
+    return [i for i, _ in rows]
+
+
+def send_batches(rows: list[tuple[int, int]]) -> list[list[int]]:
+    """Split (delivery id, endpoint id) pairs into the id lists of one send task each.
+
+    Per endpoint, so a slow receiver delays only its own; at most ``SENDS_PER_TASK``, and
+    a short backlog is spread over ``SPREAD`` tasks so that the worker processes share it.
+    """
+    by_endpoint: dict[int, list[int]] = {}
+    for delivery_id, endpoint_id in rows:
+        by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
+    batches: list[list[int]] = []
+    for ids in by_endpoint.values():
+        size = max(1, min(SENDS_PER_TASK, -(-len(ids) // SPREAD)))
+        batches += [ids[n : n + size] for n in range(0, len(ids), size)]
+    return batches
+
+
+def deliveries_send(*, delivery_ids: list[int], queued: datetime | None = None) -> None:
+    """Send each delivery in turn (each claimed on its own, as ``delivery_send`` does)."""
+    for delivery_id in delivery_ids:
+        delivery_send(delivery_id=delivery_id, queued=queued)
+
+
+def _queue_send(delivery_ids: list[int], queued: datetime) -> None:
+    from webhooks.tasks import send_deliveries
+
+    send_deliveries.delay(delivery_ids=delivery_ids, queued=queued.isoformat())
 
 
 def delivery_redeliver(*, delivery_id: int, now: datetime | None = None) -> WebhookDelivery:

@@ -4,10 +4,12 @@ Beat runs the relay and the dispatch of due deliveries every second or so: nothi
 a message surviving, a lost one only delays a delivery until the next pass.
 """
 
+from datetime import datetime
+
 from celery import shared_task
 
 from eventstore.projections import projection_catch_up
-from webhooks.delivery import deliveries_dispatch_due, delivery_send
+from webhooks.delivery import deliveries_dispatch_due, deliveries_send, delivery_send
 from webhooks.relay import RELAY_NAME
 
 
@@ -23,7 +25,18 @@ def dispatch_due() -> None:
     deliveries_dispatch_due()
 
 
+@shared_task(name="webhooks.send_deliveries", ignore_result=True)
+def send_deliveries(*, delivery_ids: list[int], queued: str) -> None:
+    """Make one attempt at each of these deliveries, held for this task until ``queued``."""
+    deliveries_send(delivery_ids=delivery_ids, queued=datetime.fromisoformat(queued))
+
+
 @shared_task(name="webhooks.send_delivery", ignore_result=True)
-def send_delivery(*, delivery_id: int) -> None:
-    """Make one attempt at a delivery (a no-op unless it is due and unheld)."""
-    delivery_send(delivery_id=delivery_id)
+def send_delivery(*, delivery_id: int, queued: str | None = None) -> None:
+    """Make one attempt at a delivery (a no-op unless it is due and unheld, or held for us).
+
+    ``queued`` is the hold the dispatch put on the delivery (ISO 8601), absent from a
+    message queued before holds existed (the dispatch now queues ``send_deliveries``).
+    """
+    held = datetime.fromisoformat(queued) if queued else None
+    delivery_send(delivery_id=delivery_id, queued=held)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +33,12 @@ class Receiver:
 
     #: Answered while ``answers`` is empty (a receiver that is down answers 503).
     default_status: int = 200
+    #: Seconds each answer waits (a slow receiver widens the window two senders could share).
+    delay: float = 0.0
+    #: What is being answered right now: webhook-ids, and ``order:<id>`` of order events.
+    in_flight: Counter[str] = field(default_factory=Counter)
+    #: Those keys that arrived while a request with the same key was still being answered.
+    overlapping: list[str] = field(default_factory=list)
 
     def next_status(self) -> int:
         with self.lock:
@@ -41,13 +50,24 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
-            status = 302 if receiver.redirect_to else receiver.next_status()
+            keys = _keys(self.headers.get("webhook-id", ""), body)
             with receiver.lock:
-                receiver.received.append(
-                    Received(
-                        self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                receiver.overlapping += [k for k in keys if receiver.in_flight[k]]
+                receiver.in_flight.update(keys)
+            try:
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                status = 302 if receiver.redirect_to else receiver.next_status()
+                with receiver.lock:
+                    receiver.received.append(
+                        Received(
+                            self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                        )
                     )
-                )
+            finally:
+                # Done before the answer goes out: the sender may send the next one only then.
+                with receiver.lock:
+                    receiver.in_flight.subtract(keys)
             self.send_response(status)
             if receiver.redirect_to:
                 self.send_header("Location", receiver.redirect_to)
@@ -60,6 +80,14 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             return
 
     return Handler
+
+
+def _keys(webhook_id: str, body: bytes) -> list[str]:
+    try:
+        order = json.loads(body)["data"]["order"]["id"]
+    except (ValueError, KeyError, TypeError):
+        return [webhook_id]
+    return [webhook_id, f"order:{order}"]
 
 
 def serve() -> Iterator[Receiver]:

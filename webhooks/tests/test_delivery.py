@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 from uuid import UUID
 
@@ -32,7 +32,15 @@ from orders.services import OrderLineRequest, order_place
 from sagas.tests.harness import drive, failed_compensation_saga
 from tests.factories import make_product
 from tests.support.worker import wait_for
-from webhooks.delivery import Claimed, delivery_claim, delivery_send, retry_delay
+from webhooks.delivery import (
+    QUEUED,
+    Claimed,
+    deliveries_dispatch_due,
+    delivery_claim,
+    delivery_send,
+    retry_delay,
+    send_batches,
+)
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from webhooks.relay import RELAY_NAME
 from webhooks.services import endpoint_create, endpoint_reenable
@@ -217,7 +225,9 @@ def test_a_later_event_of_the_order_waits_for_the_earlier_one(receiver: Receiver
     # The confirmation is due, but its order's creation has not been delivered yet.
     assert delivery_send(delivery_id=confirmed.id, now=now + timedelta(hours=2)) is None
     assert delivery_send(delivery_id=created.id, now=now + timedelta(hours=2)) == "SUCCEEDED"
-    assert delivery_send(delivery_id=confirmed.id, now=now + timedelta(hours=2)) == "SUCCEEDED"
+    # Sent right after the creation, by the same send.
+    confirmed.refresh_from_db()
+    assert confirmed.status == DeliveryStatus.SUCCEEDED
     types = [json.loads(r.body)["type"] for r in receiver.received]
     assert types == ["order.created", "order.created", "order.confirmed"]
 
@@ -329,3 +339,58 @@ def test_two_senders_claiming_one_delivery_at_once_send_it_once(receiver: Receiv
     assert claims["second"] is None
     delivery.refresh_from_db()
     assert delivery.attempts == 1
+
+
+def test_a_due_delivery_is_queued_once_until_its_send_runs(receiver: Receiver) -> None:
+    endpoint_create(url=receiver.url, event_types=["order.created"])
+    place()
+    relay()
+    delivery = WebhookDelivery.objects.get()
+    queued: list[tuple[list[int], datetime]] = []
+    now = timezone.now()
+
+    def queue(delivery_ids: list[int], held: datetime) -> None:
+        queued.append((delivery_ids, held))
+
+    assert deliveries_dispatch_due(now=now, send=queue) == [delivery.id]
+    # The passes that follow while its send waits in the queue do not queue it again.
+    assert deliveries_dispatch_due(now=now + timedelta(seconds=1), send=queue) == []
+    ((_, held),) = queued
+    # Another send (a stale message) may not take it; the queued one may, at once.
+    assert delivery_send(delivery_id=delivery.id, now=now + timedelta(seconds=1)) is None
+    assert delivery_send(delivery_id=delivery.id, queued=held) == DeliveryStatus.SUCCEEDED
+    assert len(receiver.received) == 1
+
+
+def test_a_queued_send_that_never_runs_is_queued_again_after_its_hold(
+    receiver: Receiver,
+) -> None:
+    endpoint_create(url=receiver.url, event_types=["order.created"])
+    place()
+    relay()
+    delivery = WebhookDelivery.objects.get()
+    now = timezone.now()
+    lost: list[datetime] = []
+    assert deliveries_dispatch_due(now=now, send=lambda _ids, held: lost.append(held)) == [
+        delivery.id
+    ]
+    # Its message was lost (a broker restart): once the hold runs out it is queued again.
+    later = now + QUEUED + timedelta(seconds=1)
+    again: list[datetime] = []
+    assert deliveries_dispatch_due(now=later, send=lambda _ids, held: again.append(held)) == [
+        delivery.id
+    ]
+    # The lost message, were it found after all, no longer holds the delivery.
+    assert delivery_claim(delivery_id=delivery.id, now=later, queued=lost[0]) is None
+    assert delivery_send(delivery_id=delivery.id, now=later, queued=again[0]) == "SUCCEEDED"
+
+
+def test_due_deliveries_are_sent_in_batches_per_endpoint() -> None:
+    rows = [(n, 1) for n in range(1, 101)] + [(101, 2), (102, 2)]
+    batches = send_batches(rows)
+    # Endpoint 1's hundred in batches of twenty at most; endpoint 2's apart.
+    assert [len(b) for b in batches] == [20, 20, 20, 20, 20, 1, 1]
+    assert sorted(i for b in batches for i in b) == list(range(1, 103))
+    assert [101] in batches and [102] in batches
+    # A short backlog is still shared among several tasks.
+    assert [len(b) for b in send_batches([(n, 1) for n in range(8)])] == [2, 2, 2, 2]
