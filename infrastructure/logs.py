@@ -122,5 +122,13 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
             }
         },
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {"django.db.backends": {"level": "WARNING"}},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            # Celery's "Task … received" and "Task … succeeded" lines, two per task, say
+            # again what the attempt's own line says (sagas.telemetry: its step, outcome and
+            # duration, with the saga's ids, which Celery's lines lack), and the first is
+            # written by the worker's single consuming process. Their failures still log.
+            "celery.worker.strategy": {"level": "WARNING"},
+            "celery.app.trace": {"level": "WARNING"},
+        },
     }

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 from typing import Any
 
 import pytest
 import requests
+from django.conf import settings
 from django.utils import timezone
 
-from infrastructure.logs import ContextFilter, JsonLineFormatter, log_bind, log_context
+from infrastructure.logs import (
+    ContextFilter,
+    JsonLineFormatter,
+    log_bind,
+    log_context,
+    logging_config,
+)
 from orders.models import OrderSummary
 from sagas.models import FaultRule, Saga
 from tests.factories import make_product, make_user
@@ -147,3 +155,16 @@ def test_one_orders_lines_are_found_by_its_id_in_web_and_worker_and_hold_no_secr
     )
     assert SECRET_TOKEN not in everything
     assert CUSTOMER not in everything
+
+
+def test_celerys_own_per_task_lines_are_left_to_the_attempts_line() -> None:
+    # One line per attempt (sagas.telemetry), not three: Celery's "received" and "succeeded"
+    # lines repeat it without the saga's ids. Their failures still reach the log.
+    logging.config.dictConfig(logging_config(log_format="json", level="INFO"))
+    try:
+        for name in ("celery.worker.strategy", "celery.app.trace"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO)
+            assert logging.getLogger(name).isEnabledFor(logging.ERROR)
+        assert logging.getLogger("sagas").isEnabledFor(logging.INFO)
+    finally:
+        logging.config.dictConfig(settings.LOGGING)
