@@ -24,10 +24,10 @@ from typing import Any
 
 from bench.records import Record, throughput_record
 from bench.saga_throughput import (
-    LOG_DIR,
     _register_bench_saga,
     _start_saga,
     _wait,
+    bench_worker_handle,
 )
 
 BATCH = int(os.environ.get("SAGA_SCALING_BATCH", "200"))
@@ -64,9 +64,8 @@ def _delete_queues(queues: list[str]) -> None:
 def _workers(count: int, concurrency: int, broker_url: str) -> Iterator[list[str]]:
     """Run ``count`` worker processes, each on a queue of its own; yield the queues."""
     from django.conf import settings
-    from django.db import connection
 
-    from lab.worker import WorkerHandle, database_url
+    from lab.worker import WorkerHandle
 
     previous_url = str(settings.CELERY_BROKER_URL)
     previous_queue = settings.CELERY_TASK_DEFAULT_QUEUE
@@ -78,24 +77,7 @@ def _workers(count: int, concurrency: int, broker_url: str) -> Iterator[list[str
     queues = [f"{run}-{n}" for n in range(count)]
     try:
         for queue in queues:
-            env = dict(os.environ)
-            env.update(
-                DATABASE_URL=database_url(connection.settings_dict),
-                CELERY_BROKER_URL=broker_url,
-                CELERY_QUEUE=queue,
-                SAGA_TESTING="1",
-                FAULT_INJECTION_ENABLED="false",
-                CELERY_SKIP_CHECKS="1",
-                LOG_LEVEL="WARNING",
-            )
-            env.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
-            worker = WorkerHandle(
-                queue=queue,
-                nodename=f"{queue}@{os.uname().nodename}",
-                env=env,
-                log_path=LOG_DIR / f"bench-worker-{queue}.log",
-                concurrency=concurrency,
-            )
+            worker = bench_worker_handle(queue, broker_url, concurrency=concurrency)
             workers.append(worker)
             worker.start()
         yield queues

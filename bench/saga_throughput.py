@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.records import Record, latency_record, throughput_record
 
@@ -47,6 +47,42 @@ NOOP4_PATH = "sagas.testing.noop.NOOP4"
 LOG_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+def bench_worker_handle(
+    queue: str,
+    broker_url: str,
+    env_overrides: Mapping[str, str] | None = None,
+    **options: Any,
+) -> WorkerHandle:
+    """Describe (not start) a bench worker on ``queue``: the bench database, ``broker_url``,
+    the test-only sagas, no fault injection, WARNING logs; ``env_overrides`` applied last,
+    ``options`` passed to ``WorkerHandle`` (``loglevel``, ``concurrency``).
+    """
+    from django.db import connection
+
+    from lab.worker import WorkerHandle, database_url
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url(connection.settings_dict),
+        CELERY_BROKER_URL=broker_url,
+        CELERY_QUEUE=queue,
+        # The bench's saga and chain tasks come with the test-only app.
+        SAGA_TESTING="1",
+        FAULT_INJECTION_ENABLED="false",
+        CELERY_SKIP_CHECKS="1",
+        LOG_LEVEL="WARNING",
+    )
+    env.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    env.update(env_overrides or {})
+    return WorkerHandle(
+        queue=queue,
+        nodename=f"{queue}@{os.uname().nodename}",
+        env=env,
+        log_path=LOG_DIR / f"bench-worker-{queue}.log",
+        **options,
+    )
+
+
 @contextmanager
 def _bench_worker(
     queue: str, env_overrides: Mapping[str, str] | None = None, *, loglevel: str = "INFO"
@@ -58,30 +94,12 @@ def _bench_worker(
     level after Django's LOGGING (so LOG_LEVEL alone does not quieten a worker).
     """
     from django.conf import settings
-    from django.db import connection
 
     from config.celery import app
-    from lab.worker import WorkerHandle, database_url, delete_queue
+    from lab.worker import delete_queue
 
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url(connection.settings_dict),
-        CELERY_BROKER_URL=str(settings.CELERY_BROKER_URL),
-        CELERY_QUEUE=queue,
-        # The bench's saga and chain tasks come with the test-only app.
-        SAGA_TESTING="1",
-        FAULT_INJECTION_ENABLED="false",
-        CELERY_SKIP_CHECKS="1",
-        LOG_LEVEL="WARNING",
-    )
-    env.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
-    env.update(env_overrides or {})
-    worker = WorkerHandle(
-        queue=queue,
-        nodename=f"{queue}@{os.uname().nodename}",
-        env=env,
-        log_path=LOG_DIR / f"bench-worker-{queue}.log",
-        loglevel=loglevel,
+    worker = bench_worker_handle(
+        queue, str(settings.CELERY_BROKER_URL), env_overrides, loglevel=loglevel
     )
     previous = (settings.CELERY_TASK_DEFAULT_QUEUE, app.conf.task_default_queue)
     routes = settings.SAGA_QUEUE_ROUTES
