@@ -36,12 +36,14 @@ from tests.support.worker import wait_for
 from webhooks.delivery import (
     LEASE,
     QUEUED,
+    Answer,
     Claimed,
     _lease_renew,
     deliveries_claim,
     deliveries_dispatch_due,
     deliveries_send,
     delivery_claim,
+    delivery_record,
     delivery_send,
     retry_delay,
     send_batches,
@@ -504,3 +506,45 @@ def test_a_batch_to_one_endpoint_goes_over_one_connection(receiver: Receiver) ->
     assert set(statuses.values()) == {DeliveryStatus.SUCCEEDED}
     assert len(receiver.received) == 3
     assert len({r.peer for r in receiver.received}) == 1
+
+
+@override_settings(WEBHOOK_RETRY_BASE_SECONDS=0)
+def test_a_success_is_recorded_and_clears_the_endpoints_failures(receiver: Receiver) -> None:
+    endpoint = endpoint_create(url=receiver.url, event_types=["order.confirmed"]).endpoint
+    place()
+    relay()
+    delivery = WebhookDelivery.objects.get()
+    receiver.answers = [500]
+    assert delivery_send(delivery_id=delivery.id) == DeliveryStatus.RETRYING
+    endpoint.refresh_from_db()
+    assert endpoint.consecutive_failures == 1
+    assert delivery_send(delivery_id=delivery.id) == DeliveryStatus.SUCCEEDED
+    endpoint.refresh_from_db()
+    assert endpoint.consecutive_failures == 0
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.response_status, delivery.response_body) == (
+        DeliveryStatus.SUCCEEDED,
+        200,
+        "ok",
+    )
+    assert delivery.last_error == "" and delivery.lease_until is None
+    assert delivery.delivered_at is not None and delivery.attempts == 2
+
+
+def test_a_success_after_the_delivery_was_taken_over_leaves_the_other_outcome(
+    receiver: Receiver,
+) -> None:
+    endpoint = endpoint_create(url=receiver.url, event_types=["order.confirmed"]).endpoint
+    place()
+    relay()
+    delivery = WebhookDelivery.objects.get()
+    now = timezone.now()
+    claim = delivery_claim(delivery_id=delivery.id, now=now)
+    assert claim is not None
+    WebhookEndpoint.objects.filter(id=endpoint.id).update(consecutive_failures=3)
+    # Its lease ran out and another sender holds it now.
+    WebhookDelivery.objects.filter(id=delivery.id).update(lease_until=now + 2 * LEASE)
+    assert delivery_record(claim, Answer(200, "ok", ""), now=now) == DeliveryStatus.PENDING
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.PENDING and delivery.delivered_at is None
+    assert WebhookEndpoint.objects.get(id=endpoint.id).consecutive_failures == 3
