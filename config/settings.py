@@ -472,6 +472,9 @@ WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 50)
 # The relay and the senders run on their own queue (under CELERY_QUEUE_PREFIX, beside the
 # participants'); a worker without -Q, `make run`'s, consumes it with the others.
 WEBHOOK_QUEUE = _SINGLE_QUEUE or CELERY_QUEUE_PREFIX + os.environ.get("WEBHOOK_QUEUE", "webhooks")
+# The relay queues the sends of the deliveries it writes as soon as they commit (off: they
+# wait for the dispatch's next pass; tests that play the worker's part by hand turn it off).
+WEBHOOK_SEND_ON_RELAY = env_bool("WEBHOOK_SEND_ON_RELAY", True)
 WEBHOOK_INTERVAL_SECONDS = float(os.environ.get("WEBHOOK_INTERVAL_SECONDS", "1"))
 CELERY_TASK_ROUTES = {"webhooks.*": {"queue": WEBHOOK_QUEUE}}
 CELERY_TASK_QUEUES = tuple(

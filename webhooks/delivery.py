@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
+from uuid import UUID
 
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -128,22 +130,70 @@ def delivery_claim(
     ``queued`` is the hold the dispatch put on it when it queued this send: the send may
     take it over at once; any other send waits for the hold to run out.
     """
+    claimed = deliveries_claim(delivery_ids=[delivery_id], now=now, queued=queued)
+    return claimed[0] if claimed else None
+
+
+def deliveries_claim(
+    *, delivery_ids: list[int], now: datetime, queued: datetime | None = None
+) -> list[Claimed]:
+    """Take those of these deliveries that are due, unheld and first of their order.
+
+    One UPDATE ... RETURNING for the lot, in the order given; their endpoints are loaded
+    with them (one query), so an attempt costs no further read.
+    """
+    if not delivery_ids:
+        return []
     lease_until = now + LEASE
-    # One conditional UPDATE: two senders racing for the same row, one wins. The row's own
-    # conditions are repeated outside the subquery: a sender that waited for the other's
-    # lock re-checks only those against the row as the other left it (the subquery's answer
-    # is from before), so without them both would claim it and the delivery went twice.
-    taken = due_deliveries(now=now, queued=queued).filter(id=delivery_id).values("id")
-    updated = (
-        WebhookDelivery.objects.filter(id__in=taken)
-        .filter(status__in=UNFINISHED_STATUSES, next_attempt_at__lte=now)
-        .filter(_unheld(now, queued))
-        .update(lease_until=lease_until, attempts=F("attempts") + 1)
+    taken = due_deliveries(now=now, queued=queued).filter(id__in=delivery_ids).values("id")
+    taken_sql, taken_params = taken.query.sql_with_params()
+    table = WebhookDelivery._meta.db_table
+    unheld = "lease_until IS NULL OR lease_until < %s" + (
+        "" if queued is None else " OR lease_until = %s"
     )
-    if not updated:
-        return None
-    delivery = WebhookDelivery.objects.select_related("endpoint").get(id=delivery_id)
-    return Claimed(delivery, lease_until)
+    # The row's own conditions are repeated outside the subquery: a sender that waited for
+    # another's lock re-checks only those against the row as the other left it (the
+    # subquery's answer is from before), so without them both would claim it and the
+    # delivery went twice.
+    sql = (
+        f"UPDATE {table} SET lease_until = %s, attempts = attempts + 1 "  # noqa: S608
+        f"WHERE id IN ({taken_sql}) AND status = ANY(%s) AND next_attempt_at <= %s "
+        f"AND ({unheld}) RETURNING *"
+    )
+    params = [
+        lease_until,
+        *taken_params,
+        [str(s) for s in UNFINISHED_STATUSES],
+        now,
+        now,
+        *([] if queued is None else [queued]),
+    ]
+    rows = {d.id: d for d in WebhookDelivery.objects.raw(sql, params)}
+    endpoints = WebhookEndpoint.objects.in_bulk({d.endpoint_id for d in rows.values()})
+    claimed = []
+    for delivery_id in delivery_ids:
+        delivery = rows.get(delivery_id)
+        if delivery is not None:
+            delivery.endpoint = endpoints[delivery.endpoint_id]
+            claimed.append(Claimed(delivery, lease_until))
+    return claimed
+
+
+def _lease_renew(claims: list[Claimed], *, now: datetime) -> list[Claimed]:
+    """Hold these claims for another ``LEASE`` from now; return those still ours.
+
+    A batch is claimed at once but sent one after another: against a slow receiver the
+    later ones would outlive their lease and be taken over while still to be sent here.
+    """
+    lease_until = now + LEASE
+    kept = []
+    for claim in claims:
+        renewed = WebhookDelivery.objects.filter(
+            id=claim.delivery.id, lease_until=claim.lease_until
+        ).update(lease_until=lease_until)
+        if renewed:
+            kept.append(Claimed(claim.delivery, lease_until))
+    return kept
 
 
 @dataclass(frozen=True)
@@ -157,11 +207,16 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
-    """POST once: no redirect followed, 10 s to connect and in all, the answer's start kept."""
+def http_post(
+    url: str, body: bytes, headers: dict[str, str], *, session: requests.Session | None = None
+) -> Answer:
+    """POST once: no redirect followed, 10 s to connect and in all, the answer's start kept.
+
+    ``session`` (``sender_session``) reuses its connection to the receiver across a batch.
+    """
     deadline = time.monotonic() + TIMEOUT_SECONDS
     try:
-        response = requests.post(
+        response = (session or requests).post(
             url,
             data=body,
             headers=headers,
@@ -187,52 +242,86 @@ def http_post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
     return Answer(response.status_code, text, error)
 
 
+def sender_session() -> requests.Session:
+    """Return a session for one send task: connections kept, no cookies kept.
+
+    Keeping the connection saves a TCP (and TLS) handshake per delivery to one endpoint;
+    cookies a receiver sets are not sent back, as they were not with a request apiece.
+    Timeouts and "no redirects" are passed with each request (``http_post``).
+    """
+    session = requests.Session()
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return session
+
+
 def delivery_send(
     *, delivery_id: int, now: datetime | None = None, queued: datetime | None = None
 ) -> DeliveryStatus | None:
     """Make one attempt at a delivery; return its new status (None when not claimed).
 
-    Once it is done with (succeeded, or failed for good), the next event of its order to its
-    endpoint, which waited for it alone, is sent in the same task when due: up to
-    ``SUCCESSORS_PER_SEND`` in a row, the rest at the next pass.
+    Once it is done with, the next events of its order are sent too (``deliveries_send``).
     """
-    first, done = _send_once(delivery_id=delivery_id, now=now, queued=queued)
-    status = first
-    for _ in range(SUCCESSORS_PER_SEND):
-        if done is None or status not in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
-            break
-        successor = _successor(done, now=now or timezone.now())
-        if successor is None:
-            break
-        status, done = _send_once(delivery_id=successor, now=now, queued=None)
-    return first
+    return deliveries_send(delivery_ids=[delivery_id], now=now, queued=queued).get(delivery_id)
 
 
-def _successor(done: WebhookDelivery, *, now: datetime) -> int | None:
-    """Return the next event's delivery of this one's order and endpoint, if due and unheld."""
-    found: int | None = (
-        due_deliveries(now=now)
-        .filter(
-            endpoint_id=done.endpoint_id,
-            stream_type=done.stream_type,
-            stream_id=done.stream_id,
-            stream_version__gt=done.stream_version,
+def deliveries_send(
+    *, delivery_ids: list[int], queued: datetime | None = None, now: datetime | None = None
+) -> dict[int, DeliveryStatus]:
+    """Claim these deliveries at once, attempt each in turn; return the claimed ones' status.
+
+    Once one is done with (succeeded, or failed for good), the next event of its order to
+    its endpoint, which waited for it alone, is sent in the same task when due: up to
+    ``SUCCESSORS_PER_SEND`` rounds of them, the rest at the next pass.
+    """
+    statuses: dict[int, DeliveryStatus] = {}
+    secrets: dict[int, str] = {}
+    ids, hold = delivery_ids, queued
+    with sender_session() as session:
+        for _ in range(SUCCESSORS_PER_SEND + 1):
+            claims = deliveries_claim(delivery_ids=ids, now=now or timezone.now(), queued=hold)
+            done = []
+            while claims:
+                current = now or timezone.now()
+                if claims[0].lease_until - current < 2 * timedelta(seconds=TIMEOUT_SECONDS):
+                    claims = _lease_renew(claims, now=current)
+                    continue
+                claim, claims = claims[0], claims[1:]
+                status = _attempt(claim, session=session, now=now, secrets=secrets)
+                statuses[claim.delivery.id] = status
+                if status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
+                    done.append(claim.delivery)
+            ids, hold = _successors(done, now=now or timezone.now()), None
+            if not ids:
+                break
+    return statuses
+
+
+def _successors(done: list[WebhookDelivery], *, now: datetime) -> list[int]:
+    """Return the next event's delivery of each of these ones' orders, if due and unheld."""
+    if not done:
+        return []
+    same_order = Q()
+    for d in done:
+        same_order |= Q(
+            endpoint_id=d.endpoint_id,
+            stream_type=d.stream_type,
+            stream_id=d.stream_id,
+            stream_version__gt=d.stream_version,
         )
-        .order_by("stream_version")
-        .values_list("id", flat=True)
-        .first()
+    # Due ones are the first unfinished of their order: one per order at most.
+    return list(
+        due_deliveries(now=now)
+        .filter(same_order)
+        .order_by("stream_version", "id")
+        .values_list("id", flat=True)[:SENDS_PER_TASK]
     )
-    return found
 
 
-def _send_once(
-    *, delivery_id: int, now: datetime | None, queued: datetime | None
-) -> tuple[DeliveryStatus | None, WebhookDelivery | None]:
-    """Attempt the delivery; return its new status and the delivery (None, None if not ours)."""
-    claimed = delivery_claim(delivery_id=delivery_id, now=now or timezone.now(), queued=queued)
-    if claimed is None:
-        return None, None
-    delivery = claimed.delivery
+def _attempt(
+    claim: Claimed, *, session: requests.Session, now: datetime | None, secrets: dict[int, str]
+) -> DeliveryStatus:
+    """POST a claimed delivery and record the outcome."""
+    delivery = claim.delivery
     endpoint = delivery.endpoint
     body = body_bytes(delivery.payload)
     try:
@@ -240,14 +329,16 @@ def _send_once(
     except TargetRefused as exc:
         answer = Answer(None, "", f"refused: {exc}")
     else:
+        if endpoint.id not in secrets:
+            secrets[endpoint.id] = secret_decrypt(endpoint.secret_encrypted)
         headers = signed_headers(
-            secret=secret_decrypt(endpoint.secret_encrypted),
+            secret=secrets[endpoint.id],
             msg_id=str(delivery.event_id),
             timestamp=timezone.now(),
             body=body,
         )
-        answer = http_post(endpoint.url, body, headers)
-    return delivery_record(claimed, answer, now=timezone.now() if now is None else now), delivery
+        answer = http_post(endpoint.url, body, headers, session=session)
+    return delivery_record(claim, answer, now=timezone.now() if now is None else now)
 
 
 def delivery_record(claimed: Claimed, answer: Answer, *, now: datetime) -> DeliveryStatus:
@@ -268,6 +359,8 @@ def delivery_record(claimed: Claimed, answer: Answer, *, now: datetime) -> Deliv
             rand=random.random(),  # noqa: S311 (jitter, not a secret)
         )
         next_at = now + timedelta(seconds=delay)
+    if answer.ok:
+        return _record_success(claimed, answer, now=now)
     with transaction.atomic():
         updated = WebhookDelivery.objects.filter(
             id=delivery.id, lease_until=claimed.lease_until
@@ -285,6 +378,41 @@ def delivery_record(claimed: Claimed, answer: Answer, *, now: datetime) -> Deliv
             return DeliveryStatus(delivery.status)
         _endpoint_record(delivery.endpoint_id, ok=answer.ok, error=answer.error)
     return status
+
+
+def _record_success(claimed: Claimed, answer: Answer, *, now: datetime) -> DeliveryStatus:
+    """Write a success and reset its endpoint's failure count, in one statement.
+
+    The common case costs one round trip rather than a transaction of two updates; the
+    lease condition is the same (a delivery taken over keeps the other sender's outcome).
+    """
+    delivery = claimed.delivery
+    table = WebhookDelivery._meta.db_table
+    endpoints = WebhookEndpoint._meta.db_table
+    sql = (
+        f"WITH done AS (UPDATE {table} SET status = %s, response_status = %s, "  # noqa: S608
+        "response_body = %s, last_error = %s, delivered_at = %s, lease_until = NULL "
+        "WHERE id = %s AND lease_until = %s RETURNING endpoint_id), "
+        f"reset AS (UPDATE {endpoints} SET consecutive_failures = 0 "
+        "WHERE id IN (SELECT endpoint_id FROM done) AND consecutive_failures <> 0) "
+        "SELECT count(*) FROM done"
+    )
+    params = [
+        str(DeliveryStatus.SUCCEEDED),
+        answer.status,
+        answer.body,
+        answer.error,
+        now,
+        delivery.id,
+        claimed.lease_until,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (updated,) = cursor.fetchone() or (0,)
+    if not updated:
+        # Taken over after the lease ran out: the other sender's outcome stands.
+        return DeliveryStatus(delivery.status)
+    return DeliveryStatus.SUCCEEDED
 
 
 def _endpoint_record(endpoint_id: int, *, ok: bool, error: str) -> None:
@@ -328,18 +456,51 @@ def deliveries_dispatch_due(
     to one endpoint (``send_batches``).
     """
     now = now or timezone.now()
+    rows, queued = _hold(due_deliveries(now=now), now=now, limit=limit)
+    for batch in send_batches(rows):
+        (send or _queue_send)(batch, queued)
+    return [i for i, _ in rows]
+
+
+def deliveries_queue_new(
+    *, endpoint_ids: list[int], event_ids: list[UUID], now: datetime | None = None
+) -> list[int]:
+    """Hold and queue (after commit) the sends of these events' deliveries that are due.
+
+    The relay calls this in its own transaction for the deliveries it has just written, so
+    their sends are queued as soon as they commit rather than at the dispatch's next pass.
+    The rules are the dispatch's: a delivery behind an unfinished earlier one of its order
+    is left for the send that finishes that one, and each held one is queued once.
+    """
+    now = now or timezone.now()
+    fresh = due_deliveries(now=now).filter(endpoint_id__in=endpoint_ids, event_id__in=event_ids)
+    rows, queued = _hold(fresh, now=now, limit=None)
+    if rows:
+        batches = send_batches(rows)
+
+        def queue() -> None:
+            for batch in batches:
+                _queue_send(batch, queued)
+
+        transaction.on_commit(queue)
+    return [i for i, _ in rows]
+
+
+def _hold(
+    query: Any, *, now: datetime, limit: int | None
+) -> tuple[list[tuple[int, int]], datetime]:
+    """Hold the deliveries of ``query`` for ``QUEUED``; return (id, endpoint id) and the hold."""
     queued = now + QUEUED
     with transaction.atomic():
         # SKIP LOCKED: two dispatches at once share the due deliveries out between them.
         rows = list(
-            due_deliveries(now=now)
-            .select_for_update(skip_locked=True, of=("self",))
-            .values_list("id", "endpoint_id")[:limit]
+            query.select_for_update(skip_locked=True, of=("self",)).values_list(
+                "id", "endpoint_id"
+            )[:limit]
         )
-        WebhookDelivery.objects.filter(id__in=[i for i, _ in rows]).update(lease_until=queued)
-    for batch in send_batches(rows):
-        (send or _queue_send)(batch, queued)
-    return [i for i, _ in rows]
+        if rows:
+            WebhookDelivery.objects.filter(id__in=[i for i, _ in rows]).update(lease_until=queued)
+    return rows, queued
 
 
 def send_batches(rows: list[tuple[int, int]]) -> list[list[int]]:
@@ -356,12 +517,6 @@ def send_batches(rows: list[tuple[int, int]]) -> list[list[int]]:
         size = max(1, min(SENDS_PER_TASK, -(-len(ids) // SPREAD)))
         batches += [ids[n : n + size] for n in range(0, len(ids), size)]
     return batches
-
-
-def deliveries_send(*, delivery_ids: list[int], queued: datetime | None = None) -> None:
-    """Send each delivery in turn (each claimed on its own, as ``delivery_send`` does)."""
-    for delivery_id in delivery_ids:
-        delivery_send(delivery_id=delivery_id, queued=queued)
 
 
 def _queue_send(delivery_ids: list[int], queued: datetime) -> None:

@@ -12,20 +12,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from eventstore.projections import Projector
 from eventstore.records import RecordedEvent
 from webhooks.catalogue import by_stored_type
+from webhooks.delivery import deliveries_queue_new
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 RELAY_NAME = "webhooks"
 
 
 def _stored_types() -> frozenset[str]:
-    from django.conf import settings
-
     return frozenset(stored for stored, _ in settings.WEBHOOK_EVENT_TYPES.values())
 
 
@@ -97,7 +97,16 @@ class WebhookRelay(Projector):
         # A catch-up that re-reads a batch (after a crash between send and checkpoint, say)
         # meets deliveries already written: they stay as they are.
         WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
-        transaction.on_commit(_dispatch_after_commit)
+        if settings.WEBHOOK_SEND_ON_RELAY:
+            # Their sends are queued when this commits, not at the dispatch's next pass; one
+            # waiting behind an earlier event of its order is sent when that one is done.
+            deliveries_queue_new(
+                endpoint_ids=list({row.endpoint_id for row in rows}),
+                event_ids=list({row.event_id for row in rows}),
+                now=now,
+            )
+        else:
+            transaction.on_commit(_dispatch_after_commit)
 
     def verify(self) -> Iterable[str]:
         # "Every committed event has its deliveries" is the webhooks' own invariant

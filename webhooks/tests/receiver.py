@@ -19,6 +19,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int = 0  # what the receiver answered
+    peer: tuple[str, int] = ("", 0)  # the sender's address and port: one per connection
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Receiver:
 
     #: Answered while ``answers`` is empty (a receiver that is down answers 503).
     default_status: int = 200
+    #: Answer in HTTP/1.1, keeping the connection open for the next request (else one each).
+    keep_alive: bool = False
     #: Seconds each answer waits (a slow receiver widens the window two senders could share).
     delay: float = 0.0
     #: What is being answered right now: webhook-ids, and ``order:<id>`` of order events.
@@ -47,6 +50,11 @@ class Receiver:
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def setup(self) -> None:
+            if receiver.keep_alive:
+                self.protocol_version = "HTTP/1.1"
+            super().setup()
+
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
@@ -61,7 +69,11 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 with receiver.lock:
                     receiver.received.append(
                         Received(
-                            self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            status,
+                            self.client_address[:2],
                         )
                     )
             finally:

@@ -13,6 +13,7 @@ import json
 import threading
 from datetime import datetime, timedelta
 from io import StringIO
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -33,10 +34,16 @@ from sagas.tests.harness import drive, failed_compensation_saga
 from tests.factories import make_product
 from tests.support.worker import wait_for
 from webhooks.delivery import (
+    LEASE,
     QUEUED,
+    Answer,
     Claimed,
+    _lease_renew,
+    deliveries_claim,
     deliveries_dispatch_due,
+    deliveries_send,
     delivery_claim,
+    delivery_record,
     delivery_send,
     retry_delay,
     send_batches,
@@ -47,6 +54,14 @@ from webhooks.services import endpoint_create, endpoint_reenable
 from webhooks.tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _sends_by_hand(settings: Any) -> None:
+    # These tests play the worker's part: they send by hand what the relay wrote, so the
+    # relay does not hold its deliveries for sends queued to a worker that is not there.
+    settings.WEBHOOK_SEND_ON_RELAY = False
+
 
 ORDER_TYPES = ["order.created", "order.confirmed", "order.cancelled"]
 
@@ -394,3 +409,142 @@ def test_due_deliveries_are_sent_in_batches_per_endpoint() -> None:
     assert [101] in batches and [102] in batches
     # A short backlog is still shared among several tasks.
     assert [len(b) for b in send_batches([(n, 1) for n in range(8)])] == [2, 2, 2, 2]
+
+
+def _queued_sends() -> list[dict[str, Any]]:
+    """Take the send messages off their queue (this session's: no worker consumes it here)."""
+    from config.celery import app
+
+    name = app.amqp.router.route({}, "webhooks.send_deliveries")["queue"].name
+    found: list[dict[str, Any]] = []
+    with app.connection_for_read() as conn, conn.SimpleQueue(name) as queue:
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                return found
+            message.ack()
+            if message.headers.get("task") == "webhooks.send_deliveries":
+                found.append(message.decode()[1])
+
+
+def test_the_relay_queues_the_sends_it_can_at_once_and_holds_them(
+    receiver: Receiver, settings: Any
+) -> None:
+    settings.WEBHOOK_SEND_ON_RELAY = True
+    endpoint_create(url=receiver.url, event_types=ORDER_TYPES)
+    place()
+    _queued_sends()
+    relay()
+    created = WebhookDelivery.objects.get(event_type="order.created")
+    confirmed = WebhookDelivery.objects.get(event_type="order.confirmed")
+    # The first event of the order is held and its send queued; the next waits behind it.
+    (sent,) = _queued_sends()
+    assert sent["delivery_ids"] == [created.id]
+    assert created.lease_until is not None
+    assert datetime.fromisoformat(sent["queued"]) == created.lease_until
+    assert confirmed.lease_until is None
+    # Queued once: the dispatch's pass does not queue it again.
+    assert deliveries_dispatch_due(send=lambda ids, held: pytest.fail("queued twice")) == []
+    # The queued send delivers it, then the event that waited for it.
+    assert deliveries_send(delivery_ids=[created.id], queued=created.lease_until) == {
+        created.id: DeliveryStatus.SUCCEEDED,
+        confirmed.id: DeliveryStatus.SUCCEEDED,
+    }
+    assert [json.loads(r.body)["type"] for r in receiver.received] == [
+        "order.created",
+        "order.confirmed",
+    ]
+
+
+def test_a_batch_is_claimed_at_once_each_delivery_once_first_of_its_order(
+    receiver: Receiver,
+) -> None:
+    endpoint = endpoint_create(url=receiver.url, event_types=ORDER_TYPES).endpoint
+    place()
+    place()
+    relay()
+    rows = list(WebhookDelivery.objects.order_by("stream_version", "id"))
+    firsts = [d.id for d in rows if d.event_type == "order.created"]
+    later = [d.id for d in rows if d.event_type == "order.confirmed"]
+    now = timezone.now()
+    claimed = deliveries_claim(delivery_ids=[*later, *reversed(firsts)], now=now)
+    # The confirmations wait for their orders' creations; the rest come in the order asked.
+    assert [c.delivery.id for c in claimed] == list(reversed(firsts))
+    assert {c.delivery.endpoint.url for c in claimed} == {endpoint.url}
+    assert {c.lease_until for c in claimed} == {now + LEASE}
+    assert [d.attempts for d in WebhookDelivery.objects.filter(id__in=firsts)] == [1, 1]
+    # Claimed already: a second claim takes none of them.
+    assert deliveries_claim(delivery_ids=firsts, now=now) == []
+
+
+def test_a_batch_renews_its_lease_and_drops_what_was_taken_over(receiver: Receiver) -> None:
+    endpoint_create(url=receiver.url, event_types=["order.created"])
+    place()
+    place()
+    relay()
+    ids = list(WebhookDelivery.objects.order_by("id").values_list("id", flat=True))
+    now = timezone.now()
+    claims = deliveries_claim(delivery_ids=ids, now=now)
+    # The second one's lease ran out and another sender took it over.
+    WebhookDelivery.objects.filter(id=ids[1]).update(lease_until=now + 2 * LEASE)
+    later = now + LEASE / 2
+    (kept,) = _lease_renew(claims, now=later)
+    assert kept.delivery.id == ids[0]
+    assert kept.lease_until == later + LEASE
+    assert WebhookDelivery.objects.get(id=ids[0]).lease_until == later + LEASE
+
+
+def test_a_batch_to_one_endpoint_goes_over_one_connection(receiver: Receiver) -> None:
+    receiver.keep_alive = True
+    endpoint_create(url=receiver.url, event_types=["order.created"])
+    for _ in range(3):
+        place()
+    relay()
+    ids = list(WebhookDelivery.objects.order_by("id").values_list("id", flat=True))
+    statuses = deliveries_send(delivery_ids=ids)
+    assert set(statuses.values()) == {DeliveryStatus.SUCCEEDED}
+    assert len(receiver.received) == 3
+    assert len({r.peer for r in receiver.received}) == 1
+
+
+@override_settings(WEBHOOK_RETRY_BASE_SECONDS=0)
+def test_a_success_is_recorded_and_clears_the_endpoints_failures(receiver: Receiver) -> None:
+    endpoint = endpoint_create(url=receiver.url, event_types=["order.confirmed"]).endpoint
+    place()
+    relay()
+    delivery = WebhookDelivery.objects.get()
+    receiver.answers = [500]
+    assert delivery_send(delivery_id=delivery.id) == DeliveryStatus.RETRYING
+    endpoint.refresh_from_db()
+    assert endpoint.consecutive_failures == 1
+    assert delivery_send(delivery_id=delivery.id) == DeliveryStatus.SUCCEEDED
+    endpoint.refresh_from_db()
+    assert endpoint.consecutive_failures == 0
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.response_status, delivery.response_body) == (
+        DeliveryStatus.SUCCEEDED,
+        200,
+        "ok",
+    )
+    assert delivery.last_error == "" and delivery.lease_until is None
+    assert delivery.delivered_at is not None and delivery.attempts == 2
+
+
+def test_a_success_after_the_delivery_was_taken_over_leaves_the_other_outcome(
+    receiver: Receiver,
+) -> None:
+    endpoint = endpoint_create(url=receiver.url, event_types=["order.confirmed"]).endpoint
+    place()
+    relay()
+    delivery = WebhookDelivery.objects.get()
+    now = timezone.now()
+    claim = delivery_claim(delivery_id=delivery.id, now=now)
+    assert claim is not None
+    WebhookEndpoint.objects.filter(id=endpoint.id).update(consecutive_failures=3)
+    # Its lease ran out and another sender holds it now.
+    WebhookDelivery.objects.filter(id=delivery.id).update(lease_until=now + 2 * LEASE)
+    assert delivery_record(claim, Answer(200, "ok", ""), now=now) == DeliveryStatus.PENDING
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.PENDING and delivery.delivered_at is None
+    assert WebhookEndpoint.objects.get(id=endpoint.id).consecutive_failures == 3
