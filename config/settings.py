@@ -475,14 +475,19 @@ WEBHOOK_QUEUE = _SINGLE_QUEUE or CELERY_QUEUE_PREFIX + os.environ.get("WEBHOOK_Q
 # The relay queues the sends of the deliveries it writes as soon as they commit (off: they
 # wait for the dispatch's next pass; tests that play the worker's part by hand turn it off).
 WEBHOOK_SEND_ON_RELAY = env_bool("WEBHOOK_SEND_ON_RELAY", True)
+# How often the dispatch queues the sends that are due (retries, and events that waited
+# behind an earlier one of their order).
 WEBHOOK_INTERVAL_SECONDS = float(os.environ.get("WEBHOOK_INTERVAL_SECONDS", "1"))
+# How often the relay reads the log for new events: the wait between an event's commit and
+# its first send is up to this long. A pass that finds nothing costs one short read.
+WEBHOOK_RELAY_INTERVAL_SECONDS = float(os.environ.get("WEBHOOK_RELAY_INTERVAL_SECONDS", "0.25"))
 CELERY_TASK_ROUTES = {"webhooks.*": {"queue": WEBHOOK_QUEUE}}
 CELERY_TASK_QUEUES = tuple(
     Queue(name) for name in sorted({*(q.name for q in CELERY_TASK_QUEUES), WEBHOOK_QUEUE})
 )
 CELERY_BEAT_SCHEDULE["webhooks-relay"] = {
     "task": "webhooks.relay",
-    "schedule": WEBHOOK_INTERVAL_SECONDS,
+    "schedule": WEBHOOK_RELAY_INTERVAL_SECONDS,
     "options": {"expires": 10},
 }
 CELERY_BEAT_SCHEDULE["webhooks-dispatch-due"] = {
