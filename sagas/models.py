@@ -94,8 +94,10 @@ class Saga(models.Model):
     #: A request to stop at the next step boundary and compensate (``sagas.engine``): its
     #: code (the compensations' failure code), who asked and when. Written once, by the
     #: request (``sagas.recorder.stop_request_record``).
-    stop_code = models.CharField(max_length=100, blank=True, default="")
-    stop_actor = models.CharField(max_length=200, blank=True, default="")
+    # db_default too: an INSERT written before these columns existed (a process of the
+    # previous release during a rolling deploy, a raw seed) still writes a valid row.
+    stop_code = models.CharField(max_length=100, blank=True, default="", db_default="")
+    stop_actor = models.CharField(max_length=200, blank=True, default="", db_default="")
     stop_requested_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField()
