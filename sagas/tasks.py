@@ -154,8 +154,15 @@ def _run_step(
         close_old_connections()
         raise task.retry(exc=exc, countdown=1, max_retries=CONNECTION_RETRIES) from exc
     if not report.ran:
-        logger.debug(
-            "saga %s (%s) step %s %s: no-op, %s", saga_id, saga_type, step, phase, report.detail
+        # A duplicate or late message (the saga row says the step is claimed, done or not
+        # due): worth a line, with the saga's ids, now that Celery's own per-task lines are off.
+        logger.info(
+            "saga %s (%s) step %s %s: message ignored (no-op), %s",
+            saga_id,
+            saga_type,
+            step,
+            phase,
+            report.detail,
         )
 
 
