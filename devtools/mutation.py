@@ -83,6 +83,7 @@ TARGETS: tuple[Target, ...] = (
         (
             "sagas/tests/test_engine.py",
             "sagas/tests/test_engine_transitions.py",
+            "sagas/tests/test_engine_stop.py",
             "sagas/tests/test_definitions.py",
             "orders/tests/test_sagas.py",
         ),

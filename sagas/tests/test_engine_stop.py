@@ -177,8 +177,9 @@ def test_a_step_never_attempted_is_passed_over_and_stays_pending() -> None:
     )
 
 
-def test_a_step_waiting_to_retry_may_have_acted_so_it_is_undone_first() -> None:
-    transition = decide_stop(PLACE, running(2, attempt=2))
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_a_step_waiting_to_retry_may_have_acted_so_it_is_undone_first(attempt: int) -> None:
+    transition = decide_stop(PLACE, running(2, attempt=attempt))
 
     assert (transition.step_status, transition.next) == (
         StepStatus.FAILED,
@@ -187,9 +188,11 @@ def test_a_step_waiting_to_retry_may_have_acted_so_it_is_undone_first() -> None:
 
 
 def test_stopping_needs_a_running_saga_and_a_request() -> None:
-    with pytest.raises(SagaStateConflict):
+    with pytest.raises(SagaStateConflict) as refused:
         decide_stop(PLACE, running(1, stop=None))
-    with pytest.raises(SagaStateConflict):
+    assert (refused.value.status, refused.value.action) == (SagaStatus.RUNNING, "stop")
+    with pytest.raises(SagaStateConflict) as refused:
         decide_stop(
             PLACE, SagaState(status=SagaStatus.COMPENSATING, cursor=Cursor(1, C), stop=STOP)
         )
+    assert (refused.value.status, refused.value.action) == (SagaStatus.COMPENSATING, "stop")
