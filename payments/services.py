@@ -179,7 +179,13 @@ def payment_refund(
     if payment is None:
         return RefundResult(order_id=order_id, outcome=RefundOutcome.NOTHING_TO_REFUND)
     if payment.status == PaymentStatus.REFUNDED:
-        return _refund_result(payment.refunds.get(), RefundOutcome.ALREADY_REFUNDED)
+        # Refunded under another key, or under this one by a concurrent call that committed
+        # between the two reads above (each statement reads what is committed when it runs).
+        settled = payment.refunds.get()
+        same_key = settled.idempotency_key == idempotency_key
+        return _refund_result(
+            settled, RefundOutcome.REFUNDED if same_key else RefundOutcome.ALREADY_REFUNDED
+        )
 
     try:
         refund = get_gateway().refund(
