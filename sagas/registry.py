@@ -25,6 +25,8 @@ class _Registered:
     by_version: dict[tuple[str, int], SagaDefinition]
     #: The highest version of each type: what new sagas start on.
     current: dict[str, SagaDefinition]
+    #: Each (type, step name) of any version: the step of the newest version that has it.
+    steps: dict[tuple[str, str], Step]
 
 
 @cache
@@ -56,7 +58,12 @@ def _registered() -> _Registered:
         latest = current.get(definition.name)
         if latest is None or definition.version > latest.version:
             current[definition.name] = definition
-    return _Registered(by_version=found, current=current)
+    steps = {
+        (definition.name, step.name): step
+        for definition in sorted(found.values(), key=lambda d: d.version)
+        for step in definition.steps
+    }
+    return _Registered(by_version=found, current=current, steps=steps)
 
 
 def get_definition(name: str, version: int | None = None) -> SagaDefinition:
@@ -106,12 +113,10 @@ def find_step(name: str, step: str) -> Step:
     registered = _registered()
     if name not in registered.current:
         raise UnknownSagaType(name)
-    for (saga_type, _), definition in sorted(
-        registered.by_version.items(), key=lambda item: -item[0][1]
-    ):
-        if saga_type == name and any(s.name == step for s in definition.steps):
-            return definition.step(step)
-    raise KeyError(f"no version of saga {name!r} has a step {step!r}")
+    try:
+        return registered.steps[name, step]
+    except KeyError:
+        raise KeyError(f"no version of saga {name!r} has a step {step!r}") from None
 
 
 def reset() -> None:
