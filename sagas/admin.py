@@ -52,7 +52,7 @@ from infrastructure.snapshots import read_snapshot
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict, UnknownSagaType
 from sagas.models import FailedCompensation, FaultRule, Saga, SagaStep
 from sagas.operations import RETRY, SKIP, OperatorAction
-from sagas.registry import definitions, get_definition
+from sagas.registry import find_step, type_names
 from sagas.selectors import SagaDetail, saga_detail
 from sagas.statuses import OperatorActionKind, SagaStatus
 
@@ -338,7 +338,7 @@ class SagaTypeFilter(admin.SimpleListFilter):
     parameter_name = "saga_type"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(d.name, d.name) for d in sorted(definitions(), key=lambda d: d.name)]
+        return [(name, name) for name in type_names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
@@ -368,6 +368,7 @@ class SagaAdmin(OperatorActionsAdmin):
     readonly_fields = (
         "id",
         "saga_type",
+        "definition_version",
         "status",
         "subject_link",
         "exclusive",
@@ -559,7 +560,7 @@ class FaultRuleForm(forms.ModelForm):
         saga_type, step = data.get("saga_type"), data.get("step")
         if saga_type and step:
             try:
-                get_definition(saga_type).index(step)
+                find_step(saga_type, step)
             except UnknownSagaType as exc:
                 raise forms.ValidationError({"saga_type": str(exc)}) from exc
             except KeyError as exc:

@@ -100,6 +100,8 @@ class SagaSummarySerializer(serializers.Serializer):
 
 
 class SagaDetailSerializer(SagaSummarySerializer):
+    #: The version of its type's definition the saga started under and finishes under.
+    definition_version = serializers.IntegerField()
     context = serializers.JSONField()  # type: ignore[assignment]
     failure = serializers.SerializerMethodField()
     steps = SagaStepSerializer(many=True)

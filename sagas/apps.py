@@ -6,5 +6,6 @@ class SagasConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the saga's own event type, so the event store knows it everywhere.
-        from sagas import webhooks  # noqa: F401
+        # The saga's own event type, so the event store knows it everywhere; the check that
+        # stops a deploy dropping a definition version unfinished sagas still use.
+        from sagas import checks, webhooks  # noqa: F401

@@ -8,6 +8,8 @@ lease) past which the sweeper counts the attempt as stalled. The step row shows 
 One path, one rule: read the saga's row, let ``sagas.engine.decide_claim`` decide, act:
 
 - **ignore** the message (duplicate, stale, early, or a live attempt holds the step);
+- **refuse** it when this process's code lacks the definition version the saga started under
+  (logged as an error; the saga waits, unclaimed, for a worker that has it);
 - **claim** the attempt, or take over one whose worker process died (logging the lost run),
   with one compare-and-set statement (``sagas.recorder.claim_write``): when another message
   claimed the saga between the read and the write, nothing is written and this message is a
@@ -42,7 +44,7 @@ from sagas.engine import (
     decide,
     decide_claim,
 )
-from sagas.errors import UnknownSagaType
+from sagas.errors import UnknownDefinitionVersion, UnknownSagaType
 from sagas.recorder import (
     AttemptRecord,
     Loaded,
@@ -141,9 +143,28 @@ def attempt_claim(
     if saga is None:
         return NotClaimed("no such saga")
     try:
-        definition = get_definition(saga.saga_type)
+        # The version the saga started under, never another: running its steps under a
+        # different one would guess at what it did and what undoing it means.
+        definition = get_definition(saga.saga_type, saga.definition_version)
         step_index = definition.index(step)
         state = saga_state(saga, definition)
+    except UnknownDefinitionVersion as exc:
+        # Left unclaimed for a worker that has the version; the sweeper re-sends the step.
+        logger.error(
+            "saga %s step %s %s refused: %s; this worker's code does not have it",
+            saga.id,
+            step,
+            phase,
+            exc,
+            extra={
+                "saga_id": str(saga.id),
+                "step": step,
+                "phase": phase.value,
+                "definition_version": saga.definition_version,
+                **subject_ids(saga.subject),
+            },
+        )
+        return NotClaimed(f"refused: {exc}")
     except UnknownSagaType as exc:
         return NotClaimed(str(exc))
     except KeyError:

@@ -214,6 +214,11 @@ class Step:
 class SagaDefinition:
     """Name a saga type and list its steps in the order they run.
 
+    ``version`` tells definitions of one type apart: a saga records the version it started
+    under and finishes under it, so changing a type's steps means adding a definition with a
+    higher version beside the old one (the registry starts new sagas on the highest), never
+    editing one that unfinished sagas still follow.
+
     ``on_late_stop`` is called when a saga asked to stop completes before it could stop (see
     :class:`LateStop`); None: such a saga just completes.
     """
@@ -221,10 +226,13 @@ class SagaDefinition:
     name: str
     steps: tuple[Step, ...] = field(default_factory=tuple)
     on_late_stop: Callable[[LateStop], None] | None = None
+    version: int = 1
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a saga definition needs a name")
+        if self.version < 1:
+            raise ValueError(f"saga {self.name!r}: version must be at least 1")
         if not self.steps:
             raise ValueError(f"saga {self.name!r} has no steps")
         names = [s.name for s in self.steps]

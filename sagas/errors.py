@@ -20,6 +20,22 @@ class UnknownSagaType(SagaError):
         super().__init__(f"no saga definition is named {saga_type!r}")
 
 
+class UnknownDefinitionVersion(UnknownSagaType):
+    """Say that the saga type is registered, but not in the version a saga started under.
+
+    A worker meeting it leaves the saga alone: running the saga's steps under another
+    version would guess at what it did and what undoing it means.
+    """
+
+    def __init__(self, saga_type: str, version: int) -> None:
+        self.version = version
+        super().__init__(saga_type)
+        self.args = (f"saga type {saga_type!r} has no registered definition version {version}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class SagaNotFound(SagaError):
     """Say that no saga has this id."""
 

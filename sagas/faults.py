@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from sagas.models import FaultRule
-from sagas.registry import get_definition
+from sagas.registry import find_step
 from sagas.statuses import FaultMode, Phase
 
 
@@ -73,7 +73,7 @@ def fault_rule_set(
     if times is not None and times < 1:
         raise ValueError("times must be at least 1 (leave it out for 'until cleared')")
     try:
-        get_definition(saga_type).index(step)
+        find_step(saga_type, step)
     except KeyError:
         raise ValueError(f"saga type {saga_type!r} has no step {step!r}") from None
     now = now or timezone.now()

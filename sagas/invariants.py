@@ -2,7 +2,8 @@
 
 - **saga**: every saga is final (COMPLETED, COMPENSATED) or waits for an operator
   (COMPENSATION_FAILED with the failed compensation's error recorded); RUNNING and
-  COMPENSATING pass only with ``allow_in_flight``;
+  COMPENSATING pass only with ``allow_in_flight``; an unfinished saga's definition version is
+  registered (no worker of this code could move it otherwise);
 - **dispatch**: no saga has an attempt due without a message sent for it, nor a claim
   past its deadline (only moving sagas can: the database refuses either on a resting one).
 """
@@ -15,6 +16,7 @@ from django.conf import settings
 
 from backoffice.invariants import InvariantOptions, InvariantReport, Violation, invariant
 from sagas.models import Saga, SagaStep
+from sagas.registry import definitions
 from sagas.statuses import MOVING_SAGA_STATUSES, SagaStatus, StepStatus
 
 FINAL_SAGA_STATUSES = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED})
@@ -36,11 +38,21 @@ def _check_resting(report: InvariantReport, sagas: list[Saga], *, allow_in_fligh
             saga__status=SagaStatus.COMPENSATION_FAILED, status=StepStatus.COMPENSATION_FAILED
         )
     }
+    registered = {(d.name, d.version) for d in definitions()}
     for saga in sagas:
         status = SagaStatus(saga.status)
         subject = f"saga {saga.saga_type} {saga.id}"
         if status in FINAL_SAGA_STATUSES:
             continue
+        if (saga.saga_type, saga.definition_version) not in registered:
+            report.violations.append(
+                Violation(
+                    "saga",
+                    subject,
+                    f"unfinished under definition version {saga.definition_version}, "
+                    "which this code does not register",
+                )
+            )
         if status is SagaStatus.COMPENSATION_FAILED:
             step = failed_steps.get(saga.id)
             if step is None or not step.last_error.strip():

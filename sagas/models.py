@@ -4,6 +4,8 @@ The saga row is the truth about where a saga stands and the only thing a worker 
 status and context it holds the *cursor* (the step and phase that run next), the attempt count
 there, and the scheduling fields the claim protocol and the sweeper use:
 
+- ``definition_version``: the version of its type's definition it started under, and runs
+  under until it finishes (``sagas.registry``);
 - ``due_at``: an attempt at the cursor is waiting to run from this time (NULL while one runs
   or when the saga rests);
 - ``dispatched_at``: when a message for it was last handed to the broker (NULL: none was, the
@@ -61,6 +63,9 @@ class Saga(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     saga_type = models.CharField(max_length=100)
+    #: The version of its type's definition the saga started under and finishes under
+    #: (``sagas.registry``). db_default: sagas from before versions existed are version 1.
+    definition_version = models.PositiveIntegerField(default=1, db_default=1)
     status = models.CharField(max_length=32, choices=_choices(SagaStatus))
     #: What the saga acts on ("order:<uuid>"), for listing a subject's sagas.
     subject = models.CharField(max_length=200, blank=True, default="")

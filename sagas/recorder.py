@@ -80,7 +80,16 @@ _PHASE_DONE = {
 
 #: Saga fields written when the saga starts and never changed after.
 SAGA_SET_AT_START = frozenset(
-    {"id", "saga_type", "subject", "exclusive", "correlation_id", "actor", "created_at"}
+    {
+        "id",
+        "saga_type",
+        "definition_version",
+        "subject",
+        "exclusive",
+        "correlation_id",
+        "actor",
+        "created_at",
+    }
 )
 #: Saga fields written by a request to stop the saga, once, and by nothing else.
 SAGA_SET_BY_STOP_REQUEST = frozenset({"stop_code", "stop_actor", "stop_requested_at"})
@@ -537,7 +546,7 @@ def _load(saga_id: UUID) -> Loaded:
     saga = saga_load(saga_id)
     if saga is None:
         raise SagaNotFound(saga_id)
-    definition = get_definition(saga.saga_type)
+    definition = get_definition(saga.saga_type, saga.definition_version)
     return Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
 
 
@@ -783,7 +792,7 @@ def stop_request_record(saga_id: UUID, stop: StopRequest, *, now: datetime) -> S
 
 def _loaded_from_row(row: tuple[Any, ...]) -> Loaded:
     saga = _saga_from_row(row)
-    definition = get_definition(saga.saga_type)
+    definition = get_definition(saga.saga_type, saga.definition_version)
     return Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
 
 
@@ -816,6 +825,7 @@ def saga_record_start(
     saga = Saga(
         id=saga_id,
         saga_type=saga_type,
+        definition_version=definition.version,
         status=(SagaStatus.COMPLETED if finished else SagaStatus.RUNNING).value,
         subject=subject,
         exclusive=exclusive,

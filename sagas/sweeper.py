@@ -134,20 +134,26 @@ def _resend(condition: Q, *, now: datetime, limit: int) -> int:
                 Saga.objects.select_for_update(skip_locked=True, no_key=True)
                 .filter(condition)
                 .order_by("due_at")
-                .values_list("id", "saga_type", "current_step", "current_phase")[
-                    : min(BATCH_SIZE, limit - taken)
-                ]
+                .values_list(
+                    "id", "saga_type", "definition_version", "current_step", "current_phase"
+                )[: min(BATCH_SIZE, limit - taken)]
             )
             if not rows:
                 break
             Saga.objects.filter(pk__in=[row[0] for row in rows]).update(dispatched_at=now)
-            for saga_id, saga_type, step, phase in rows:
+            for saga_id, saga_type, version, step, phase in rows:
                 try:
-                    definition_step = get_definition(saga_type).step(step)
+                    definition_step = get_definition(saga_type, version).step(step)
                 except (UnknownSagaType, KeyError):
                     # A definition removed or renamed under running sagas: nothing here can
                     # run them. Say so (once per grace period) instead of stopping the pass.
-                    logger.error("saga %s: no definition for %s step %s", saga_id, saga_type, step)
+                    logger.error(
+                        "saga %s: no definition for %s version %s step %s",
+                        saga_id,
+                        saga_type,
+                        version,
+                        step,
+                    )
                     continue
                 publish_on_commit(
                     StepMessage(
@@ -182,10 +188,15 @@ def _time_out(*, saga_id: UUID, now: datetime) -> bool:
     if saga is None or saga.claim_token is None or saga.deadline is None or saga.deadline > now:
         return False
     try:
-        definition = get_definition(saga.saga_type)
+        definition = get_definition(saga.saga_type, saga.definition_version)
         loaded = Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
     except (UnknownSagaType, KeyError):
-        logger.error("saga %s: no definition for %s", saga.id, saga.saga_type)
+        logger.error(
+            "saga %s: no definition for %s version %s",
+            saga.id,
+            saga.saga_type,
+            saga.definition_version,
+        )
         return False
     outcome = TimedOut(
         f"no outcome from {saga.claim_worker or 'its worker'} by the attempt's deadline "

@@ -20,7 +20,7 @@ from infrastructure.heartbeats import WORKERS, heartbeat
 from infrastructure.logs import log_context
 from sagas.definitions import Step
 from sagas.errors import UnknownSagaType
-from sagas.registry import get_definition
+from sagas.registry import find_step
 from sagas.runner import AttemptAbandoned, step_attempt_run
 from sagas.statuses import Phase
 from sagas.sweeper import sagas_sweep
@@ -63,7 +63,8 @@ def step_queue(step: Step | None = None) -> str:
 def step_queue_named(saga_type: str, step: str) -> str:
     """Name the queue of step ``step`` of saga type ``saga_type`` (unknown: the default)."""
     try:
-        return step_queue(get_definition(saga_type).step(step))
+        # The message does not say the saga's version: any version's step routes it.
+        return step_queue(find_step(saga_type, step))
     except (UnknownSagaType, KeyError):
         return step_queue()
 

@@ -87,3 +87,27 @@ HOSTS = SagaDefinition(
         Step(name="confirm", action=record, retry=QUICK, participant="orders", timeout=10.0),
     ),
 )
+
+
+def _recorded(name: str) -> Step:
+    return Step(
+        name=name, action=record, compensation=record, retry=QUICK, compensation_retry=QUICK
+    )
+
+
+#: A saga type changed between two releases. Version 1, what the settings list when testing
+#: (the release before the change): reserve, charge, pack, ship.
+VERSIONED_V1 = SagaDefinition(
+    name="test.versioned",
+    version=1,
+    steps=(_recorded("reserve"), _recorded("charge"), _recorded("pack"), _recorded("ship")),
+)
+
+#: Version 2, the release after it: charge renamed to bill, check inserted after it, pack
+#: removed. Registered beside version 1 by the worker of that release
+#: (``tests.e2e.versioned_worker``) and by the test that starts sagas on it.
+VERSIONED_V2 = SagaDefinition(
+    name="test.versioned",
+    version=2,
+    steps=(_recorded("reserve"), _recorded("bill"), _recorded("check"), _recorded("ship")),
+)

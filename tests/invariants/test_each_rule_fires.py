@@ -87,6 +87,9 @@ RULES: dict[str, Rule] = {
         r"^still (RUNNING|COMPENSATING) at \w+ \((action|compensation)\): neither final nor "
         r"waiting for an operator$",
     ),
+    "saga.version_not_registered": Rule(
+        "saga", r"^unfinished under definition version \d+, which this code does not register$"
+    ),
     "dispatch.resting_but_due": Rule("dispatch", r"^(COMPLETED|COMPENSATED|COMPENSATION_FAILED) "),
     "dispatch.claim_past_deadline": Rule("dispatch", r"claimed past its deadline"),
     "dispatch.nobody_moves_it": Rule("dispatch", r"with nothing due and nothing running"),
@@ -149,6 +152,13 @@ def saga_subject(saga_id: UUID) -> str:
 def saga_left_running() -> tuple[str, InvariantReport]:
     placed = place(run=False)
     return saga_subject(placed.saga_id), invariants_check()
+
+
+@case("saga.version_not_registered")
+def saga_on_an_unregistered_version() -> tuple[str, InvariantReport]:
+    placed = place(run=False)
+    Saga.objects.filter(pk=placed.saga_id).update(definition_version=99)
+    return saga_subject(placed.saga_id), invariants_check(allow_in_flight=True)
 
 
 @case("saga.operator_wait_unrecorded")
@@ -486,4 +496,4 @@ def test_every_rule_in_the_checker_has_a_test_here() -> None:
 
     assert Counter(rule.kind for rule in RULES.values()) == built
     assert set(CASES) == set(RULES)
-    assert len(RULES) == 25
+    assert len(RULES) == 26
