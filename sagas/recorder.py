@@ -902,3 +902,36 @@ def saga_record_start(
         if step.local
     ]
     prepared_insert_row_groups([[saga], steps, log])
+
+
+def step_logs_trim(*, dry_run: bool = False) -> int:
+    """Bring every step phase's attempt log within ``SAGA_STEP_LOG_MAX``; return the rows
+    dropped (or that would be, with ``dry_run``).
+
+    Outcomes keep the logs they write within the bound; this catches logs written before the
+    bound existed or was lowered. It keeps the same attempts an outcome would: the first half
+    of the bound and the latest ones.
+    """
+    first, latest = step_log_window()
+    executions = table(SagaStepExecution)
+    saga, position, phase, attempt = (
+        column(SagaStepExecution, name) for name in ("saga", "position", "phase", "attempt")
+    )
+    over = f"""
+SELECT {saga} AS saga_id, {position} AS position, {phase} AS phase, max({attempt}) AS top
+FROM {executions} GROUP BY 1, 2, 3 HAVING max({attempt}) > %(bound)s
+"""  # noqa: S608
+    matches = f"""
+{executions}.{saga} = t.saga_id AND {executions}.{position} = t.position
+AND {executions}.{phase} = t.phase AND {executions}.{attempt} > %(first)s
+AND {executions}.{attempt} <= t.top - %(latest)s
+"""  # noqa: S608
+    params = {"bound": first + latest, "first": first, "latest": latest}
+    if dry_run:
+        sql = f"SELECT count(*) FROM {executions} JOIN ({over}) t ON {matches}"  # noqa: S608
+    else:
+        sql = f"WITH d AS (DELETE FROM {executions} USING ({over}) t WHERE {matches} RETURNING 1) SELECT count(*) FROM d"  # noqa: S608,E501
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
