@@ -48,7 +48,6 @@ from orders.serializers import (
     order_representation,
     orders_representation,
 )
-from payments.errors import PaymentGatewayUnavailable, PaymentMethodRejected
 from orders.services import (
     OrderAlreadyPlaced,
     OrderLineRequest,
@@ -56,6 +55,7 @@ from orders.services import (
     order_place,
     order_request_cancellation,
 )
+from payments.errors import PaymentGatewayUnavailable, PaymentMethodRejected
 
 logger = logging.getLogger(__name__)
 

@@ -101,9 +101,7 @@ class SimulatedGateway:
         method = SimulatedPaymentMethod.objects.filter(reference=payment_method).first()
         if method is None:
             raise GatewayRequestError(f"no such payment method: {payment_method}")
-        if method.behaviour == SimulatedCardBehaviour.FLAKY and _fail_transiently(
-            idempotency_key
-        ):
+        if method.behaviour == SimulatedCardBehaviour.FLAKY and _fail_transiently(idempotency_key):
             raise GatewayTransientError(
                 f"simulated timeout talking to the processor ({payment_method} is flaky)"
             )

@@ -925,12 +925,15 @@ FROM {executions} GROUP BY 1, 2, 3 HAVING max({attempt}) > %(bound)s
 {executions}.{saga} = t.saga_id AND {executions}.{position} = t.position
 AND {executions}.{phase} = t.phase AND {executions}.{attempt} > %(first)s
 AND {executions}.{attempt} <= t.top - %(latest)s
-"""  # noqa: S608
+"""
     params = {"bound": first + latest, "first": first, "latest": latest}
     if dry_run:
         sql = f"SELECT count(*) FROM {executions} JOIN ({over}) t ON {matches}"  # noqa: S608
     else:
-        sql = f"WITH d AS (DELETE FROM {executions} USING ({over}) t WHERE {matches} RETURNING 1) SELECT count(*) FROM d"  # noqa: S608,E501
+        sql = (
+            f"WITH d AS (DELETE FROM {executions} USING ({over}) t WHERE {matches} RETURNING 1)"  # noqa: S608
+            " SELECT count(*) FROM d"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

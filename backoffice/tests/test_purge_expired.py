@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from io import StringIO
+from uuid import UUID
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -26,7 +27,7 @@ def record(key: str, age: timedelta) -> None:
     IdempotencyRecord.objects.filter(key=key).update(created_at=timezone.now() - age)
 
 
-def long_log(saga_id: object, attempts: int) -> None:
+def long_log(saga_id: UUID, attempts: int) -> None:
     """Give step a's action a log of ``attempts`` attempts (as before the bound existed)."""
     now = timezone.now()
     SagaStepExecution.objects.bulk_create(

@@ -111,7 +111,11 @@ def test_concurrent_charges_of_one_order_under_different_keys_keep_one_charge() 
 def test_concurrent_refunds_with_one_key_refund_once() -> None:
     order_id = uuid4()
     payment_charge(
-        order_id=order_id, amount=AMOUNT, currency="EUR", payment_method=payment_method_create(token="tok_visa"), idempotency_key="c1"
+        order_id=order_id,
+        amount=AMOUNT,
+        currency="EUR",
+        payment_method=payment_method_create(token="tok_visa"),
+        idempotency_key="c1",
     )
 
     def refund() -> object:
@@ -128,7 +132,11 @@ def test_concurrent_refunds_with_one_key_refund_once() -> None:
 def test_concurrent_refunds_under_different_keys_refund_once() -> None:
     order_id = uuid4()
     payment_charge(
-        order_id=order_id, amount=AMOUNT, currency="EUR", payment_method=payment_method_create(token="tok_visa"), idempotency_key="c1"
+        order_id=order_id,
+        amount=AMOUNT,
+        currency="EUR",
+        payment_method=payment_method_create(token="tok_visa"),
+        idempotency_key="c1",
     )
 
     keys = [str(uuid4()) for _ in range(4)]

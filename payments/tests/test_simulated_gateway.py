@@ -295,7 +295,9 @@ def test_a_card_number_sent_as_a_token_is_not_stored() -> None:
 
     assert raised.value.code == "invalid_token"
     row = SimulatedCharge.objects.select_related("payment_method").get(idempotency_key="k1")
-    stored = [str(v) for v in vars(row).values()] + [str(v) for v in vars(row.payment_method).values()]
+    stored = [str(v) for v in vars(row).values()] + [
+        str(v) for v in vars(row.payment_method).values()
+    ]
     assert not any("4242" in value for value in stored)
 
 

@@ -109,7 +109,7 @@ def test_a_sagas_page_shows_its_log_a_page_at_a_time(staff: Client, monkeypatch)
     url = reverse("admin:sagas_saga_change", args=[saga_id])
 
     def logged_steps(html: str) -> list[str]:
-        log = html.split('id="step-log"')[1].split('id="operator-history"')[0]
+        log = html.split('id="step-log"')[1].split('id="operator-history"', maxsplit=1)[0]
         return re.findall(r"<td>([abcd])</td><td>action</td>", log)
 
     first = staff.get(url).content.decode()

@@ -36,7 +36,7 @@ def tables_holding(needle: str) -> list[str]:
         for name in tables():
             # A row cast to text shows every column: text and json as they are, bytea as hex.
             cursor.execute(
-                f"SELECT count(*) FROM {name} AS t "  # noqa: S608 (quoted catalogue names)
+                f"SELECT count(*) FROM {name} AS t "
                 "WHERE strpos(t::text, %s) > 0 OR strpos(t::text, %s) > 0",
                 [needle, needle.encode().hex()],
             )
@@ -46,15 +46,14 @@ def tables_holding(needle: str) -> list[str]:
     return found
 
 
-def test_no_raw_payment_token_is_in_any_table_or_log_line(
-    live_server, live_worker, caplog
-) -> None:
+def test_no_raw_payment_token_is_in_any_table_or_log_line(live_server, live_worker, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     log_start = live_worker.log_size()
     make_product("PII-1", price="4.00", stock=50)
     client = Http(live_server.url, make_user())
     operator = Http(
-        live_server.url, make_user(staff=True, perms=("orders.view_ordersummary", "sagas.view_saga"))
+        live_server.url,
+        make_user(staff=True, perms=("orders.view_ordersummary", "sagas.view_saga")),
     )
     # An unknown token (it declines as invalid_token) made unique, so that nothing else in the
     # database can contain it by chance.
