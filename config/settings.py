@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -440,6 +441,9 @@ SAGA_COUNTDOWN_MAX_SECONDS = env_int("SAGA_COUNTDOWN_MAX_SECONDS", 5)
 SAGA_MAX_REDELIVERIES = env_int("SAGA_MAX_REDELIVERIES", 3)
 # From a step's timeout (soft time limit: a transient failure) to the hard kill of its process.
 SAGA_HARD_TIME_LIMIT_GRACE_SECONDS = env_int("SAGA_HARD_TIME_LIMIT_GRACE_SECONDS", 5)
+# A step's phase logs at most this many attempts (one retrying forward would grow its log
+# without end): the first half and the latest ones are kept (sagas/recorder.py).
+SAGA_STEP_LOG_MAX = env_int("SAGA_STEP_LOG_MAX", 20)
 # Celery's Django fixup closes the database connection before and after every task unless
 # this is set: a new PostgreSQL connection per saga step would cost more than the step
 # itself. Connections are recycled every N tasks; each saga task first drops
@@ -498,6 +502,20 @@ CELERY_BEAT_SCHEDULE["webhooks-dispatch-due"] = {
     "options": {"expires": 10},
 }
 # --- end of Webhooks --------------------------------------------------------------------------
+
+# --- Retention (backoffice/retention.py) -----------------------------------------------------
+# An Idempotency-Key's record answers replays this long; after it the key is a new request,
+# and the daily purge deletes the record.
+IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)
+CELERY_BEAT_SCHEDULE["purge-expired"] = {
+    "task": "backoffice.purge_expired",
+    # Daily, at a quiet hour (UTC): idempotency records, saga attempt logs, API tokens.
+    "schedule": crontab(
+        hour=env_int("PURGE_EXPIRED_HOUR", 3), minute=env_int("PURGE_EXPIRED_MINUTE", 17)
+    ),
+    "options": {"expires": 3600},
+}
+# --- end of Retention ------------------------------------------------------------------------
 
 # --- Inventory and payments (owned by inventory/ and payments/) ------------------------------
 # The currency of the catalogue's prices (ISO 4217).

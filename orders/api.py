@@ -55,6 +55,7 @@ from orders.services import (
     order_place,
     order_request_cancellation,
 )
+from payments.errors import PaymentGatewayUnavailable, PaymentMethodRejected
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class OrderListCreateView(APIView):
         ],
         responses={
             202: OrderSerializer,
-            **ERROR_RESPONSES(400, 401, 403, 409, 413, 415, 422),
+            **ERROR_RESPONSES(400, 401, 403, 409, 413, 415, 422, 503),
         },
         examples=[
             OpenApiExample(
@@ -185,6 +186,11 @@ class OrderListCreateView(APIView):
                 )
             except InvalidOrder as exc:
                 raise ValidationError(exc.errors) from exc
+            except PaymentMethodRejected as exc:
+                raise ValidationError({"payment_token": [str(exc)]}) from exc
+            except PaymentGatewayUnavailable:
+                # Nothing was written: the client may send the same request again.
+                return error_response(503, "The payment gateway is unavailable; try again.")
             except OrderAlreadyPlaced:
                 # A retry of a request whose answer was lost after its order committed.
                 assert order_id is not None

@@ -133,13 +133,20 @@ def _order_total(call: StepCall) -> tuple[Decimal, str]:
 
 
 def charge_payment(call: StepCall) -> Result:
+    """Charge the card the gateway stored when the order was placed (the context holds the
+    gateway's reference to it, never the client's token)."""
+    payment_method = call.context.get("payment_method")
+    if not payment_method:
+        # A saga begun before tokens were vaulted, its token scrubbed by the upgrade
+        # (sagas 0008): nothing can be charged, so the order is refused, never charged twice.
+        raise StepBusinessFailure("payment_rejected", "the order has no payment method to charge")
     amount, currency = _order_total(call)
     try:
         payment = payment_charge(
             order_id=_order_id(call),
             amount=amount,
             currency=currency,
-            token=str(call.context["payment_token"]),
+            payment_method=str(payment_method),
             idempotency_key=call.idempotency_key,
         )
     except PaymentDeclined as exc:

@@ -30,6 +30,7 @@ from orders.domain import (
 )
 from orders.models import OrderSummary
 from orders.projections import order_row_sent
+from payments.services import payment_method_create
 from sagas.errors import SagaAlreadyActive
 from sagas.selectors import sagas_for_subject
 from sagas.services import StopVerdict, saga_begin, saga_request_stop, saga_start
@@ -97,6 +98,11 @@ def order_place(
     the commit. ``order_id`` names the new order (a fresh id by default); an order that
     already has it raises :class:`OrderAlreadyPlaced`. ``now`` is the saga's clock (the
     database's by default).
+
+    ``payment_token`` is handed to the payment gateway here, before the transaction, and
+    goes no further: the saga's context keeps the gateway's reference to the card (what the
+    charge step names), so the token is in no table, message or log. Raises
+    ``PaymentGatewayUnavailable`` when the gateway cannot take it now (nothing is written).
     """
     catalogue = products_by_sku(skus=[line.sku for line in lines])
     unknown = sorted({line.sku for line in lines} - set(catalogue))
@@ -115,6 +121,8 @@ def order_place(
     currency = currencies.pop() if len(currencies) == 1 else ""
     if not currency:
         raise InvalidOrder({"items": ["All lines of an order must share one currency."]})
+    # A network call: made outside any transaction, once the order is known to be valid.
+    payment_method = payment_method_create(token=payment_token)
     order_id = order_id or uuid4()
     context = {
         "order_id": str(order_id),
@@ -129,7 +137,7 @@ def order_place(
             for i in items
         ],
         "currency": currency,
-        "payment_token": payment_token,
+        "payment_method": payment_method,
         "placed_by": actor,
     }
     try:

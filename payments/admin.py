@@ -12,6 +12,7 @@ from payments.models import (
     Payment,
     Refund,
     SimulatedCharge,
+    SimulatedPaymentMethod,
     SimulatedRefund,
     SimulatedTransientFailure,
 )
@@ -39,7 +40,6 @@ class PaymentAdmin(ReadOnlyAdmin):
         "status",
         "amount",
         "currency",
-        "token",
         "decline_code",
         "created_at",
         "refunded_at",
@@ -54,7 +54,6 @@ class PaymentAdmin(ReadOnlyAdmin):
         "status",
         "amount",
         "currency",
-        "token",
         "gateway_reference",
         "decline_code",
         "decline_message",
@@ -86,9 +85,17 @@ class RefundAdmin(ReadOnlyAdmin):
 
 @admin.register(SimulatedCharge)
 class SimulatedChargeAdmin(ReadOnlyAdmin):
-    list_display = ("reference", "outcome", "amount", "currency", "token", "created_at")
+    list_display = ("reference", "outcome", "amount", "currency", "payment_method", "created_at")
     list_filter = ("outcome",)
-    search_fields = ("=reference", "=idempotency_key")
+    search_fields = ("=reference", "=idempotency_key", "=payment_method__reference")
+    ordering = ("-created_at",)
+
+
+@admin.register(SimulatedPaymentMethod)
+class SimulatedPaymentMethodAdmin(ReadOnlyAdmin):
+    list_display = ("reference", "behaviour", "decline_code", "fingerprint", "created_at")
+    list_filter = ("behaviour",)
+    search_fields = ("=reference", "=fingerprint")
     ordering = ("-created_at",)
 
 

@@ -63,6 +63,11 @@ class PaymentRefundRejected(PaymentRequestRejected):
     operation = "refund"
 
 
+class PaymentMethodRejected(PaymentError):
+    """Say that the gateway refused to store the card behind a payment token (the message is
+    the gateway's, never the token)."""
+
+
 class OrderAlreadyPaid(PaymentError):
     """Refuse a second charge for an order that has a charged payment under another key."""
 

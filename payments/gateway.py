@@ -9,6 +9,11 @@ result (a declined charge is declined again) and never moves money twice. A char
 never arrived (every try timed out, or the process died after sending it) may still have moved
 the money: ``find_charge`` asks the processor what a key did, as card processors let a merchant
 look a payment up by the reference it gave with the charge.
+
+The client's payment token is handed to the processor once, when the order is placed
+(``create_payment_method``), and the processor answers with its own reference to the card; the
+charge, run later by a worker, names that reference. So the raw token is stored nowhere of
+ours: not in a saga's context, a broker message, a log line or a payment row.
 """
 
 from __future__ import annotations
@@ -71,10 +76,18 @@ class RefundExceedsCharge(GatewayRequestError):
 class PaymentGateway(Protocol):
     """Charge cards and refund charges at a card processor."""
 
+    def create_payment_method(self, *, token: str) -> str:
+        """Store the card behind the client's ``token`` at the processor; return the
+        processor's reference to it (what ``charge`` takes). Raise ``GatewayTransientError``
+        when the processor cannot be reached; a card that will be declined is still stored
+        (the decline is the charge's answer)."""
+        ...
+
     def charge(
-        self, *, amount: Decimal, currency: str, token: str, idempotency_key: str
+        self, *, amount: Decimal, currency: str, payment_method: str, idempotency_key: str
     ) -> GatewayCharge:
-        """Charge the card behind ``token``; raise ``CardDeclined`` or ``GatewayTransientError``."""
+        """Charge the card the processor knows as ``payment_method``; raise ``CardDeclined``,
+        ``GatewayRequestError`` (no such payment method) or ``GatewayTransientError``."""
         ...
 
     def refund(

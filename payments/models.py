@@ -5,7 +5,9 @@ a final answer (charged or declined), keyed by the saga step's idempotency key. 
 ``Simulated*`` tables play the card processor's database for ``payments.simulated``; nothing
 of ours reads them to make a decision.
 
-Only the token's name is stored ("tok_visa"), never card data.
+No payment token is stored: a payment keeps what a refund needs (the charge's reference at
+the processor), and the simulated processor keeps, for a card, a keyed fingerprint of its
+token and how it behaves, never the token itself.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ class Payment(models.Model):
     idempotency_key = models.CharField(max_length=200, unique=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
-    token = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=PaymentStatus.choices)
     gateway_reference = models.CharField(max_length=100, blank=True, default="")
     decline_code = models.CharField(max_length=64, blank=True, default="")
@@ -110,12 +111,54 @@ class SimulatedChargeOutcome(models.TextChoices):
     DECLINED = "DECLINED"
 
 
+class SimulatedCardBehaviour(models.TextChoices):
+    """How the simulated processor answers charges of a card (from its test token's name)."""
+
+    APPROVE = "APPROVE"
+    DECLINE = "DECLINE"
+    #: Fails transiently a few times per idempotency key, then approves.
+    FLAKY = "FLAKY"
+    #: Approves, then loses every answer under the charge's key.
+    LOSE_RESPONSE = "LOSE_RESPONSE"
+
+
+class SimulatedPaymentMethod(models.Model):
+    """Play the processor's vault: a card stored from a client's token, known by its reference.
+
+    Holds the token's fingerprint (an HMAC under the secret key, so the same card is
+    recognisable without the token being readable) and the behaviour its test token stands
+    for, not the token.
+    """
+
+    reference = models.CharField(max_length=100, unique=True)
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    behaviour = models.CharField(max_length=16, choices=SimulatedCardBehaviour.choices)
+    decline_code = models.CharField(max_length=64, blank=True, default="")
+    decline_message = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "simulated gateway payment method"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(behaviour__in=sorted(SimulatedCardBehaviour.values)),
+                name="payments_simulatedpaymentmethod_behaviour_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.behaviour})"
+
+
 class SimulatedCharge(models.Model):
     """Play the processor's record of a charge: its answer is final for its idempotency key."""
 
     reference = models.CharField(max_length=100, unique=True)
     idempotency_key = models.CharField(max_length=200, unique=True)
-    token = models.CharField(max_length=64)
+    payment_method = models.ForeignKey(
+        SimulatedPaymentMethod, on_delete=models.PROTECT, related_name="charges"
+    )
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     outcome = models.CharField(max_length=16, choices=SimulatedChargeOutcome.choices)

@@ -5,6 +5,8 @@ while the processor thinks, and its answer is recorded afterwards in one durable
 Every call carries the saga step's idempotency key to the gateway too, so a step retried after
 a crash between the gateway's answer and our record gets the same charge back, not a new one.
 
+    payment_method_create: the client's token → the gateway's reference to the card (run by
+                    the web process when an order is placed; the token goes no further).
     payment_charge: repeat → the first result; approved → CHARGED; declined → DECLINED,
                     raised as PaymentDeclined; transient → PaymentGatewayUnavailable, nothing
                     recorded (the retry, with the same key, finishes the job).
@@ -31,6 +33,7 @@ from payments.errors import (
     PaymentChargeRejected,
     PaymentDeclined,
     PaymentGatewayUnavailable,
+    PaymentMethodRejected,
     PaymentRefundInFlight,
     PaymentRefundRejected,
 )
@@ -44,13 +47,13 @@ from payments.gateway import (
 )
 from payments.models import SETTLED_STATUSES, Payment, PaymentStatus, Refund
 from payments.results import PaymentResult, RefundOutcome, RefundResult
-from payments.tokens import storable_token
 
 __all__ = [
     "PaymentResult",
     "RefundOutcome",
     "RefundResult",
     "payment_charge",
+    "payment_method_create",
     "payment_refund",
 ]
 
@@ -59,16 +62,33 @@ logger = logging.getLogger(__name__)
 _CENT = Decimal("0.01")
 
 
+def payment_method_create(*, token: str) -> str:
+    """Hand the client's payment ``token`` to the gateway; return its reference to the card.
+
+    The reference is what the charge names later, in a worker: the token itself is neither
+    stored nor logged. Raises ``PaymentGatewayUnavailable`` when the gateway cannot answer
+    now, ``PaymentMethodRejected`` when it refuses the token. Must not be called inside a
+    transaction (it is a network call).
+    """
+    try:
+        return get_gateway().create_payment_method(token=token)
+    except GatewayTransientError as exc:
+        raise PaymentGatewayUnavailable(str(exc)) from exc
+    except GatewayRequestError as exc:
+        raise PaymentMethodRejected(str(exc)) from exc
+
+
 def payment_charge(
     *,
     order_id: UUID,
     amount: Decimal,
     currency: str,
-    token: str,
+    payment_method: str,
     idempotency_key: str,
     now: datetime | None = None,
 ) -> PaymentResult:
-    """Charge the order's amount to the card behind ``token``, once per idempotency key.
+    """Charge the order's amount to the card the gateway knows as ``payment_method`` (from
+    ``payment_method_create``), once per idempotency key.
 
     Returns the CHARGED payment (REFUNDED if it was paid back since, on a repeat). Raises
     ``PaymentDeclined`` for a declined card (recorded as a DECLINED payment, and raised again
@@ -106,13 +126,15 @@ def payment_charge(
         idempotency_key=idempotency_key,
         amount=amount,
         currency=currency,
-        token=storable_token(token),
         created_at=at,
         updated_at=at,
     )
     try:
         charge = gateway.charge(
-            amount=amount, currency=currency, token=token, idempotency_key=idempotency_key
+            amount=amount,
+            currency=currency,
+            payment_method=payment_method,
+            idempotency_key=idempotency_key,
         )
     except GatewayTransientError as exc:
         raise PaymentGatewayUnavailable(str(exc)) from exc
@@ -254,8 +276,6 @@ def _charge_recover(
         idempotency_key=idempotency_key,
         amount=found.amount,
         currency=found.currency,
-        # A lookup tells what was taken, not with which card: the refund needs no more.
-        token="",
         status=PaymentStatus.CHARGED,
         gateway_reference=found.reference,
         created_at=at,

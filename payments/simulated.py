@@ -16,6 +16,10 @@ It follows the test-token convention of card processors:
 anything else                               declines: ``invalid_token``
 ==========================================  ==================================================
 
+A token is vaulted first (``create_payment_method``, when the order is placed): the processor's
+payment method keeps the token's fingerprint and the behaviour above, and charges name the
+payment method. The token itself is kept nowhere.
+
 Like a real processor it is idempotent by key: a unique constraint on the key means the same
 key twice, even at the same moment, makes one charge (or refund) and returns its first answer,
 a decline included. A key reused with other parameters is refused.
@@ -39,12 +43,14 @@ from payments.gateway import (
     RefundExceedsCharge,
 )
 from payments.models import (
+    SimulatedCardBehaviour,
     SimulatedCharge,
     SimulatedChargeOutcome,
+    SimulatedPaymentMethod,
     SimulatedRefund,
     SimulatedTransientFailure,
 )
-from payments.tokens import storable_token
+from payments.tokens import token_fingerprint
 
 APPROVING_TOKENS = frozenset({"tok_visa"})
 FLAKY_TOKEN = "tok_flaky"  # noqa: S105 (a test token's name, not a secret)
@@ -66,27 +72,50 @@ INVALID_TOKEN = ("invalid_token", "The payment token is not valid.")
 class SimulatedGateway:
     """Charge and refund against the simulated processor's tables."""
 
+    def create_payment_method(self, *, token: str) -> str:
+        """Vault the card behind ``token``: its fingerprint and behaviour, not the token."""
+        behaviour, code, message = card_behaviour(token)
+        row = SimulatedPaymentMethod.objects.create(
+            reference=f"pm_sim_{secrets.token_hex(12)}",
+            fingerprint=token_fingerprint(token),
+            behaviour=behaviour,
+            decline_code=code,
+            decline_message=message,
+            created_at=timezone.now(),
+        )
+        return row.reference
+
     def charge(
-        self, *, amount: Decimal, currency: str, token: str, idempotency_key: str
+        self, *, amount: Decimal, currency: str, payment_method: str, idempotency_key: str
     ) -> GatewayCharge:
         """Charge, or answer as the first charge with this key did."""
-        stored_token = storable_token(token)
-        found = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
+        found = (
+            SimulatedCharge.objects.select_related("payment_method")
+            .filter(idempotency_key=idempotency_key)
+            .first()
+        )
         if found is not None:
-            return _replay_charge(found, amount=amount, currency=currency, token=stored_token)
-        if token == FLAKY_TOKEN and _fail_transiently(idempotency_key):
-            raise GatewayTransientError(f"simulated timeout talking to the processor ({token})")
-        if token in APPROVING_TOKENS or token in (FLAKY_TOKEN, LOST_RESPONSE_TOKEN):
-            outcome, code, message = SimulatedChargeOutcome.APPROVED, "", ""
-        else:
+            return _replay_charge(
+                found, amount=amount, currency=currency, payment_method=payment_method
+            )
+        method = SimulatedPaymentMethod.objects.filter(reference=payment_method).first()
+        if method is None:
+            raise GatewayRequestError(f"no such payment method: {payment_method}")
+        if method.behaviour == SimulatedCardBehaviour.FLAKY and _fail_transiently(idempotency_key):
+            raise GatewayTransientError(
+                f"simulated timeout talking to the processor ({payment_method} is flaky)"
+            )
+        if method.behaviour == SimulatedCardBehaviour.DECLINE:
             outcome = SimulatedChargeOutcome.DECLINED
-            code, message = DECLINES.get(token, INVALID_TOKEN)
+            code, message = method.decline_code, method.decline_message
+        else:
+            outcome, code, message = SimulatedChargeOutcome.APPROVED, "", ""
         try:
             with transaction.atomic(durable=True):
                 row = SimulatedCharge.objects.create(
                     reference=f"ch_sim_{secrets.token_hex(12)}",
                     idempotency_key=idempotency_key,
-                    token=stored_token,
+                    payment_method=method,
                     amount=amount,
                     currency=currency,
                     outcome=outcome,
@@ -96,8 +125,10 @@ class SimulatedGateway:
                 )
         except IntegrityError:
             # A concurrent call with the same key recorded its charge first: answer as it did.
-            row = SimulatedCharge.objects.get(idempotency_key=idempotency_key)
-        return _replay_charge(row, amount=amount, currency=currency, token=stored_token)
+            row = SimulatedCharge.objects.select_related("payment_method").get(
+                idempotency_key=idempotency_key
+            )
+        return _replay_charge(row, amount=amount, currency=currency, payment_method=payment_method)
 
     def find_charge(self, *, idempotency_key: str) -> GatewayCharge | None:
         """Return the approved charge made under the key, whatever its caller heard, or None."""
@@ -161,6 +192,19 @@ class SimulatedGateway:
         return _replay_refund(previous, charge_reference=charge_reference, amount=amount)
 
 
+def card_behaviour(token: str) -> tuple[SimulatedCardBehaviour, str, str]:
+    """Say how charges of the card behind a test token are answered: the behaviour, and the
+    decline code and message when it declines."""
+    if token in APPROVING_TOKENS:
+        return SimulatedCardBehaviour.APPROVE, "", ""
+    if token == FLAKY_TOKEN:
+        return SimulatedCardBehaviour.FLAKY, "", ""
+    if token == LOST_RESPONSE_TOKEN:
+        return SimulatedCardBehaviour.LOSE_RESPONSE, "", ""
+    code, message = DECLINES.get(token, INVALID_TOKEN)
+    return SimulatedCardBehaviour.DECLINE, code, message
+
+
 def _fail_transiently(idempotency_key: str) -> bool:
     """Count one more transient failure for the key, unless it has had its share."""
     with transaction.atomic(durable=True):
@@ -176,18 +220,22 @@ def _fail_transiently(idempotency_key: str) -> bool:
 
 
 def _replay_charge(
-    row: SimulatedCharge, *, amount: Decimal, currency: str, token: str
+    row: SimulatedCharge, *, amount: Decimal, currency: str, payment_method: str
 ) -> GatewayCharge:
-    if row.amount != amount or row.currency != currency or row.token != token:
+    if (
+        row.amount != amount
+        or row.currency != currency
+        or row.payment_method.reference != payment_method
+    ):
         raise GatewayRequestError(
             f"idempotency key {row.idempotency_key!r} was used for a different charge"
         )
     if row.outcome == SimulatedChargeOutcome.DECLINED:
         raise CardDeclined(row.decline_code, row.decline_message)
-    if row.token == LOST_RESPONSE_TOKEN:
+    if row.payment_method.behaviour == SimulatedCardBehaviour.LOSE_RESPONSE:
         raise GatewayTransientError(
             f"simulated timeout after the processor took charge {row.reference} "
-            f"({LOST_RESPONSE_TOKEN}: the answer is lost)"
+            "(the answer is lost)"
         )
     return GatewayCharge(reference=row.reference, amount=row.amount, currency=row.currency)
 

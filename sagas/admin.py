@@ -22,6 +22,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
@@ -158,8 +159,17 @@ def attempt_spans(detail: SagaDetail) -> list[SafeString]:
     return spans
 
 
-def saga_timeline(detail: SagaDetail) -> dict[str, Any]:
-    """Shape a saga's steps, attempt log and operator history for its admin page."""
+#: Attempt-log rows per page of a saga's admin page.
+LOG_PER_PAGE = 50
+
+
+def saga_timeline(detail: SagaDetail, *, log_page: str | int | None = 1) -> dict[str, Any]:
+    """Shape a saga's steps, attempt log and operator history for its admin page.
+
+    The log is shown ``LOG_PER_PAGE`` rows at a time (page ``log_page``; a page out of range
+    or not a number shows the nearest one). Its bars are drawn to the scale of the whole
+    saga, so they line up from one page to the next.
+    """
     resting_failed = detail.saga.status == SagaStatus.COMPENSATION_FAILED
     steps = [
         StepRow(
@@ -180,7 +190,7 @@ def saga_timeline(detail: SagaDetail) -> dict[str, Any]:
         )
         for s in detail.steps
     ]
-    log = [
+    rows = [
         AttemptRow(
             at=e.at,
             step=e.step,
@@ -194,6 +204,7 @@ def saga_timeline(detail: SagaDetail) -> dict[str, Any]:
         )
         for e, span in zip(detail.log, attempt_spans(detail), strict=True)
     ]
+    page = Paginator(rows, LOG_PER_PAGE).get_page(log_page)
     names = actor_names(a.actor for a in detail.operator_actions)
     history = [
         OperatorRow(
@@ -205,7 +216,12 @@ def saga_timeline(detail: SagaDetail) -> dict[str, Any]:
         )
         for a in detail.operator_actions
     ]
-    return {"steps": steps, "log": log, "operator_history": history}
+    return {
+        "steps": steps,
+        "log": list(page.object_list),
+        "log_page": page,
+        "operator_history": history,
+    }
 
 
 # --- operator actions: retry and skip (described in sagas.operations) ----------------------
@@ -468,7 +484,7 @@ class SagaAdmin(OperatorActionsAdmin):
                 detail = None  # the admin's own "does not exist" handling takes over
             if detail is not None:
                 waiting = detail.saga.status == SagaStatus.COMPENSATION_FAILED
-                context.update(saga_timeline(detail))
+                context.update(saga_timeline(detail, log_page=request.GET.get("log_page")))
                 context["failure"] = detail.failure
                 context["compensation_failed"] = waiting
                 if waiting and self.has_retry_permission(request):

@@ -19,12 +19,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from infrastructure.api.errors import ERROR_RESPONSES, error_response
-from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination
-from infrastructure.api.params import choice_param, query_param
+from infrastructure.api.pagination import MAX_PAGE_SIZE, PAGE_PARAMETERS, StandardPagination
+from infrastructure.api.params import MAX_INT_PARAM, choice_param, query_param
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
 from sagas.models import Saga
 from sagas.operations import RETRY, SKIP, OperatorAction
-from sagas.selectors import saga_detail, saga_list
+from sagas.selectors import saga_detail, saga_list, saga_log
 from sagas.statuses import SagaStatus
 
 
@@ -99,13 +99,43 @@ class SagaSummarySerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class LogPagination(StandardPagination):
+    """Page the attempt log inside a saga's detail: ``log_page`` and ``log_page_size``."""
+
+    page_query_param = "log_page"
+    page_size_query_param = "log_page_size"
+
+
+LOG_PAGE_PARAMETERS = [
+    OpenApiParameter(
+        "log_page",
+        {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM},
+        description="Page of the attempt log, from 1 (a page past the last is a 404).",
+    ),
+    OpenApiParameter(
+        "log_page_size",
+        {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM},
+        description=(
+            f"Log entries per page, default {LogPagination.page_size}; larger values are "
+            f"capped at {MAX_PAGE_SIZE}."
+        ),
+    ),
+]
+
+
 class SagaDetailSerializer(SagaSummarySerializer):
+    """A saga's detail; ``log`` is one page of its attempt log (oldest first), ``log_count``
+    all its entries, ``log_next``/``log_previous`` the pages around (as the lists' links)."""
+
     #: The version of its type's definition the saga started under and finishes under.
     definition_version = serializers.IntegerField()
     context = serializers.JSONField()  # type: ignore[assignment]
     failure = serializers.SerializerMethodField()
     steps = SagaStepSerializer(many=True)
-    log = SagaLogSerializer(many=True, source="executions")
+    log = SagaLogSerializer(many=True, source="log_page")
+    log_count = serializers.IntegerField()
+    log_next = serializers.URLField(allow_null=True)
+    log_previous = serializers.URLField(allow_null=True)
     operator_actions = OperatorActionSerializer(many=True)
 
     @extend_schema_field(FailureSerializer(allow_null=True))
@@ -152,18 +182,27 @@ class SkipSerializer(serializers.Serializer):
     )
 
 
-def _detail(saga_id: UUID, *, with_context: bool = True) -> dict[str, Any]:
-    """Return the saga's detail as the API shows it (404 for an unknown id).
+def _detail(saga_id: UUID, request: Request, *, with_context: bool = True) -> dict[str, Any]:
+    """Return the saga's detail as the API shows it (404 for an unknown id, or a log page
+    past the last).
 
     ``with_context`` False leaves out the context: what the steps carry (customer and order
     data) is for staff who may view sagas, not for an operator allowed only to retry or skip.
     """
     try:
-        detail = saga_detail(saga_id=saga_id)
+        detail = saga_detail(saga_id=saga_id, with_log=False)
     except SagaNotFound:
         raise NotFound("No saga with this id.") from None
-    # The selector's saga carries its steps, log and operator actions, prefetched in order.
-    body: dict[str, Any] = SagaDetailSerializer(detail.saga).data
+    # The selector's saga carries its steps and operator actions, prefetched in order; the
+    # log, which a step retrying for long makes the longest part, comes a page at a time.
+    saga = detail.saga
+    paginator = LogPagination()
+    saga.log_page = paginator.paginate_queryset(saga_log(saga_id=saga_id), request) or []  # type: ignore[attr-defined]
+    page = paginator.page
+    saga.log_count = page.paginator.count if page is not None else 0  # type: ignore[attr-defined]
+    saga.log_next = paginator.get_next_link()  # type: ignore[attr-defined]
+    saga.log_previous = paginator.get_previous_link()  # type: ignore[attr-defined]
+    body: dict[str, Any] = SagaDetailSerializer(saga).data
     if not with_context:
         body.pop("context", None)
     return body
@@ -207,11 +246,12 @@ class SagaDetailView(APIView):
     permission_classes = [CanViewSagas]
 
     @extend_schema(
-        summary="A saga with its steps, attempt log and operator actions",
-        responses={200: SagaDetailSerializer, **ERROR_RESPONSES(401, 403, 404)},
+        summary="A saga with its steps, attempt log (a page of it) and operator actions",
+        parameters=LOG_PAGE_PARAMETERS,
+        responses={200: SagaDetailSerializer, **ERROR_RESPONSES(400, 401, 403, 404)},
     )
     def get(self, request: Request, saga_id: str) -> Response:
-        return Response(_detail(_parse_id(saga_id)))
+        return Response(_detail(_parse_id(saga_id), request))
 
 
 class OperatorActionView(APIView):
@@ -237,7 +277,7 @@ class OperatorActionView(APIView):
         except SagaStateConflict as exc:
             return error_response(409, str(exc))
         may_view = request.user.has_perm(CanViewSagas.perm)
-        return Response(_detail(uid, with_context=may_view), status=202)
+        return Response(_detail(uid, request, with_context=may_view), status=202)
 
 
 _OPERATOR_ERRORS = ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 415)

@@ -28,7 +28,12 @@ Column lists come from the models' fields. A saga column is either set at the st
 never again (:data:`SAGA_SET_AT_START`), set by a stop request and never again
 (:data:`SAGA_SET_BY_STOP_REQUEST`), or written by every recorded outcome; a step column
 is set at the start, by the claim, or by the outcome; an attempt-log row is inserted from a
-model instance, so a new column with a default needs no change here. The drift tests in
+model instance, so a new column with a default needs no change here.
+
+The attempt log of one step's phase is bounded (``SAGA_STEP_LOG_MAX``): once an attempt past
+the bound is logged, the same statement drops the middle attempts, keeping the first half of
+the bound (how it started failing) and the latest ones (how it fails now); the step's attempt
+counter still counts them all, and the log's attempt numbers show the gap. The drift tests in
 ``sagas/tests/test_recorder.py`` hold the statements and the models together.
 """
 
@@ -42,6 +47,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Field, Model
 
@@ -469,12 +475,36 @@ _OUTCOME_STEP_SET = {
 }
 
 
-def _outcome_sql(*, logged: bool) -> str:
+#: The attempt log's bound per step and phase when ``SAGA_STEP_LOG_MAX`` is not set.
+DEFAULT_STEP_LOG_MAX = 20
+
+
+def step_log_window() -> tuple[int, int]:
+    """Return how many of a step phase's attempts the log keeps: (first ones, latest ones)."""
+    bound = max(int(getattr(settings, "SAGA_STEP_LOG_MAX", DEFAULT_STEP_LOG_MAX)), 2)
+    return bound // 2, bound - bound // 2
+
+
+def _outcome_sql(*, logged: bool, trimmed: bool = False) -> str:
     log_cte = (
         f", log AS ({insert_if(SagaStepExecution, prefix='log_', gate='saga')} RETURNING 1)"
         if logged
         else ""
     )
+    if trimmed:
+        # Keyed by the parameters (saga, position, phase, attempt range): the rows of the
+        # step's phase between the first ones kept and the latest ones kept.
+        log_cte += f"""
+, trim AS (
+    DELETE FROM {table(SagaStepExecution)}
+    WHERE {column(SagaStepExecution, "saga")} = %(saga_id)s::uuid
+      AND {column(SagaStepExecution, "position")} = %(position)s::smallint
+      AND {column(SagaStepExecution, "phase")} = %(log_phase)s::text
+      AND {column(SagaStepExecution, "attempt")} > %(trim_after)s::integer
+      AND {column(SagaStepExecution, "attempt")} <= %(trim_through)s::integer
+      AND EXISTS (SELECT FROM saga)
+    RETURNING 1
+)"""  # noqa: S608
     return f"""
 WITH saga AS (
     UPDATE {table(Saga)} SET
@@ -494,8 +524,13 @@ SELECT count(*) FROM saga
 """  # noqa: S608
 
 
-#: By whether an attempt ended (and is logged).
-_OUTCOME_SQL = {logged: _outcome_sql(logged=logged) for logged in (False, True)}
+#: By whether an attempt ended (and is logged), and whether the log is trimmed to its bound.
+_OUTCOME_SQL = {
+    (logged, trimmed): _outcome_sql(logged=logged, trimmed=trimmed)
+    for logged in (False, True)
+    for trimmed in (False, True)
+    if logged or not trimmed
+}
 
 #: What decides a transition from a saga's definition and state (a ``sagas.engine`` call).
 Decision = Callable[[SagaDefinition, SagaState], Transition]
@@ -685,15 +720,21 @@ def _transition_write(
         "skipped_at": now if transition.step_status is StepStatus.SKIPPED else None,
     }
     logged = attempt is not None and transition.attempt_status is not None
+    trimmed = False
     if logged:
         assert attempt is not None and transition.attempt_status is not None
         log = _attempt_log(
             loaded, attempt, status=transition.attempt_status, error=transition.error, now=now
         )
         params.update(insert_params(log, prefix="log_"))
+        first, latest = step_log_window()
+        if log.attempt > first + latest:
+            trimmed = True
+            params["trim_after"] = first
+            params["trim_through"] = log.attempt - latest
     # Prepared after a few runs on the connection (infrastructure.db): this runs on every step.
     with server_binding_cursor() as cursor:
-        cursor.execute(_OUTCOME_SQL[logged], params)
+        cursor.execute(_OUTCOME_SQL[logged, trimmed], params)
         row = cursor.fetchone()
     if not row or not row[0]:
         return False
@@ -871,3 +912,39 @@ def saga_record_start(
         if step.local
     ]
     prepared_insert_row_groups([[saga], steps, log])
+
+
+def step_logs_trim(*, dry_run: bool = False) -> int:
+    """Bring every step phase's attempt log within ``SAGA_STEP_LOG_MAX``; return the rows
+    dropped (or that would be, with ``dry_run``).
+
+    Outcomes keep the logs they write within the bound; this catches logs written before the
+    bound existed or was lowered. It keeps the same attempts an outcome would: the first half
+    of the bound and the latest ones.
+    """
+    first, latest = step_log_window()
+    executions = table(SagaStepExecution)
+    saga, position, phase, attempt = (
+        column(SagaStepExecution, name) for name in ("saga", "position", "phase", "attempt")
+    )
+    over = f"""
+SELECT {saga} AS saga_id, {position} AS position, {phase} AS phase, max({attempt}) AS top
+FROM {executions} GROUP BY 1, 2, 3 HAVING max({attempt}) > %(bound)s
+"""  # noqa: S608
+    matches = f"""
+{executions}.{saga} = t.saga_id AND {executions}.{position} = t.position
+AND {executions}.{phase} = t.phase AND {executions}.{attempt} > %(first)s
+AND {executions}.{attempt} <= t.top - %(latest)s
+"""
+    params = {"bound": first + latest, "first": first, "latest": latest}
+    if dry_run:
+        sql = f"SELECT count(*) FROM {executions} JOIN ({over}) t ON {matches}"  # noqa: S608
+    else:
+        sql = (
+            f"WITH d AS (DELETE FROM {executions} USING ({over}) t WHERE {matches} RETURNING 1)"  # noqa: S608
+            " SELECT count(*) FROM d"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0

@@ -37,28 +37,35 @@ class SagaDetail:
     current_phase: Phase
 
 
-def saga_detail(*, saga_id: UUID) -> SagaDetail:
-    """Return a saga with its steps, step log and operator actions (SagaNotFound if none)."""
-    saga = (
-        Saga.objects.prefetch_related(
-            Prefetch("steps", queryset=SagaStep.objects.order_by("position")),
-            Prefetch("executions", queryset=SagaStepExecution.objects.order_by("at", "id")),
-            Prefetch("operator_actions", queryset=SagaOperatorAction.objects.order_by("at", "id")),
-        )
-        .filter(pk=saga_id)
-        .first()
-    )
+def saga_detail(*, saga_id: UUID, with_log: bool = True) -> SagaDetail:
+    """Return a saga with its steps, step log and operator actions (SagaNotFound if none).
+
+    ``with_log`` False leaves the log out (empty): a caller that shows it a page at a time
+    reads it with :func:`saga_log`.
+    """
+    prefetches = [
+        Prefetch("steps", queryset=SagaStep.objects.order_by("position")),
+        Prefetch("operator_actions", queryset=SagaOperatorAction.objects.order_by("at", "id")),
+    ]
+    if with_log:
+        prefetches.append(Prefetch("executions", queryset=saga_log(saga_id=saga_id)))
+    saga = Saga.objects.prefetch_related(*prefetches).filter(pk=saga_id).first()
     if saga is None:
         raise SagaNotFound(saga_id)
     return SagaDetail(
         saga=saga,
         steps=list(saga.steps.all()),
-        log=list(saga.executions.all()),
+        log=list(saga.executions.all()) if with_log else [],
         operator_actions=list(saga.operator_actions.all()),
         failure=saga.failure,
         current_step=saga.current_step,
         current_phase=Phase(saga.current_phase),
     )
+
+
+def saga_log(*, saga_id: UUID) -> QuerySet[SagaStepExecution]:
+    """Return a saga's attempt log, oldest first (for paging through it)."""
+    return SagaStepExecution.objects.filter(saga_id=saga_id).order_by("at", "id")
 
 
 def sagas_for_subject(*, subject: str) -> QuerySet[Saga]:

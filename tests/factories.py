@@ -10,6 +10,8 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from inventory.models import Product
+from payments.models import SimulatedPaymentMethod
+from payments.simulated import SimulatedGateway
 
 _seq = count(1)
 
@@ -53,3 +55,9 @@ def make_product(
         currency="EUR",
         stock_on_hand=stock,
     )
+
+
+def make_payment_method(token: str = "tok_visa") -> SimulatedPaymentMethod:
+    """Vault a card at the simulated gateway, as placing an order does; return its record."""
+    reference = SimulatedGateway().create_payment_method(token=token)
+    return SimulatedPaymentMethod.objects.get(reference=reference)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
+from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -96,3 +98,32 @@ def test_work_that_died_keeps_its_claim_for_the_same_body_only(send) -> None:
     assert send({"outcome": "crash"}, key="k").status_code == 500
     # The retry ran the work again, with the same id: the work can tell it did it before.
     assert MakeThing.ids == [request_id(user_id=send.user.pk, key="k")] * 2
+
+
+@pytest.mark.parametrize("body", [{"name": "a"}, {"name": "b"}])
+def test_a_key_sent_again_after_it_expired_is_a_new_request(send, settings, body) -> None:
+    settings.IDEMPOTENCY_TTL_HOURS = 24
+    send({"name": "a"}, key="k")
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
+
+    again = send(body, key="k")
+
+    # Not replayed (and not a 422 for another body): the work ran again, a fresh record.
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert len(MakeThing.ids) == 2
+    record = IdempotencyRecord.objects.get()
+    assert record.created_at > timezone.now() - timedelta(hours=1)
+
+
+def test_purge_deletes_only_the_expired_records(send, settings) -> None:
+    settings.IDEMPOTENCY_TTL_HOURS = 2
+    send({"name": "a"}, key="old")
+    send({"name": "a"}, key="new")
+    IdempotencyRecord.objects.filter(key="old").update(
+        created_at=timezone.now() - timedelta(hours=3)
+    )
+
+    assert KEYS.purge_expired(dry_run=True) == 1
+    assert IdempotencyRecord.objects.count() == 2
+    assert KEYS.purge_expired() == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]

@@ -16,6 +16,14 @@ the same body runs the work again with the same request id, and the work recogni
 already did (``order_place`` refuses an order id already placed, and the view answers with the
 order as it stands). A retry with another body is a 422, as it would have been. Work that
 fails with a client error (4xx) created nothing: its claim is withdrawn and the key is free.
+
+Records expire ``IDEMPOTENCY_TTL_HOURS`` (24 by default) after the key was first used: a key
+sent again after that is a new request (its expired record is replaced under the key's lock),
+and ``manage.py purge_expired`` deletes expired records. The work still gets the same request
+id, so a late retry of an order that was placed finds that order and answers with it.
+
+A record keeps the request's fingerprint (a digest) and the answer, never the request body:
+what a client sent that must not be stored (a payment token) is not.
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
+from django.utils import timezone
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -52,6 +62,15 @@ KEY_SCHEMA = {
 }
 
 _REQUEST_ID_NAMESPACE = uuid.UUID("2b0f3c1e-6d5a-4e0e-9a57-3f1d3c9e8b21")
+
+#: How long a record answers replays when ``IDEMPOTENCY_TTL_HOURS`` is not set.
+DEFAULT_TTL_HOURS = 24
+
+
+def expired_before(now: datetime | None = None) -> datetime:
+    """Return the moment before which a record was created for it to have expired."""
+    hours = int(getattr(settings, "IDEMPOTENCY_TTL_HOURS", DEFAULT_TTL_HOURS))
+    return (now or timezone.now()) - timedelta(hours=hours)
 
 
 class RequestInFlight(Exception):
@@ -105,11 +124,23 @@ class IdempotencyKeys:
     """Run POST views' work once per (user, key), storing the answers in ``records``.
 
     ``records`` is a model with the fields ``user_id``, ``key``, ``request_hash``,
-    ``response_status``, ``response_body`` and ``response_location``, unique on
-    (``user_id``, ``key``).
+    ``response_status``, ``response_body``, ``response_location`` and ``created_at`` (set
+    on insert), unique on (``user_id``, ``key``).
     """
 
     records: type[models.Model]
+
+    def purge_expired(self, *, now: datetime | None = None, dry_run: bool = False) -> int:
+        """Delete the records that have expired; return how many (would be, with ``dry_run``).
+
+        A claim still in flight is past its TTL only if its request ran for a day: deleting
+        it frees the key, which is what expiry means.
+        """
+        expired = self.records._default_manager.filter(created_at__lt=expired_before(now))
+        if dry_run:
+            return int(expired.count())
+        deleted, _ = expired.delete()
+        return int(deleted)
 
     def respond(self, request: Request, work: Callable[[uuid.UUID | None], Response]) -> Response:
         """Answer ``request``: by ``work`` (given the request id), or by replaying.
@@ -171,6 +202,10 @@ class IdempotencyKeys:
     def _claim(self, user_id: int, key: str, fingerprint: str) -> models.Model:
         # Under the key's lock: no other request can claim it between the read and the insert.
         with transaction.atomic(durable=True):
+            # An expired record answers nothing any more: the key starts afresh.
+            self.records._default_manager.filter(
+                user_id=user_id, key=key, created_at__lt=expired_before()
+            ).delete()
             record, _ = self.records._default_manager.get_or_create(
                 user_id=user_id,
                 key=key,

@@ -22,7 +22,14 @@ from infrastructure.api.idempotency import IdempotencyKeys, request_id
 from orders.domain import MAX_ORDER_TOTAL
 from orders.models import IdempotencyRecord, OrderSummary
 from orders.projections import COMPARED_FIELDS, OrderProjector, row_from_stream
-from payments.models import Payment, PaymentStatus, Refund, SimulatedCharge, SimulatedRefund
+from payments.models import (
+    Payment,
+    PaymentStatus,
+    Refund,
+    SimulatedCharge,
+    SimulatedPaymentMethod,
+    SimulatedRefund,
+)
 from sagas.models import Saga
 from sagas.tests.harness import drive
 from tests.factories import api_client, make_product, make_user
@@ -687,3 +694,33 @@ def test_the_order_id_of_a_keyed_request_is_the_same_on_every_retry(client_user)
     assert first == request_id(user_id=client_user.pk, key="k-8")
     assert first != request_id(user_id=client_user.pk, key="k-9")
     assert first != request_id(user_id=client_user.pk + 1, key="k-8")
+
+
+# --- the payment token ----------------------------------------------------------------------
+
+
+def test_the_token_goes_to_the_gateway_and_the_saga_keeps_only_its_reference(
+    client, products
+) -> None:
+    response = post(client, order_body(payment_token="tok_visa"))
+
+    assert response.status_code == 202
+    context = Saga.objects.get().context
+    assert "payment_token" not in context
+    assert "tok_visa" not in str(context)
+    assert SimulatedPaymentMethod.objects.filter(reference=context["payment_method"]).exists()
+
+
+def test_a_gateway_that_cannot_take_the_token_is_a_503_and_nothing_is_placed(
+    client, products, settings
+) -> None:
+    settings.PAYMENT_GATEWAY = "payments.tests.gateways.VaultTimeoutGateway"
+
+    response = post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-503")
+
+    assert response.status_code == 503
+    assert "payment gateway" in response.json()["detail"]
+    assert not OrderSummary.objects.exists() and not Saga.objects.exists()
+    # The key is free again: the same request succeeds once the gateway is back.
+    settings.PAYMENT_GATEWAY = "payments.simulated.SimulatedGateway"
+    assert post(client, order_body(), HTTP_IDEMPOTENCY_KEY="k-503").status_code == 202

@@ -112,7 +112,10 @@ def test_a_charge_whose_worker_died_after_the_call_on_every_delivery_is_refunded
         )
         assert isinstance(claimed, Claimed), claimed
         SimulatedGateway().charge(
-            amount=TOTAL, currency="EUR", token="tok_visa", idempotency_key=charge_key(placed)
+            amount=TOTAL,
+            currency="EUR",
+            payment_method=str(Saga.objects.get(pk=placed.saga_id).context["payment_method"]),
+            idempotency_key=charge_key(placed),
         )
     Saga.objects.filter(pk=placed.saga_id).update(redeliveries=3)
 

@@ -14,8 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from eventstore.models import StoredEvent
 from orders.models import OrderSummary
 from orders.services import OrderAlreadyPlaced, OrderLineRequest, PlacedOrder, order_place
+from payments.models import SimulatedCharge
 from sagas import recorder
 from sagas.models import Saga, SagaStep
+from sagas.tests.harness import drive
 from tests.factories import make_product
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,3 +104,20 @@ def test_the_read_model_row_is_written_with_every_column_of_its_model(
     column_list = insert.split("(", 1)[1].split(")", 1)[0]
     written = {c.strip().strip('"') for c in column_list.split(",")}
     assert written == {f.column for f in OrderSummary._meta.concrete_fields}
+
+
+def test_a_saga_whose_token_was_scrubbed_is_refused_at_the_charge_never_charged() -> None:
+    # A placing saga of before the upgrade: sagas 0008 removed its token, and it has no
+    # payment method either.
+    placed = place()
+    saga = Saga.objects.get(pk=placed.saga_id)
+    saga.context.pop("payment_method")
+    Saga.objects.filter(pk=saga.pk).update(context=saga.context)
+
+    finished = drive(placed.saga_id)
+
+    assert finished.status == "COMPENSATED"
+    assert (finished.failure_step, finished.failure_code) == ("charge_payment", "payment_rejected")
+    assert "no payment method" in finished.failure_message
+    assert not SimulatedCharge.objects.exists()
+    assert OrderSummary.objects.get(id=placed.order_id).status == "CANCELLED"

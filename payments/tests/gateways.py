@@ -22,3 +22,10 @@ class LookupTimeoutGateway(SimulatedGateway):
 
     def find_charge(self, *, idempotency_key: str) -> GatewayCharge | None:
         raise GatewayTransientError("simulated lookup timeout")
+
+
+class VaultTimeoutGateway(SimulatedGateway):
+    """Charge and refund like the simulation; time out when handed a card's token."""
+
+    def create_payment_method(self, *, token: str) -> str:
+        raise GatewayTransientError("simulated timeout storing the card")

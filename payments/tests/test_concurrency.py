@@ -20,7 +20,13 @@ from payments.models import (
     SimulatedChargeOutcome,
     SimulatedRefund,
 )
-from payments.services import PaymentResult, RefundOutcome, payment_charge, payment_refund
+from payments.services import (
+    PaymentResult,
+    RefundOutcome,
+    payment_charge,
+    payment_method_create,
+    payment_refund,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,10 +61,16 @@ def run_in_threads(targets: list[Callable[[], object]]) -> list[object]:
 
 def test_concurrent_charges_with_one_key_charge_once() -> None:
     order_id, key = uuid4(), f"{uuid4()}:charge_payment:action"
+    # One order's card: its saga names the same payment method on every attempt.
+    method = payment_method_create(token="tok_visa")
 
     def charge() -> object:
         return payment_charge(
-            order_id=order_id, amount=AMOUNT, currency="EUR", token="tok_visa", idempotency_key=key
+            order_id=order_id,
+            amount=AMOUNT,
+            currency="EUR",
+            payment_method=method,
+            idempotency_key=key,
         )
 
     outcomes = run_in_threads([charge] * 6)
@@ -78,7 +90,7 @@ def test_concurrent_charges_of_one_order_under_different_keys_keep_one_charge() 
             order_id=order_id,
             amount=AMOUNT,
             currency="EUR",
-            token="tok_visa",
+            payment_method=payment_method_create(token="tok_visa"),
             idempotency_key=str(uuid4()),
         )
 
@@ -99,7 +111,11 @@ def test_concurrent_charges_of_one_order_under_different_keys_keep_one_charge() 
 def test_concurrent_refunds_with_one_key_refund_once() -> None:
     order_id = uuid4()
     payment_charge(
-        order_id=order_id, amount=AMOUNT, currency="EUR", token="tok_visa", idempotency_key="c1"
+        order_id=order_id,
+        amount=AMOUNT,
+        currency="EUR",
+        payment_method=payment_method_create(token="tok_visa"),
+        idempotency_key="c1",
     )
 
     def refund() -> object:
@@ -116,7 +132,11 @@ def test_concurrent_refunds_with_one_key_refund_once() -> None:
 def test_concurrent_refunds_under_different_keys_refund_once() -> None:
     order_id = uuid4()
     payment_charge(
-        order_id=order_id, amount=AMOUNT, currency="EUR", token="tok_visa", idempotency_key="c1"
+        order_id=order_id,
+        amount=AMOUNT,
+        currency="EUR",
+        payment_method=payment_method_create(token="tok_visa"),
+        idempotency_key="c1",
     )
 
     keys = [str(uuid4()) for _ in range(4)]

@@ -15,21 +15,42 @@ from payments.gateway import (
     get_gateway,
 )
 from payments.models import (
+    SimulatedCardBehaviour,
     SimulatedCharge,
     SimulatedChargeOutcome,
+    SimulatedPaymentMethod,
     SimulatedRefund,
     SimulatedTransientFailure,
 )
 from payments.simulated import SimulatedGateway
+from payments.tokens import token_fingerprint
 
 pytestmark = pytest.mark.django_db
 
 gateway = SimulatedGateway()
 
+#: The payment method each token was vaulted as in the running test (one card per token, as
+#: one order's saga keeps one reference for all its charge attempts).
+_methods: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_methods() -> None:
+    _methods.clear()
+
+
+def method_of(token: str) -> str:
+    if token not in _methods:
+        _methods[token] = gateway.create_payment_method(token=token)
+    return _methods[token]
+
 
 def charge(token: str, key: str | None = None, amount: str = "25.00") -> GatewayCharge:
     return gateway.charge(
-        amount=Decimal(amount), currency="EUR", token=token, idempotency_key=key or str(uuid4())
+        amount=Decimal(amount),
+        currency="EUR",
+        payment_method=method_of(token),
+        idempotency_key=key or str(uuid4()),
     )
 
 
@@ -43,11 +64,56 @@ def test_tok_visa_approves_and_the_processor_keeps_the_charge() -> None:
     assert result.reference.startswith("ch_sim_")
     assert (result.amount, result.currency) == (Decimal("25.00"), "EUR")
     row = SimulatedCharge.objects.get(reference=result.reference)
-    assert (row.idempotency_key, row.outcome, row.token) == (
+    assert (row.idempotency_key, row.outcome, row.payment_method.reference) == (
         "k1",
         SimulatedChargeOutcome.APPROVED,
-        "tok_visa",
+        method_of("tok_visa"),
     )
+
+
+@pytest.mark.parametrize(
+    ("token", "behaviour"),
+    [
+        ("tok_visa", SimulatedCardBehaviour.APPROVE),
+        ("tok_flaky", SimulatedCardBehaviour.FLAKY),
+        ("tok_lostResponse", SimulatedCardBehaviour.LOSE_RESPONSE),
+        ("tok_chargeDeclined", SimulatedCardBehaviour.DECLINE),
+    ],
+)
+def test_a_vaulted_card_keeps_the_tokens_fingerprint_and_behaviour_not_the_token(
+    token: str, behaviour: SimulatedCardBehaviour
+) -> None:
+    reference = gateway.create_payment_method(token=token)
+
+    method = SimulatedPaymentMethod.objects.get(reference=reference)
+    assert reference.startswith("pm_sim_")
+    assert (method.fingerprint, method.behaviour) == (token_fingerprint(token), behaviour)
+    assert token not in method.fingerprint
+    assert token_fingerprint(token) != token_fingerprint(token + "x")
+
+
+def test_a_charge_naming_an_unknown_payment_method_is_refused_and_records_nothing() -> None:
+    with pytest.raises(GatewayRequestError, match="no such payment method"):
+        gateway.charge(
+            amount=Decimal("5.00"),
+            currency="EUR",
+            payment_method="pm_sim_unknown",
+            idempotency_key="k1",
+        )
+
+    assert not SimulatedCharge.objects.exists()
+
+
+def test_the_same_key_with_another_payment_method_is_refused() -> None:
+    charge("tok_visa", key="k1")
+
+    with pytest.raises(GatewayRequestError, match="different charge"):
+        gateway.charge(
+            amount=Decimal("25.00"),
+            currency="EUR",
+            payment_method=gateway.create_payment_method(token="tok_visa"),
+            idempotency_key="k1",
+        )
 
 
 @pytest.mark.parametrize(
@@ -111,17 +177,15 @@ def test_tok_flaky_counts_failures_per_key() -> None:
 
 
 def test_tok_flaky_failures_persist_across_gateway_instances() -> None:
-    with pytest.raises(GatewayTransientError):
-        SimulatedGateway().charge(
-            amount=Decimal("5.00"), currency="EUR", token="tok_flaky", idempotency_key="k1"
-        )
-    with pytest.raises(GatewayTransientError):
-        SimulatedGateway().charge(
-            amount=Decimal("5.00"), currency="EUR", token="tok_flaky", idempotency_key="k1"
-        )
+    method = SimulatedGateway().create_payment_method(token="tok_flaky")
+    for _ in range(2):
+        with pytest.raises(GatewayTransientError):
+            SimulatedGateway().charge(
+                amount=Decimal("5.00"), currency="EUR", payment_method=method, idempotency_key="k1"
+            )
 
     approved = SimulatedGateway().charge(
-        amount=Decimal("5.00"), currency="EUR", token="tok_flaky", idempotency_key="k1"
+        amount=Decimal("5.00"), currency="EUR", payment_method=method, idempotency_key="k1"
     )
 
     assert approved.reference
@@ -230,7 +294,11 @@ def test_a_card_number_sent_as_a_token_is_not_stored() -> None:
         charge("4242 4242 4242 4242", key="k1")
 
     assert raised.value.code == "invalid_token"
-    assert SimulatedCharge.objects.get(idempotency_key="k1").token == "[redacted]"
+    row = SimulatedCharge.objects.select_related("payment_method").get(idempotency_key="k1")
+    stored = [str(v) for v in vars(row).values()] + [
+        str(v) for v in vars(row.payment_method).values()
+    ]
+    assert not any("4242" in value for value in stored)
 
 
 def test_tok_lost_response_takes_the_money_and_loses_every_answer_for_its_key() -> None:

@@ -100,3 +100,24 @@ def test_each_attempt_is_drawn_to_scale_within_the_sagas_span(staff: Client) -> 
         ("SUCCEEDED", "0.5000", "0.5000"),
         ("WORKER_LOST", "0.8000", "0.8000"),
     ]
+
+
+def test_a_sagas_page_shows_its_log_a_page_at_a_time(staff: Client, monkeypatch) -> None:
+    monkeypatch.setattr("sagas.admin.LOG_PER_PAGE", 2)
+    saga_id = start("test.effects")
+    drive(saga_id)  # steps a, b, c, d: four attempts logged
+    url = reverse("admin:sagas_saga_change", args=[saga_id])
+
+    def logged_steps(html: str) -> list[str]:
+        log = html.split('id="step-log"')[1].split('id="operator-history"', maxsplit=1)[0]
+        return re.findall(r"<td>([abcd])</td><td>action</td>", log)
+
+    first = staff.get(url).content.decode()
+    second = staff.get(url, {"log_page": 2}).content.decode()
+
+    assert (logged_steps(first), logged_steps(second)) == (["a", "b"], ["c", "d"])
+    assert "page 1 of 2 (4 attempts)" in first and "?log_page=2#step-log" in first
+    assert "?log_page=1#step-log" in second
+    # A page out of range or not a number shows the nearest page, never an error.
+    assert logged_steps(staff.get(url, {"log_page": "99"}).content.decode()) == ["c", "d"]
+    assert logged_steps(staff.get(url, {"log_page": "x"}).content.decode()) == ["a", "b"]

@@ -10,6 +10,7 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from sagas.api import CanRetrySagas, CanSkipCompensations, SagaRetryView, SagaSkipView
+from sagas.models import SagaStepExecution
 from sagas.operations import RETRY, SKIP
 from sagas.statuses import SagaStatus
 from sagas.tests.harness import drive, failed_compensation_saga, start
@@ -85,3 +86,28 @@ def test_the_api_offers_the_described_operator_actions(operator) -> None:
     )
     refused = viewer.post(f"/api/sagas/{uuid4()}/skip/", {"reason": "x"}, format="json")
     assert (refused.status_code, refused.json()["detail"]) == (403, SKIP.denied)
+
+
+def test_the_detail_pages_through_the_attempt_log(operator) -> None:
+    saga_id = failed_compensation_saga()
+    everything = list(
+        SagaStepExecution.objects.filter(saga_id=saga_id)
+        .order_by("at", "id")
+        .values_list("step", "phase", "attempt")
+    )
+    assert len(everything) > 3
+
+    first = operator.get(f"/api/sagas/{saga_id}/", {"log_page_size": 2}).json()
+    second = operator.get(first["log_next"]).json()
+
+    def entries(body: dict) -> list[tuple[str, str, int]]:
+        return [(e["step"], e["phase"], e["attempt"]) for e in body["log"]]
+
+    assert first["log_count"] == second["log_count"] == len(everything)
+    assert (entries(first), entries(second)) == (everything[:2], everything[2:4])
+    assert first["log_previous"] is None and "log_page=2" in first["log_next"]
+    assert second["log_previous"] is not None
+    # The rest of the detail is whole on every page.
+    assert [s["name"] for s in second["steps"]] == ["a", "b", "c", "d"]
+    assert operator.get(f"/api/sagas/{saga_id}/", {"log_page": 99}).status_code == 404
+    assert operator.get(f"/api/sagas/{saga_id}/", {"log_page": "x"}).status_code == 400

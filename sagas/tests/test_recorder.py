@@ -53,7 +53,7 @@ def inserted(sql: str, model: type[models.Model]) -> set[str]:
 
 
 def test_every_saga_column_is_set_at_the_start_or_by_every_recorded_outcome() -> None:
-    written = updated(_OUTCOME_SQL[True], Saga)
+    written = updated(_OUTCOME_SQL[True, False], Saga)
 
     assert written | SAGA_SET_AT_START | SAGA_SET_BY_STOP_REQUEST == _fields(Saga)
     assert not written & SAGA_SET_AT_START
@@ -66,7 +66,7 @@ def test_every_saga_column_is_set_at_the_start_or_by_every_recorded_outcome() ->
 
 def test_every_step_column_is_set_at_the_start_by_the_claim_or_by_the_outcome() -> None:
     by_claim = {phase: updated(_CLAIM_SQL[phase, False, False], SagaStep) for phase in Phase}
-    by_outcome = updated(_OUTCOME_SQL[True], SagaStep)
+    by_outcome = updated(_OUTCOME_SQL[True, False], SagaStep)
 
     assert STEP_SET_AT_START | by_claim[Phase.ACTION] | by_claim[Phase.COMPENSATION] | (
         by_outcome
@@ -77,10 +77,10 @@ def test_every_step_column_is_set_at_the_start_by_the_claim_or_by_the_outcome() 
 def test_every_attempt_log_column_is_written_by_the_outcome_and_the_takeover() -> None:
     every = _fields(SagaStepExecution) - {"id"}
 
-    assert inserted(_OUTCOME_SQL[True], SagaStepExecution) == every
+    assert inserted(_OUTCOME_SQL[True, False], SagaStepExecution) == every
     for phase in Phase:
         assert inserted(_CLAIM_SQL[phase, True, True], SagaStepExecution) == every
-    assert "INSERT" not in _OUTCOME_SQL[False]
+    assert "INSERT" not in _OUTCOME_SQL[False, False]
 
 
 @isolate_apps("sagas")

@@ -303,3 +303,27 @@ def test_a_message_claims_exactly_when_the_engine_decides_a_claim() -> None:
         assert isinstance(got, Claimed) == (type(expected).__name__ == "Claim"), name
         if isinstance(got, NotClaimed):
             assert got.detail, name
+
+
+@override_settings(SAGA_STEP_LOG_MAX=6)
+def test_a_step_retrying_forward_keeps_its_first_and_latest_attempts_in_the_log() -> None:
+    # c retries forward on every failure: twelve injected failures, then it succeeds.
+    fault_rule_set(
+        saga_type="test.forward", step="c", phase=Phase.ACTION, mode=FaultMode.TRANSIENT, times=12
+    )
+    saga_id = start("test.forward")
+
+    saga = drive(saga_id)
+
+    assert saga.status == SagaStatus.COMPLETED
+    kept = list(
+        SagaStepExecution.objects.filter(saga_id=saga_id, step="c", phase="action")
+        .order_by("attempt")
+        .values_list("attempt", "status")
+    )
+    # The bound of 6: the first three attempts and the latest three, the last one succeeding.
+    assert [attempt for attempt, _ in kept] == [1, 2, 3, 11, 12, 13]
+    assert kept[-1][1] == "SUCCEEDED"
+    assert SagaStep.objects.get(saga_id=saga_id, name="c").action_attempts == 13
+    # The other steps' logs are untouched.
+    assert log_of(saga_id, "a") == ["SUCCEEDED"]

@@ -50,7 +50,7 @@ from payments.models import Payment, PaymentStatus, Refund, SimulatedCharge
 from sagas.faults import fault_rule_set
 from sagas.models import Saga, SagaStep
 from sagas.statuses import FaultMode, Phase, SagaStatus, StepStatus
-from tests.factories import make_product
+from tests.factories import make_payment_method, make_product
 from tests.invariants.real_runs import (
     cancel_order,
     copy_saga,
@@ -297,7 +297,6 @@ def two_settled_payments() -> tuple[str, InvariantReport]:
         idempotency_key=f"{uuid4()}:charge_payment:action",
         amount=payment.amount,
         currency=payment.currency,
-        token=payment.token,
         status=PaymentStatus.REFUNDED,
         gateway_reference="ch_second",
         created_at=now,
@@ -327,7 +326,6 @@ def charge_for_a_missing_order() -> tuple[str, InvariantReport]:
         idempotency_key=key,
         amount=Decimal("5.00"),
         currency="EUR",
-        token="tok_visa",
         status=PaymentStatus.CHARGED,
         gateway_reference="ch_stray",
         created_at=now,
@@ -360,7 +358,7 @@ def processor_charge_nobody_records() -> tuple[str, InvariantReport]:
     SimulatedCharge.objects.create(
         reference="ch_twice",
         idempotency_key=f"{uuid4()}:charge_payment:action",
-        token="tok_visa",
+        payment_method=make_payment_method(),
         amount=payment.amount,
         currency=payment.currency,
         outcome="APPROVED",

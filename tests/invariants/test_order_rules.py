@@ -47,7 +47,6 @@ def stray_charge() -> str:
         idempotency_key=f"{uuid4()}:charge_payment:action",
         amount=Decimal("5.00"),
         currency="EUR",
-        token="tok_visa",
         status=PaymentStatus.CHARGED,
         gateway_reference=f"ch_{stray.hex[:8]}",
         created_at=now,
