@@ -6,6 +6,7 @@ list is read once per process; tests that change it call :func:`reset`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
@@ -36,6 +37,11 @@ def _definitions() -> dict[str, SagaDefinition]:
                     f"{grace}s grace must stay below the broker's visibility timeout {ceiling}s"
                 )
         found[definition.name] = definition
+    for name, seconds in settings.SAGA_DEADLINES.items():
+        if name not in found:
+            raise ImproperlyConfigured(f"SAGA_DEADLINES names no saga type: {name!r}")
+        if not float(seconds) > 0:
+            raise ImproperlyConfigured(f"SAGA_DEADLINES[{name!r}] must be positive seconds")
     return found
 
 
@@ -45,6 +51,12 @@ def get_definition(name: str) -> SagaDefinition:
         return _definitions()[name]
     except KeyError:
         raise UnknownSagaType(name) from None
+
+
+def saga_deadline(definition: SagaDefinition) -> timedelta:
+    """Return how long a saga of ``definition`` may take (``settings.SAGA_DEADLINES`` first)."""
+    seconds = settings.SAGA_DEADLINES.get(definition.name)
+    return definition.deadline if seconds is None else timedelta(seconds=float(seconds))
 
 
 def definitions() -> tuple[SagaDefinition, ...]:

@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models.functions import Now
 
 from sagas.definitions import Failure
 from sagas.errors import SagaNotFound
-from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
-from sagas.statuses import Phase, SagaStatus
+from sagas.models import NeedsAttention, Saga, SagaOperatorAction, SagaStep, SagaStepExecution
+from sagas.statuses import MOVING_SAGA_STATUSES, Phase, SagaStatus
 from sagas.webhooks import COMPENSATION_FAILED_EVENT, SAGA_STREAM
 
 
@@ -85,6 +86,24 @@ def saga_counts_by_status() -> dict[str, int]:
     for status, n in rows:
         counts[status] = n
     return counts
+
+
+@dataclass(frozen=True)
+class AttentionCounts:
+    """Count the sagas an operator has to move on, and those of them past their deadline."""
+
+    needing: int
+    past_deadline: int
+
+
+def attention_counts() -> AttentionCounts:
+    """Count the "needs attention" queue and its sagas moving past their deadline, in one query."""
+    moving = sorted(s.value for s in MOVING_SAGA_STATUSES)
+    counts = NeedsAttention.objects.order_by().aggregate(
+        needing=Count("id"),
+        past_deadline=Count("id", filter=Q(status__in=moving, finish_by__lt=Now())),
+    )
+    return AttentionCounts(needing=counts["needing"], past_deadline=counts["past_deadline"])
 
 
 def saga_counts_by_type_and_status() -> dict[tuple[str, str], int]:
