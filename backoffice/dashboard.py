@@ -218,8 +218,7 @@ def dashboard(*, user: Any, now: datetime | None = None) -> Dashboard:
             reverse("admin:sagas_saga_failed_compensations"),
         )
         parts["needs_attention"] = CountLink(
-            "sagas need an operator (past their deadline, retrying forward, or failed "
-            "compensations)",
+            "sagas need an operator",
             attention_counts().needing,
             reverse("admin:sagas_saga_needs_attention"),
         )

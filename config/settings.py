@@ -428,7 +428,7 @@ if SAGA_TESTING:
     ]
 # How long a saga of a type may take before it waits in the admin's "needs attention" queue,
 # in seconds, by saga type; a type not listed has its definition's deadline (30 minutes by
-# default). SAGA_DEADLINES="order.place=600,order.cancel=900" in the environment.
+# default). SAGA_DEADLINES="place_order=600,cancel_order=900" in the environment.
 SAGA_DEADLINES: dict[str, float] = {
     saga_type: float(seconds)
     for saga_type, seconds in (

@@ -107,7 +107,9 @@ def test_skipping_the_last_step_completes_the_saga() -> None:
 
 def test_skipping_a_compensation_past_the_deadline_carries_on_compensating() -> None:
     failure = Failure(step="c", code="out_of_stock", message="")
-    state = SagaState(status=SagaStatus.COMPENSATING, cursor=Cursor(1, C), attempt=1, failure=failure)
+    state = SagaState(
+        status=SagaStatus.COMPENSATING, cursor=Cursor(1, C), attempt=1, failure=failure
+    )
 
     transition = decide_operator_skip_step(saga("abc"), state, claimed=False, past_deadline=True)
 
