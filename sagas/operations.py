@@ -35,7 +35,7 @@ from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict, StepNo
 from sagas.models import SagaOperatorAction
 from sagas.recorder import Loaded, outcome_record, saga_load, saga_state
 from sagas.registry import get_definition
-from sagas.statuses import OperatorActionKind, Phase
+from sagas.statuses import OperatorActionKind, SagaStatus
 
 
 def saga_retry(*, saga_id: UUID, actor: str, reason: str = "", now: datetime | None = None) -> None:
@@ -63,8 +63,9 @@ def saga_skip_compensation(
 def saga_skip_step(*, saga_id: UUID, actor: str, reason: str, now: datetime | None = None) -> None:
     """Resolve by hand the step a saga needing attention waits at; the saga carries on.
 
-    ``sagas.engine.decide_operator_skip_step`` decides: a forward step counts as succeeded
-    (recorded as ``skip_step``), a compensation as skipped (``skip_compensation``). The reason
+    ``sagas.engine.decide_operator_skip_step`` decides: an action counts as succeeded, a
+    compensation as skipped. Recorded as ``skip_step``, or as ``skip_compensation`` for a
+    COMPENSATION_FAILED saga's failed compensation (what the skip action records). The reason
     is required (:class:`ReasonRequired`); a saga needing no attention, or whose step an
     attempt is running now, is refused (:class:`~sagas.errors.StepNotSkippable`).
     """
@@ -85,6 +86,7 @@ def _operator_act(
     *, saga_id: UUID, actor: str, reason: str, action: OperatorAction, now: datetime | None
 ) -> None:
     now = now or database_now()
+    failed = SagaStatus.COMPENSATION_FAILED
     with transaction.atomic(durable=True):
         saga = saga_load(saga_id)
         if saga is None:
@@ -116,8 +118,9 @@ def _operator_act(
                 saga_id=saga_id, status=saga.status, action=action.conflict_verb
             )
         kind = action.kind
-        if kind is OperatorActionKind.SKIP_STEP and loaded.state.cursor.phase is Phase.COMPENSATION:
-            # What was skipped by hand is a compensation: recorded as the compensation's skip.
+        if kind is OperatorActionKind.SKIP_STEP and loaded.state.status is failed:
+            # A failed compensation skipped: recorded as such (the saga left the
+            # failed-compensation queue, as the dashboard's chart counts).
             kind = OperatorActionKind.SKIP_COMPENSATION
         SagaOperatorAction.objects.create(
             saga_id=saga_id,

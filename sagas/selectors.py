@@ -16,7 +16,7 @@ from django.db.models.functions import Now
 from sagas.definitions import Failure
 from sagas.errors import SagaNotFound
 from sagas.models import NeedsAttention, Saga, SagaOperatorAction, SagaStep, SagaStepExecution
-from sagas.statuses import MOVING_SAGA_STATUSES, Phase, SagaStatus
+from sagas.statuses import MOVING_SAGA_STATUSES, OperatorActionKind, Phase, SagaStatus
 from sagas.webhooks import COMPENSATION_FAILED_EVENT, SAGA_STREAM
 
 
@@ -186,7 +186,8 @@ def failed_compensation_changes(*, since: datetime) -> dict[datetime, tuple[int,
 
     A saga enters when the recorder appends ``SagaCompensationFailed`` to its stream; it
     leaves only by an operator's retry or skip. With the number waiting now, these give the
-    number waiting at the end of every hour of the window. One query; both tables are read
+    number waiting at the end of every hour of the window (a ``skip_step`` resolves a saga
+    that was not waiting there, so it is not counted). One query; both tables are read
     through indexes that lead with what the query filters on, and both hold only as many
     rows as there were failed compensations and operator actions.
     """
@@ -200,11 +201,18 @@ def failed_compensation_changes(*, since: datetime) -> dict[datetime, tuple[int,
                 UNION ALL
                 SELECT date_trunc('hour', at, 'UTC'), 0, 1
                 FROM sagas_sagaoperatoraction
-                WHERE at >= %s
+                -- A step skipped by hand (skip_step) was not a failed compensation.
+                WHERE at >= %s AND action = ANY(%s)
             ) AS changes
             GROUP BY hour
             """,
-            [COMPENSATION_FAILED_EVENT, SAGA_STREAM, since, since],
+            [
+                COMPENSATION_FAILED_EVENT,
+                SAGA_STREAM,
+                since,
+                since,
+                [OperatorActionKind.RETRY.value, OperatorActionKind.SKIP_COMPENSATION.value],
+            ],
         )
         rows = cursor.fetchall()
     return {hour.astimezone(UTC): (entered, left) for hour, entered, left in rows}

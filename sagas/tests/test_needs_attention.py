@@ -25,7 +25,7 @@ from sagas.faults import fault_rule_set, fault_rules_clear
 from sagas.models import NeedsAttention, Saga, SagaOperatorAction
 from sagas.operations import saga_skip_step
 from sagas.registry import get_definition, saga_deadline
-from sagas.selectors import attention_counts
+from sagas.selectors import attention_counts, failed_compensation_changes
 from sagas.services import sagas_sweep
 from sagas.statuses import Attention, FaultMode, OperatorActionKind, Phase, SagaStatus
 from sagas.tests.harness import (
@@ -145,7 +145,7 @@ def test_a_step_retrying_forward_past_the_point_of_no_return_is_queued_and_skipp
     assert (action.action, action.step, action.actor) == ("skip_step", "b", "user:1")
 
 
-def test_a_compensation_retrying_past_the_deadline_is_skipped_as_a_compensation() -> None:
+def test_a_compensation_retrying_past_the_deadline_is_skipped_and_compensating_goes_on() -> None:
     fault_rule_set(
         saga_type="test.effects",
         step="b",
@@ -168,7 +168,10 @@ def test_a_compensation_retrying_past_the_deadline_is_skipped_as_a_compensation(
     fault_rules_clear()
     assert drive(saga_id).status == SagaStatus.COMPENSATED
     assert step_statuses(saga_id)["b"] == "SKIPPED"
-    assert SagaOperatorAction.objects.get(saga_id=saga_id).action == "skip_compensation"
+    # Not a failed compensation's skip: the saga never waited in COMPENSATION_FAILED.
+    assert SagaOperatorAction.objects.get(saga_id=saga_id).action == "skip_step"
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    assert failed_compensation_changes(since=hour - timedelta(hours=1)) == {}
 
 
 def test_skip_without_a_reason_is_400_and_on_a_saga_needing_no_attention_409(
