@@ -59,6 +59,14 @@ def test_a_forward_step_whose_retries_ran_out_needs_attention(
     assert retrying_forward(definition, state, claimed=claimed) is (expected is not None)
 
 
+def test_a_forward_steps_compensation_is_never_retrying_forward() -> None:
+    # Compensating b (a stop asked before b ran, say): its compensation's retries are its own.
+    definition = forward_saga()
+    for status in (SagaStatus.COMPENSATING, SagaStatus.RUNNING):
+        state = SagaState(status=status, cursor=Cursor(1, C), attempt=5)
+        assert _attention(definition, state) is None
+
+
 def test_an_operators_retry_round_counts_afresh() -> None:
     definition = forward_saga()
     state = SagaState(status=RUNNING, cursor=Cursor(1, A), attempt=3, round_start=2)
