@@ -114,6 +114,12 @@ def _operator_act(
             saga = saga_load(saga_id)
             if saga is None:
                 raise SagaNotFound(saga_id)
+            if action.kind is OperatorActionKind.SKIP_STEP:
+                raise StepNotSkippable(
+                    saga_id=saga_id,
+                    status=saga.status,
+                    why="it moved while you acted (an attempt started or ended); look again",
+                )
             raise SagaStateConflict(
                 saga_id=saga_id, status=saga.status, action=action.conflict_verb
             )

@@ -15,10 +15,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
+from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from sagas import operations
 from sagas.admin import _with_failing_error, attention_of
 from sagas.errors import ReasonRequired, StepNotSkippable
 from sagas.faults import fault_rule_set, fault_rules_clear
@@ -199,6 +201,25 @@ def test_a_step_an_attempt_is_running_is_not_skipped() -> None:
 
     with pytest.raises(StepNotSkippable, match="running"):
         saga_skip_step(saga_id=saga_id, actor="user:1", reason="done")
+
+
+def test_a_saga_that_moves_between_load_and_write_is_not_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    saga_id = start("test.effects")
+    overdue(saga_id)
+    real = operations.outcome_record
+
+    def an_attempt_lands_first(*args: Any, **kwargs: Any) -> Any:
+        Saga.objects.filter(pk=saga_id).update(attempt=F("attempt") + 1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(operations, "outcome_record", an_attempt_lands_first)
+
+    with pytest.raises(StepNotSkippable, match="moved while you acted"):
+        saga_skip_step(saga_id=saga_id, actor="user:1", reason="done")
+    assert not SagaOperatorAction.objects.exists()
+    assert Saga.objects.get(pk=saga_id).current_step == "a"
 
 
 def test_a_failed_compensation_is_skipped_through_the_same_endpoint(operator: APIClient) -> None:
