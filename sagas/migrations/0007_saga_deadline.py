@@ -5,6 +5,7 @@ new sagas get their definition's deadline from ``sagas.recorder.saga_record_star
 """
 
 import datetime
+
 import django.db.models.expressions
 import django.db.models.functions.datetime
 from django.db import migrations, models
