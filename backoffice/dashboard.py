@@ -27,6 +27,7 @@ from eventstore.projections import projection_statuses
 from orders.domain import OrderStatus
 from orders.selectors import order_counts_by_status, orders_per_hour
 from sagas.selectors import (
+    attention_counts,
     failed_compensation_changes,
     saga_counts_by_status,
     saga_outcomes_since,
@@ -70,6 +71,7 @@ class Chart:
 
 @dataclass(frozen=True)
 class Dashboard:
+    needs_attention: CountLink | None = None
     failed_compensations: CountLink | None = None
     sagas_by_status: list[CountLink] = field(default_factory=list)
     orders_today: list[CountLink] = field(default_factory=list)
@@ -214,6 +216,11 @@ def dashboard(*, user: Any, now: datetime | None = None) -> Dashboard:
             "failed compensations waiting",
             counts[SagaStatus.COMPENSATION_FAILED.value],
             reverse("admin:sagas_saga_failed_compensations"),
+        )
+        parts["needs_attention"] = CountLink(
+            "sagas need an operator",
+            attention_counts().needing,
+            reverse("admin:sagas_saga_needs_attention"),
         )
         waiting = counts[SagaStatus.COMPENSATION_FAILED.value]
         charts += [

@@ -26,7 +26,7 @@ from eventstore.projections import projection_statuses
 from infrastructure.heartbeats import seconds_since_seen
 from infrastructure.metrics import exposition
 from orders.selectors import order_counts_by_status
-from sagas.selectors import saga_counts_by_type_and_status
+from sagas.selectors import attention_counts, saga_counts_by_type_and_status
 from sagas.statuses import SagaStatus
 from webhooks.selectors import webhook_backlog
 
@@ -57,6 +57,7 @@ class DatabaseGauges(Collector):
             sagas.add_metric([saga_type, status], n)
             if status == SagaStatus.COMPENSATION_FAILED:
                 failed += n
+        attention = attention_counts()
         orders = GaugeMetricFamily("backoffice_orders", "Orders by status.", labels=["status"])
         for status, n in sorted(order_counts_by_status().items()):
             orders.add_metric([status], n)
@@ -73,6 +74,17 @@ class DatabaseGauges(Collector):
                 "backoffice_failed_compensations",
                 "Sagas in COMPENSATION_FAILED, waiting for an operator.",
                 value=failed,
+            ),
+            GaugeMetricFamily(
+                "backoffice_sagas_past_deadline",
+                "Sagas running or compensating past their deadline, waiting for an operator.",
+                value=attention.past_deadline,
+            ),
+            GaugeMetricFamily(
+                "backoffice_sagas_needing_attention",
+                "Sagas in the admin's needs-attention queue (past their deadline, retrying "
+                "forward past their point of no return, or COMPENSATION_FAILED).",
+                value=attention.needing,
             ),
             orders,
             lag,

@@ -429,6 +429,15 @@ if SAGA_TESTING:
         # Version 1 only: the version-change test adds version 2 (sagas/testing/sagas.py).
         "sagas.testing.sagas.VERSIONED_V1",
     ]
+# How long a saga of a type may take before it waits in the admin's "needs attention" queue,
+# in seconds, by saga type; a type not listed has its definition's deadline (30 minutes by
+# default). SAGA_DEADLINES="place_order=600,cancel_order=900" in the environment.
+SAGA_DEADLINES: dict[str, float] = {
+    saga_type: float(seconds)
+    for saga_type, seconds in (
+        entry.split("=", 1) for entry in env_list("SAGA_DEADLINES", []) if "=" in entry
+    )
+}
 # The recovery sweeper runs this often (Celery beat). A due step whose message has not run
 # after the grace period is sent again (a message that was merely slow becomes a no-op).
 SAGA_SWEEP_INTERVAL_SECONDS = env_int("SAGA_SWEEP_INTERVAL_SECONDS", 5)

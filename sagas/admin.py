@@ -1,11 +1,13 @@
-"""Admin pages of the saga engine: sagas, the failed-compensation queue, and the fault plan.
+"""Admin pages of the saga engine: sagas, the operators' queues, and the fault plan.
 
 Sagas change only through the engine and its operator services, so the saga pages allow no
 edits. An operator resolves a saga waiting in COMPENSATION_FAILED with *retry* or *skip* (with
-a reason): admin actions on the changelist and the queue (one saga or many) and buttons on the
-saga's page, always behind a confirmation page, each needing its own permission, each calling
-the same service the REST API calls. The fault plan is editable, and listed only while fault
-injection is enabled.
+a reason), and a saga otherwise needing attention (past its deadline, or retrying a step
+forward past its point of no return) with *skip step* (with a reason): admin actions on the
+changelist and the queues (one saga or many) and buttons on the saga's page, always behind a
+confirmation page, each needing its permission, each calling the same service the REST API
+calls. The "needs attention" queue lists every saga an operator has to move on, with why.
+The fault plan is editable, and listed only while fault injection is enabled.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, ExpressionWrapper, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Now
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -50,12 +53,14 @@ from eventstore.admin import (
 )
 from eventstore.models import StoredEvent
 from infrastructure.snapshots import read_snapshot
+from sagas.engine import attention
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict, UnknownSagaType
-from sagas.models import FailedCompensation, FaultRule, Saga, SagaStep
-from sagas.operations import RETRY, SKIP, OperatorAction
-from sagas.registry import find_step, type_names
+from sagas.models import FailedCompensation, FaultRule, NeedsAttention, Saga, SagaStep
+from sagas.operations import RETRY, SKIP, SKIP_STEP, OperatorAction
+from sagas.recorder import saga_state
+from sagas.registry import find_step, get_definition, type_names
 from sagas.selectors import SagaDetail, saga_detail
-from sagas.statuses import OperatorActionKind, SagaStatus
+from sagas.statuses import Attention, OperatorActionKind, Phase, SagaStatus
 
 # --- links: events a saga step wrote lead to the saga --------------------------------------
 
@@ -162,6 +167,12 @@ def attempt_spans(detail: SagaDetail) -> list[SafeString]:
 #: Attempt-log rows per page of a saga's admin page.
 LOG_PER_PAGE = 50
 
+_ACTION_LABELS = {
+    OperatorActionKind.RETRY.value: "retry",
+    OperatorActionKind.SKIP_COMPENSATION.value: "skip compensation",
+    OperatorActionKind.SKIP_STEP.value: "skip step",
+}
+
 
 def saga_timeline(detail: SagaDetail, *, log_page: str | int | None = 1) -> dict[str, Any]:
     """Shape a saga's steps, attempt log and operator history for its admin page.
@@ -209,7 +220,7 @@ def saga_timeline(detail: SagaDetail, *, log_page: str | int | None = 1) -> dict
     history = [
         OperatorRow(
             at=a.at,
-            action="retry" if a.action == OperatorActionKind.RETRY else "skip compensation",
+            action=_ACTION_LABELS.get(a.action, a.action),
             actor=names.get(a.actor, a.actor),
             step=a.step,
             reason=a.reason,
@@ -235,10 +246,15 @@ class SkipReasonForm(forms.Form):
         help_text=SKIP.reason_help,
     )
 
+    def __init__(self, *args: Any, action: OperatorAction = SKIP, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.action = action
+        self.fields["reason"].help_text = action.reason_help
+
     def clean_reason(self) -> str:
         reason = str(self.cleaned_data["reason"]).strip()
         if not reason:
-            raise forms.ValidationError(SKIP.reason_required)
+            raise forms.ValidationError(self.action.reason_required)
         return reason
 
 
@@ -247,15 +263,44 @@ def _actor(request: HttpRequest) -> str:
 
 
 def _with_failing_error(sagas: QuerySet[Any]) -> QuerySet[Any]:
-    # The failed compensation's last error, from its step row, in the same query.
+    # The waiting step's last error, from its step row, and whether the saga's deadline
+    # passed by the database's clock (which wrote it), in the same query.
     error = SagaStep.objects.filter(saga=OuterRef("pk"), name=OuterRef("current_step"))
-    return sagas.annotate(failing_error_text=Subquery(error.values("last_error")[:1]))
+    return sagas.annotate(
+        failing_error_text=Subquery(error.values("last_error")[:1]),
+        past_deadline_now=ExpressionWrapper(Q(finish_by__lt=Now()), output_field=BooleanField()),
+    )
+
+
+def attention_of(saga: Saga) -> Attention | None:
+    """Say why ``saga`` needs an operator (``sagas.engine.attention``), or None.
+
+    ``saga`` comes from :func:`_with_failing_error` (it knows whether the deadline passed).
+    """
+    try:
+        definition = get_definition(saga.saga_type, saga.definition_version)
+        state = saga_state(saga, definition)
+    except (UnknownSagaType, KeyError):
+        return None
+    return attention(
+        definition,
+        state,
+        claimed=saga.claim_token is not None,
+        past_deadline=bool(getattr(saga, "past_deadline_now", False)),
+    )
+
+
+def _waits_for(saga: Saga, action: OperatorAction) -> bool:
+    """Tell whether ``action`` applies to ``saga`` (others are refused by its service)."""
+    if action.kind is OperatorActionKind.SKIP_STEP:
+        return attention_of(saga) is not None
+    return saga.status == SagaStatus.COMPENSATION_FAILED
 
 
 class OperatorActionsAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     """Offer retry and skip on a list of sagas, behind a confirmation page (and a reason)."""
 
-    actions = (RETRY.admin_action, SKIP.admin_action)
+    actions: tuple[str, ...] = (RETRY.admin_action, SKIP.admin_action)
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(RETRY.permission)
@@ -275,6 +320,14 @@ class OperatorActionsAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     ) -> HttpResponse | None:
         return self._confirm_or_run(request, list(_with_failing_error(queryset)), SKIP)
 
+    @admin.action(
+        permissions=["skip"], description="Skip the step it waits at by hand (with a reason)"
+    )
+    def skip_steps_needing_attention(
+        self, request: HttpRequest, queryset: QuerySet[Saga]
+    ) -> HttpResponse | None:
+        return self._confirm_or_run(request, list(_with_failing_error(queryset)), SKIP_STEP)
+
     def _confirm_or_run(
         self,
         request: HttpRequest,
@@ -285,7 +338,7 @@ class OperatorActionsAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     ) -> HttpResponse | None:
         """Show the confirmation page; once confirmed, run the service once per saga."""
         yes = confirmed(request)
-        form = SkipReasonForm(request.POST if yes else None)
+        form = SkipReasonForm(request.POST if yes else None, action=action)
         if yes and (not action.needs_reason or form.is_valid()):
             reason = form.cleaned_data["reason"] if action.needs_reason else ""
             self._run(request, sagas, action, reason)
@@ -301,8 +354,8 @@ class OperatorActionsAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
             else request.get_full_path(),
             action=action,
             sagas=sagas,
-            waiting=[s for s in sagas if s.status == SagaStatus.COMPENSATION_FAILED],
-            not_waiting=[s for s in sagas if s.status != SagaStatus.COMPENSATION_FAILED],
+            waiting=[s for s in sagas if _waits_for(s, action)],
+            not_waiting=[s for s in sagas if not _waits_for(s, action)],
             form=form if action.needs_reason else None,
         )
 
@@ -363,6 +416,7 @@ class SagaTypeFilter(admin.SimpleListFilter):
 
 @admin.register(Saga)
 class SagaAdmin(OperatorActionsAdmin):
+    actions = (RETRY.admin_action, SKIP.admin_action, SKIP_STEP.admin_action)
     list_display = (
         "id",
         "saga_type",
@@ -400,6 +454,8 @@ class SagaAdmin(OperatorActionsAdmin):
         "stop_code",
         "stop_actor",
         "stop_requested_at",
+        "finish_by",
+        "overdue_reported_at",
         "due_at",
         "dispatched_at",
         "deadline",
@@ -431,20 +487,36 @@ class SagaAdmin(OperatorActionsAdmin):
                 wrap(self.failed_compensations_view),
                 name="sagas_saga_failed_compensations",
             ),
+            path(
+                "needs-attention/",
+                wrap(self.needs_attention_view),
+                name="sagas_saga_needs_attention",
+            ),
             path("<uuid:saga_id>/retry/", wrap(self.retry_view), name="sagas_saga_retry"),
             path("<uuid:saga_id>/skip/", wrap(self.skip_view), name="sagas_saga_skip"),
+            path(
+                "<uuid:saga_id>/skip-step/", wrap(self.skip_step_view), name="sagas_saga_skip_step"
+            ),
         ]
         return own + super().get_urls()
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        context = {"failed_queue_url": reverse("admin:sagas_saga_failed_compensations")}
+        context = {
+            "failed_queue_url": reverse("admin:sagas_saga_failed_compensations"),
+            "attention_queue_url": reverse("admin:sagas_saga_needs_attention"),
+        }
         return super().changelist_view(request, {**context, **(extra_context or {})})
 
     def failed_compensations_view(self, request: HttpRequest) -> HttpResponse:
         """Show the failed-compensation queue (:class:`FailedCompensationAdmin`)."""
         queue = self.admin_site.get_model_admin(FailedCompensation)
+        return queue.changelist_view(request)
+
+    def needs_attention_view(self, request: HttpRequest) -> HttpResponse:
+        """Show the "needs attention" queue (:class:`NeedsAttentionAdmin`)."""
+        queue = self.admin_site.get_model_admin(NeedsAttention)
         return queue.changelist_view(request)
 
     @admin.display(description="context")
@@ -483,14 +555,23 @@ class SagaAdmin(OperatorActionsAdmin):
             except (ValueError, SagaNotFound):
                 detail = None  # the admin's own "does not exist" handling takes over
             if detail is not None:
+                saga_id = detail.saga.pk
                 waiting = detail.saga.status == SagaStatus.COMPENSATION_FAILED
                 context.update(saga_timeline(detail, log_page=request.GET.get("log_page")))
                 context["failure"] = detail.failure
                 context["compensation_failed"] = waiting
                 if waiting and self.has_retry_permission(request):
-                    context["retry_url"] = reverse("admin:sagas_saga_retry", args=[detail.saga.pk])
+                    context["retry_url"] = reverse("admin:sagas_saga_retry", args=[saga_id])
                 if waiting and self.has_skip_permission(request):
-                    context["skip_url"] = reverse("admin:sagas_saga_skip", args=[detail.saga.pk])
+                    context["skip_url"] = reverse("admin:sagas_saga_skip", args=[saga_id])
+                facts = _with_failing_error(Saga.objects.filter(pk=saga_id)).first()
+                why = attention_of(facts) if facts is not None else None
+                if why is not None and not waiting:
+                    context["attention"] = why.value
+                    if self.has_skip_permission(request):
+                        context["skip_step_url"] = reverse(
+                            "admin:sagas_saga_skip_step", args=[saga_id]
+                        )
             return super().change_view(request, object_id, form_url, context)
 
     def retry_view(self, request: HttpRequest, saga_id: UUID) -> HttpResponse:
@@ -500,6 +581,10 @@ class SagaAdmin(OperatorActionsAdmin):
     def skip_view(self, request: HttpRequest, saga_id: UUID) -> HttpResponse:
         """Ask for a reason, then skip one saga's failed compensation."""
         return self._single(request, saga_id, SKIP)
+
+    def skip_step_view(self, request: HttpRequest, saga_id: UUID) -> HttpResponse:
+        """Ask for a reason, then skip by hand the step a saga needing attention waits at."""
+        return self._single(request, saga_id, SKIP_STEP)
 
     def _single(self, request: HttpRequest, saga_id: UUID, action: OperatorAction) -> HttpResponse:
         if not (self.has_view_permission(request) and request.user.has_perm(action.permission)):
@@ -561,6 +646,62 @@ class FailedCompensationAdmin(OperatorActionsAdmin):
         if not obj.failure_code:
             return ""
         return f"{obj.failure_step}: {obj.failure_code}"
+
+
+@admin.register(NeedsAttention)
+class NeedsAttentionAdmin(OperatorActionsAdmin):
+    """List the sagas an operator has to move on, with why and where each waits.
+
+    Past its deadline, retrying a step forward past its point of no return, or waiting in
+    COMPENSATION_FAILED (``sagas.models.needs_attention_condition``). *Skip step* resolves
+    any of them by hand; *retry* applies to failed compensations.
+    """
+
+    actions = (RETRY.admin_action, SKIP_STEP.admin_action)
+    list_display = (
+        "id",
+        "saga_type",
+        "why",
+        "waiting_at",
+        "failing_error",
+        "deadline_display",
+        "subject_link",
+        "updated_at",
+    )
+    list_filter = (SagaTypeFilter,)
+    # The longest overdue first.
+    ordering = ("finish_by", "id")
+    list_per_page = 100
+
+    # A view of sagas: whoever may view sagas may view it (it has no permissions of its own).
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("sagas.view_saga") or request.user.has_perm(
+            "sagas.change_saga"
+        )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[NeedsAttention]:
+        return _with_failing_error(super().get_queryset(request))
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return SagaPageChangeList
+
+    @admin.display(description="why")
+    def why(self, obj: Saga) -> str:
+        found = attention_of(obj)
+        return found.value if found is not None else ""
+
+    @admin.display(description="waiting at")
+    def waiting_at(self, obj: Saga) -> str:
+        phase = "compensation" if obj.current_phase == Phase.COMPENSATION else "action"
+        return f"{obj.current_step} ({phase}, {obj.status})"
+
+    @admin.display(description="last error")
+    def failing_error(self, obj: Saga) -> str:
+        return getattr(obj, "failing_error_text", "") or ""
+
+    @admin.display(description="deadline", ordering="finish_by")
+    def deadline_display(self, obj: Saga) -> datetime:
+        return obj.finish_by
 
 
 # --- the fault plan ------------------------------------------------------------------------

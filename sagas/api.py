@@ -1,4 +1,4 @@
-"""REST endpoints for sagas: staff read them; operators retry or skip failed compensations."""
+"""REST endpoints for sagas: staff read them; operators retry or skip what needs attention."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from infrastructure.api.pagination import MAX_PAGE_SIZE, PAGE_PARAMETERS, Standa
 from infrastructure.api.params import MAX_INT_PARAM, choice_param, query_param
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
 from sagas.models import Saga
-from sagas.operations import RETRY, SKIP, OperatorAction
+from sagas.operations import RETRY, SKIP_STEP, OperatorAction
 from sagas.selectors import saga_detail, saga_list, saga_log
 from sagas.statuses import SagaStatus
 
@@ -49,8 +49,8 @@ class CanRetrySagas(StaffWith):
 
 
 class CanSkipCompensations(StaffWith):
-    perm = SKIP.permission
-    message = SKIP.denied
+    perm = SKIP_STEP.permission
+    message = SKIP_STEP.denied
 
 
 class SagaStepSerializer(serializers.Serializer):
@@ -130,6 +130,8 @@ class SagaDetailSerializer(SagaSummarySerializer):
     #: The version of its type's definition the saga started under and finishes under.
     definition_version = serializers.IntegerField()
     context = serializers.JSONField()  # type: ignore[assignment]
+    #: The saga's deadline (DESIGN.md's name; the model's ``deadline`` is an attempt's lease).
+    deadline = serializers.DateTimeField(source="finish_by")
     failure = serializers.SerializerMethodField()
     steps = SagaStepSerializer(many=True)
     log = SagaLogSerializer(many=True, source="log_page")
@@ -178,7 +180,7 @@ class SkipSerializer(serializers.Serializer):
         max_length=2000,
         # The pattern alone judges blankness: str.strip() and the schema's \s could disagree.
         trim_whitespace=False,
-        error_messages={"invalid": "Skipping a compensation needs a non-empty reason (a string)."},
+        error_messages={"invalid": "Skipping a step needs a non-empty reason (a string)."},
     )
 
 
@@ -302,10 +304,14 @@ class SagaRetryView(OperatorActionView):
 
 @extend_schema_view(
     post=extend_schema(
-        summary="Mark the failed compensation resolved by hand, then continue",
+        summary="Resolve by hand the step a saga needing attention waits at, then continue",
         description=(
-            "Marks the failed compensation SKIPPED, recording the reason, and carries on "
-            "compensating. 409 unless the saga is COMPENSATION_FAILED."
+            "A COMPENSATION_FAILED saga: marks the failed compensation SKIPPED and carries on "
+            "compensating. A saga past its deadline, or retrying a step forward past its "
+            "point of no return: the step it waits at counts as done by hand (an action "
+            "SUCCEEDED, a compensation SKIPPED) and the saga carries on. The reason is "
+            "recorded. 409 when the saga needs no attention or an attempt of the step is "
+            "running."
         ),
         request=SkipSerializer,
         responses={202: SagaDetailSerializer, **_OPERATOR_ERRORS},
@@ -313,5 +319,5 @@ class SagaRetryView(OperatorActionView):
 )
 class SagaSkipView(OperatorActionView):
     permission_classes = [CanSkipCompensations]
-    operator_action = SKIP
+    operator_action = SKIP_STEP
     reason_serializer = SkipSerializer

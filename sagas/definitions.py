@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -210,6 +211,11 @@ class Step:
             raise ValueError(f"step {self.name!r}: a local step cannot retry forever")
 
 
+#: Long enough for every retry of a step and of each compensation to run out (a saga that
+#: needs more is stuck), short enough that an operator hears of a stuck order the same hour.
+DEFAULT_SAGA_DEADLINE = timedelta(minutes=30)
+
+
 @dataclass(frozen=True)
 class SagaDefinition:
     """Name a saga type and list its steps in the order they run.
@@ -221,12 +227,17 @@ class SagaDefinition:
 
     ``on_late_stop`` is called when a saga asked to stop completes before it could stop (see
     :class:`LateStop`); None: such a saga just completes.
+
+    ``deadline`` is how long after its start a saga of this type should have finished
+    (``settings.SAGA_DEADLINES`` overrides it by type, ``sagas.registry.saga_deadline``). A
+    saga still unfinished past it waits in the "needs attention" queue for an operator.
     """
 
     name: str
     steps: tuple[Step, ...] = field(default_factory=tuple)
     on_late_stop: Callable[[LateStop], None] | None = None
     version: int = 1
+    deadline: timedelta = DEFAULT_SAGA_DEADLINE
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -235,6 +246,8 @@ class SagaDefinition:
             raise ValueError(f"saga {self.name!r}: version must be at least 1")
         if not self.steps:
             raise ValueError(f"saga {self.name!r} has no steps")
+        if self.deadline <= timedelta(0):
+            raise ValueError(f"saga {self.name!r}: deadline must be positive")
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise ValueError(f"saga {self.name!r} repeats a step name: {names}")

@@ -41,15 +41,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, assert_never
 
 from sagas.definitions import STEP_FAILED, Failure, RetryPolicy, SagaDefinition, StopRequest
-from sagas.errors import SagaStateConflict
+from sagas.errors import SagaStateConflict, StepNotSkippable
 from sagas.statuses import (
     MOVING_SAGA_STATUSES,
     AttemptStatus,
+    Attention,
     Phase,
     SagaStatus,
     StepStatus,
@@ -498,6 +499,75 @@ def decide_operator_skip(definition: SagaDefinition, state: SagaState) -> Transi
     if state.status is not SagaStatus.COMPENSATION_FAILED:
         raise SagaStateConflict(saga_id=None, status=state.status, action="skip a compensation of")
     return _continue_compensating(definition, state, step_status=StepStatus.SKIPPED, logged=None)
+
+
+# --- Needing attention -------------------------------------------------------------------
+
+
+def retrying_forward(definition: SagaDefinition, state: SagaState, *, claimed: bool) -> bool:
+    """Tell whether the saga's action keeps retrying past its point of no return.
+
+    That is a step with forward recovery whose failures in this round (the attempt running
+    now, when ``claimed``, not counted) reached its policy's attempts: from there on it only
+    retries at the longest delay, and only a fix or an operator moves it on.
+    """
+    cursor = state.cursor
+    step = definition.steps[cursor.index]
+    if state.status is not SagaStatus.RUNNING or cursor.phase is not Phase.ACTION:
+        return False
+    failed = state.attempt - state.round_start - (1 if claimed else 0)
+    return step.forward != "none" and failed >= step.retry.max_attempts
+
+
+def attention(
+    definition: SagaDefinition, state: SagaState, *, claimed: bool, past_deadline: bool
+) -> Attention | None:
+    """Say why the saga needs an operator, or None when it gets on by itself.
+
+    ``past_deadline``: the saga's deadline passed (the caller compares it with its clock).
+    """
+    if state.status is SagaStatus.COMPENSATION_FAILED:
+        return Attention.COMPENSATION_FAILED
+    if retrying_forward(definition, state, claimed=claimed):
+        return Attention.RETRYING_FORWARD
+    if past_deadline and state.status in MOVING_SAGA_STATUSES:
+        return Attention.PAST_DEADLINE
+    return None
+
+
+def decide_operator_skip_step(
+    definition: SagaDefinition, state: SagaState, *, claimed: bool, past_deadline: bool
+) -> Transition:
+    """Resolve by hand the step a saga needing attention waits at; the saga carries on.
+
+    A failed compensation is skipped as :func:`decide_operator_skip` does. An action (one
+    retrying forward, or any step of a saga past its deadline) counts as succeeded: the
+    operator asserts its effect happened or is not needed, and the saga moves to the next
+    step, completes, or (asked to stop before) compensates, exactly as after a success. A
+    compensation still retrying counts as SKIPPED and compensating continues. A step an
+    attempt is running now is refused: its outcome is on its way.
+    """
+    why = attention(definition, state, claimed=claimed, past_deadline=past_deadline)
+    if why is None:
+        raise StepNotSkippable(
+            saga_id=None,
+            status=state.status,
+            why=f"it is {state.status}, before its deadline and not retrying forward",
+        )
+    if why is Attention.COMPENSATION_FAILED:
+        return decide_operator_skip(definition, state)
+    if claimed:
+        raise StepNotSkippable(
+            saga_id=None,
+            status=state.status,
+            why="an attempt of its step is running; skip it once that attempt has ended",
+        )
+    if state.cursor.phase is Phase.COMPENSATION:
+        return _continue_compensating(
+            definition, state, step_status=StepStatus.SKIPPED, logged=None
+        )
+    # rand is unused on a success: no backoff follows it.
+    return replace(decide(definition, state, Succeeded(), rand=0.0), attempt_status=None)
 
 
 # --- Claims -----------------------------------------------------------------------------

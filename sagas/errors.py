@@ -54,11 +54,22 @@ class SagaStateConflict(SagaError):
         super().__init__(f"cannot {action} saga {saga_id}: it is {status}, not COMPENSATION_FAILED")
 
 
+class StepNotSkippable(SagaStateConflict):
+    """Refuse to skip a step by hand: the saga needs no attention, or the step is running."""
+
+    def __init__(self, *, saga_id: UUID | None, status: str, why: str) -> None:
+        SagaError.__init__(self, f"cannot skip a step of saga {saga_id}: {why}")
+        self.saga_id = saga_id
+        self.status = status
+        self.action = "skip a step of"
+        self.why = why
+
+
 class ReasonRequired(SagaError):
     """Refuse to skip a compensation without saying why."""
 
     def __init__(self) -> None:
-        super().__init__("skipping a compensation needs a non-empty reason")
+        super().__init__("skipping a step or a compensation needs a non-empty reason")
 
 
 class SagaAlreadyActive(SagaError):

@@ -15,7 +15,11 @@ there, and the scheduling fields the claim protocol and the sweeper use:
 - ``claim_token``, ``claimed_at``, ``claim_host``, ``claim_pid``, ``claim_worker``,
   ``claim_process`` and ``deadline``: the attempt running now (``claim_process`` is the
   worker's collision-free identity, ``sagas.workers``), and the time past which it counts as
-  stalled.
+  stalled (the attempt's lease: the column kept its name from before sagas had deadlines);
+- ``finish_by``: the saga's own deadline, DESIGN.md's ``deadline`` (the API shows it so):
+  start + its definition's deadline; unfinished past it, the saga needs an operator's
+  attention (``NeedsAttention``); ``overdue_reported_at``: when the sweeper first saw it
+  past ``finish_by`` and said so (once per saga).
 
 Step rows are what people read (status, attempts, last error, times); the engine updates them
 alongside the saga row but never decides from them. Foreign keys to the saga carry no index
@@ -31,12 +35,14 @@ from enum import StrEnum
 from typing import ClassVar
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import ExpressionWrapper, Q, Value
+from django.db.models.functions import Now
 
-from sagas.definitions import Failure, StopRequest
+from sagas.definitions import DEFAULT_SAGA_DEADLINE, Failure, StopRequest
 from sagas.statuses import (
     ACTIVE_SAGA_STATUSES,
     COMPENSATION_STEP_STATUSES,
+    MOVING_SAGA_STATUSES,
     AttemptStatus,
     FaultMode,
     OperatorActionKind,
@@ -91,6 +97,17 @@ class Saga(models.Model):
     claim_pid = models.IntegerField(null=True, blank=True)
     claim_worker = models.CharField(max_length=255, blank=True, default="")
     claim_process = models.CharField(max_length=100, blank=True, default="")
+
+    #: The saga's deadline (the contract's ``deadline``; ``deadline`` above is the lease).
+    # db_default: rows written before this column existed got start + the default deadline
+    # by the migration; an INSERT of the previous release during a rolling deploy gets one
+    # from the database's clock (as late as such a row can be, never NULL).
+    finish_by = models.DateTimeField(
+        db_default=ExpressionWrapper(
+            Now() + Value(DEFAULT_SAGA_DEADLINE), output_field=models.DateTimeField()
+        )
+    )
+    overdue_reported_at = models.DateTimeField(null=True, blank=True)
 
     failure_step = models.CharField(max_length=100, blank=True, default="")
     failure_code = models.CharField(max_length=100, blank=True, default="")
@@ -200,6 +217,57 @@ class FailedCompensation(Saga):
         verbose_name_plural = "failed compensations"
 
 
+def needs_attention_condition() -> Q:
+    """Return the condition of sagas needing an operator, as ``sagas.engine.attention`` says.
+
+    COMPENSATION_FAILED; moving past its deadline (the database's clock, which wrote it);
+    or RUNNING at a forward step whose failures this round reached its policy's attempts
+    (the attempt running now, if any, not counted). Built from the registered definitions.
+    """
+    from sagas.registry import definitions  # the registry reads settings: not at import
+
+    claimed = Q(claim_token__isnull=False)
+    forward = Q(pk__in=[])
+    for definition in definitions():
+        for step in definition.steps:
+            if step.forward == "none":
+                continue
+            spent = models.F("round_start") + step.retry.max_attempts
+            forward |= Q(saga_type=definition.name, current_step=step.name) & (
+                (~claimed & Q(attempt__gte=spent)) | (claimed & Q(attempt__gt=spent))
+            )
+    return (
+        Q(status=SagaStatus.COMPENSATION_FAILED.value)
+        | (_in("status", MOVING_SAGA_STATUSES) & Q(finish_by__lt=Now()))
+        | (Q(status=SagaStatus.RUNNING.value, current_phase=Phase.ACTION.value) & forward)
+    )
+
+
+class NeedsAttentionManager(models.Manager["NeedsAttention"]):
+    """Keep only the sagas that need an operator (:func:`needs_attention_condition`)."""
+
+    def get_queryset(self) -> models.QuerySet[NeedsAttention]:
+        """Return the sagas an operator has to move on."""
+        return super().get_queryset().filter(needs_attention_condition())
+
+
+class NeedsAttention(Saga):
+    """Show a saga an operator has to move on: past its deadline, retrying forward past its
+    point of no return, or waiting in COMPENSATION_FAILED.
+
+    The admin's "needs attention" queue; like :class:`FailedCompensation`, a view of sagas
+    with no permissions of its own.
+    """
+
+    objects: ClassVar[NeedsAttentionManager] = NeedsAttentionManager()
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "saga needing attention"
+        verbose_name_plural = "sagas needing attention"
+
+
 class SagaStep(models.Model):
     """Show where one step of a saga stands (its compensation's status once compensating)."""
 
@@ -302,9 +370,12 @@ class SagaOperatorAction(models.Model):
                 condition=_in("action", OperatorActionKind), name="sagas_operator_action_valid"
             ),
             # A skip without a reason would leave nobody able to tell why a compensation
-            # never ran.
+            # never ran, or why a step counts as done.
             models.CheckConstraint(
-                condition=~Q(action=OperatorActionKind.SKIP_COMPENSATION.value) | ~Q(reason=""),
+                condition=~_in(
+                    "action", [OperatorActionKind.SKIP_COMPENSATION, OperatorActionKind.SKIP_STEP]
+                )
+                | ~Q(reason=""),
                 name="sagas_operator_skip_has_reason",
             ),
         ]

@@ -1,10 +1,13 @@
-"""Act on a saga as an operator: retry or skip a failed compensation, described once.
+"""Act on a saga as an operator: retry or skip a failed compensation, skip a step; described once.
 
 A saga waiting in COMPENSATION_FAILED is resolved by hand with *retry* (a new round of
 attempts at the failed compensation) or *skip* (the compensation counts as done by hand, with
-a reason, and compensating carries on). The admin, the REST API and the management commands
-all offer both: each reads the action's :class:`OperatorAction` (its permission, whether a
-reason is required, the service to call and the words to show) instead of spelling it out.
+a reason, and compensating carries on). A saga otherwise needing attention (past its deadline,
+or retrying a step forward past its point of no return: ``sagas.engine.attention``) is
+resolved with *skip step*: the step it waits at counts as done by hand, with a reason, and the
+saga carries on. The admin, the REST API and the management commands all offer them: each
+reads the action's :class:`OperatorAction` (its permission, whether a reason is required, the
+service to call and the words to show) instead of spelling it out.
 
 The services record through ``sagas.recorder.outcome_record`` like every other change of a
 saga, and write who did what in the same durable transaction.
@@ -21,11 +24,18 @@ from django.db import transaction
 
 from infrastructure.clock import database_now
 from sagas.definitions import SagaDefinition
-from sagas.engine import SagaState, Transition, decide_operator_retry, decide_operator_skip
-from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
+from sagas.engine import (
+    SagaState,
+    Transition,
+    decide_operator_retry,
+    decide_operator_skip,
+    decide_operator_skip_step,
+)
+from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict, StepNotSkippable
 from sagas.models import SagaOperatorAction
-from sagas.recorder import outcome_record, saga_load
-from sagas.statuses import OperatorActionKind
+from sagas.recorder import Loaded, outcome_record, saga_load, saga_state
+from sagas.registry import get_definition
+from sagas.statuses import OperatorActionKind, SagaStatus
 
 
 def saga_retry(*, saga_id: UUID, actor: str, reason: str = "", now: datetime | None = None) -> None:
@@ -50,32 +60,77 @@ def saga_skip_compensation(
     _operator_act(saga_id=saga_id, actor=actor, reason=reason.strip(), action=SKIP, now=now)
 
 
+def saga_skip_step(*, saga_id: UUID, actor: str, reason: str, now: datetime | None = None) -> None:
+    """Resolve by hand the step a saga needing attention waits at; the saga carries on.
+
+    ``sagas.engine.decide_operator_skip_step`` decides: an action counts as succeeded, a
+    compensation as skipped. Recorded as ``skip_step``, or as ``skip_compensation`` for a
+    COMPENSATION_FAILED saga's failed compensation (what the skip action records). The reason
+    is required (:class:`ReasonRequired`); a saga needing no attention, or whose step an
+    attempt is running now, is refused (:class:`~sagas.errors.StepNotSkippable`).
+    """
+    if not reason or not reason.strip():
+        raise ReasonRequired()
+    _operator_act(saga_id=saga_id, actor=actor, reason=reason.strip(), action=SKIP_STEP, now=now)
+
+
+@dataclass(frozen=True)
+class OperatorView:
+    """Hold what an operator's decision needs beyond the saga's state (see ``attention``)."""
+
+    claimed: bool
+    past_deadline: bool
+
+
 def _operator_act(
     *, saga_id: UUID, actor: str, reason: str, action: OperatorAction, now: datetime | None
 ) -> None:
     now = now or database_now()
-
-    def decision(definition: SagaDefinition, state: SagaState) -> Transition:
-        try:
-            return action.decide(definition, state)
-        except SagaStateConflict as exc:
-            raise SagaStateConflict(
-                saga_id=saga_id, status=exc.status, action=action.conflict_verb
-            ) from None
-
+    failed = SagaStatus.COMPENSATION_FAILED
     with transaction.atomic(durable=True):
-        recorded = outcome_record(saga_id, decision, now=now)
+        saga = saga_load(saga_id)
+        if saga is None:
+            raise SagaNotFound(saga_id)
+        definition = get_definition(saga.saga_type, saga.definition_version)
+        loaded = Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
+        # The database's clock wrote the deadline; ``now`` is the database's too.
+        view = OperatorView(
+            claimed=saga.claim_token is not None, past_deadline=saga.finish_by < now
+        )
+
+        def decision(definition: SagaDefinition, state: SagaState) -> Transition:
+            try:
+                return action.decide(definition, state, view)
+            except StepNotSkippable as exc:
+                raise StepNotSkippable(saga_id=saga_id, status=exc.status, why=exc.why) from None
+            except SagaStateConflict as exc:
+                raise SagaStateConflict(
+                    saga_id=saga_id, status=exc.status, action=action.conflict_verb
+                ) from None
+
+        recorded = outcome_record(loaded, decision, now=now)
         if not recorded.applied:
             # Another operator (or the engine) changed the saga since it was loaded.
             saga = saga_load(saga_id)
             if saga is None:
                 raise SagaNotFound(saga_id)
+            if action.kind is OperatorActionKind.SKIP_STEP:
+                raise StepNotSkippable(
+                    saga_id=saga_id,
+                    status=saga.status,
+                    why="it moved while you acted (an attempt started or ended); look again",
+                )
             raise SagaStateConflict(
                 saga_id=saga_id, status=saga.status, action=action.conflict_verb
             )
+        kind = action.kind
+        if kind is OperatorActionKind.SKIP_STEP and loaded.state.status is failed:
+            # A failed compensation skipped: recorded as such (the saga left the
+            # failed-compensation queue, as the dashboard's chart counts).
+            kind = OperatorActionKind.SKIP_COMPENSATION
         SagaOperatorAction.objects.create(
             saga_id=saga_id,
-            action=action.kind.value,
+            action=kind.value,
             actor=actor,
             reason=reason,
             step=recorded.loaded.saga.current_step,
@@ -117,7 +172,7 @@ class OperatorAction:
     #: The verb in "cannot <verb> saga ...: it is <status>".
     conflict_verb: str
     run: Callable[..., None]
-    decide: Callable[[SagaDefinition, SagaState], Transition]
+    decide: Callable[[SagaDefinition, SagaState, OperatorView], Transition]
 
 
 RETRY = OperatorAction(
@@ -136,7 +191,7 @@ RETRY = OperatorAction(
     command_done="saga {saga_id}: compensation retried",
     conflict_verb="retry",
     run=saga_retry,
-    decide=decide_operator_retry,
+    decide=lambda definition, state, view: decide_operator_retry(definition, state),
 )
 SKIP = OperatorAction(
     kind=OperatorActionKind.SKIP_COMPENSATION,
@@ -157,8 +212,37 @@ SKIP = OperatorAction(
     command_done="saga {saga_id}: compensation skipped",
     conflict_verb="skip a compensation of",
     run=saga_skip_compensation,
-    decide=decide_operator_skip,
+    decide=lambda definition, state, view: decide_operator_skip(definition, state),
+)
+SKIP_STEP = OperatorAction(
+    kind=OperatorActionKind.SKIP_STEP,
+    admin_action="skip_steps_needing_attention",
+    # The same permission as skipping a compensation: both resolve a step by hand.
+    permission=SKIP.permission,
+    denied="Skipping a step needs the skip permission.",
+    needs_reason=True,
+    reason_required="A reason is required to skip a step.",
+    reason_help=(
+        "Why this step is resolved by hand (its effect happened or is not needed); recorded "
+        "with your name."
+    ),
+    title="Skip the steps of sagas needing attention",
+    single_title="Skip the step this saga waits at",
+    verb="Yes, skip",
+    done="skipped its step {step} by hand; the saga carries on",
+    command_help=(
+        "Resolve by hand the step a saga needing attention waits at (past its deadline, or "
+        "retrying forward past its point of no return; a COMPENSATION_FAILED saga's failed "
+        "compensation too): the step counts as done and the saga carries on. A reason is "
+        "required."
+    ),
+    command_done="saga {saga_id}: step skipped, the saga carries on",
+    conflict_verb="skip a step of",
+    run=saga_skip_step,
+    decide=lambda definition, state, view: decide_operator_skip_step(
+        definition, state, claimed=view.claimed, past_deadline=view.past_deadline
+    ),
 )
 
 #: Every operator action, by kind.
-OPERATOR_ACTIONS = {action.kind: action for action in (RETRY, SKIP)}
+OPERATOR_ACTIONS = {action.kind: action for action in (RETRY, SKIP, SKIP_STEP)}

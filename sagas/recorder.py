@@ -69,8 +69,8 @@ from sagas.engine import (
 )
 from sagas.errors import SagaNotFound, TransactionRequired
 from sagas.models import Saga, SagaStep, SagaStepExecution
-from sagas.registry import get_definition
-from sagas.statuses import AttemptStatus, Phase, SagaStatus, StepStatus
+from sagas.registry import get_definition, saga_deadline
+from sagas.statuses import ACTIVE_SAGA_STATUSES, AttemptStatus, Phase, SagaStatus, StepStatus
 from sagas.telemetry import attempt_observed
 from sagas.webhooks import COMPENSATION_FAILED_EVENT, SAGA_STREAM
 from sagas.workers import WorkerIdentity, current_worker
@@ -95,8 +95,11 @@ SAGA_SET_AT_START = frozenset(
         "correlation_id",
         "actor",
         "created_at",
+        "finish_by",
     }
 )
+#: Saga fields written by the sweeper when it first finds the saga past its deadline.
+SAGA_SET_WHEN_OVERDUE = frozenset({"overdue_reported_at"})
 #: Saga fields written by a request to stop the saga, once, and by nothing else.
 SAGA_SET_BY_STOP_REQUEST = frozenset({"stop_code", "stop_actor", "stop_requested_at"})
 #: Step fields written when the saga starts and never changed after.
@@ -837,6 +840,68 @@ def _loaded_from_row(row: tuple[Any, ...]) -> Loaded:
     return Loaded(saga=saga, definition=definition, state=saga_state(saga, definition))
 
 
+# --- a saga past its deadline ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """Describe a saga found past its deadline for the first time."""
+
+    saga_id: UUID
+    saga_type: str
+    subject: str
+    status: str
+    current_step: str
+    current_phase: str
+    finish_by: datetime
+
+
+_OVERDUE_RETURNED = ("id", "saga_type", "subject", "status", "current_step", "current_phase")
+_OVERDUE_SQL = f"""
+UPDATE {table(Saga)} SET {column(Saga, "overdue_reported_at")} = %(now)s::timestamptz
+WHERE {column(Saga, "id")} IN (
+    SELECT {column(Saga, "id")} FROM {table(Saga)}
+    WHERE {column(Saga, "status")} = ANY(%(active)s::text[])
+      AND {column(Saga, "finish_by")} < %(now)s::timestamptz
+      AND {column(Saga, "overdue_reported_at")} IS NULL
+    ORDER BY {column(Saga, "finish_by")}
+    LIMIT %(limit)s
+    -- A saga a worker is writing now is reported by the next pass.
+    FOR NO KEY UPDATE SKIP LOCKED
+)
+  -- Checked again on the row as it is when locked: two passes at once report a saga once.
+  AND {column(Saga, "overdue_reported_at")} IS NULL
+RETURNING {", ".join(column(Saga, name) for name in _OVERDUE_RETURNED)},
+    {column(Saga, "finish_by")}
+"""  # noqa: S608
+
+
+def overdue_mark(*, now: datetime, limit: int) -> list[Overdue]:
+    """Mark the unfinished sagas newly past their deadline as reported; return them.
+
+    Each saga is returned by one call only, ever (its ``overdue_reported_at`` is set), so
+    whoever reports them (the sweeper) does so once per saga, however many passes run.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _OVERDUE_SQL,
+            {"now": now, "active": sorted(s.value for s in ACTIVE_SAGA_STATUSES), "limit": limit},
+        )
+        rows = cursor.fetchall()
+    return [
+        Overdue(
+            saga_id=saga_id,
+            saga_type=saga_type,
+            subject=subject,
+            status=status,
+            current_step=step,
+            current_phase=phase,
+            finish_by=finish_by,
+        )
+        for saga_id, saga_type, subject, status, step, phase, finish_by in rows
+    ]
+
+
 # --- a saga's start ----------------------------------------------------------------------------
 
 
@@ -877,6 +942,7 @@ def saga_record_start(
         current_phase=Phase.ACTION.value,
         due_at=None if finished else now,
         dispatched_at=None if finished else now,
+        finish_by=now + saga_deadline(definition),
         created_at=now,
         updated_at=now,
         finished_at=now if finished else None,

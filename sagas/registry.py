@@ -10,6 +10,7 @@ read once per process; tests that change it call :func:`reset`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
@@ -58,6 +59,11 @@ def _registered() -> _Registered:
         latest = current.get(definition.name)
         if latest is None or definition.version > latest.version:
             current[definition.name] = definition
+    for name, seconds in settings.SAGA_DEADLINES.items():
+        if name not in current:
+            raise ImproperlyConfigured(f"SAGA_DEADLINES names no saga type: {name!r}")
+        if not float(seconds) > 0:
+            raise ImproperlyConfigured(f"SAGA_DEADLINES[{name!r}] must be positive seconds")
     steps = {
         (definition.name, step.name): step
         for definition in sorted(found.values(), key=lambda d: d.version)
@@ -84,6 +90,12 @@ def get_definition(name: str, version: int | None = None) -> SagaDefinition:
         if name in registered.current:
             raise UnknownDefinitionVersion(name, version) from None
         raise UnknownSagaType(name) from None
+
+
+def saga_deadline(definition: SagaDefinition) -> timedelta:
+    """Return how long a saga of ``definition`` may take (``settings.SAGA_DEADLINES`` first)."""
+    seconds = settings.SAGA_DEADLINES.get(definition.name)
+    return definition.deadline if seconds is None else timedelta(seconds=float(seconds))
 
 
 def definitions() -> tuple[SagaDefinition, ...]:

@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models.functions import Now
 
 from sagas.definitions import Failure
 from sagas.errors import SagaNotFound
-from sagas.models import Saga, SagaOperatorAction, SagaStep, SagaStepExecution
-from sagas.statuses import Phase, SagaStatus
+from sagas.models import NeedsAttention, Saga, SagaOperatorAction, SagaStep, SagaStepExecution
+from sagas.statuses import MOVING_SAGA_STATUSES, OperatorActionKind, Phase, SagaStatus
 from sagas.webhooks import COMPENSATION_FAILED_EVENT, SAGA_STREAM
 
 
@@ -92,6 +93,24 @@ def saga_counts_by_status() -> dict[str, int]:
     for status, n in rows:
         counts[status] = n
     return counts
+
+
+@dataclass(frozen=True)
+class AttentionCounts:
+    """Count the sagas an operator has to move on, and those of them past their deadline."""
+
+    needing: int
+    past_deadline: int
+
+
+def attention_counts() -> AttentionCounts:
+    """Count the "needs attention" queue and its sagas moving past their deadline, in one query."""
+    moving = sorted(s.value for s in MOVING_SAGA_STATUSES)
+    counts = NeedsAttention.objects.order_by().aggregate(
+        needing=Count("id"),
+        past_deadline=Count("id", filter=Q(status__in=moving, finish_by__lt=Now())),
+    )
+    return AttentionCounts(needing=counts["needing"], past_deadline=counts["past_deadline"])
 
 
 def saga_counts_by_type_and_status() -> dict[tuple[str, str], int]:
@@ -174,7 +193,8 @@ def failed_compensation_changes(*, since: datetime) -> dict[datetime, tuple[int,
 
     A saga enters when the recorder appends ``SagaCompensationFailed`` to its stream; it
     leaves only by an operator's retry or skip. With the number waiting now, these give the
-    number waiting at the end of every hour of the window. One query; both tables are read
+    number waiting at the end of every hour of the window (a ``skip_step`` resolves a saga
+    that was not waiting there, so it is not counted). One query; both tables are read
     through indexes that lead with what the query filters on, and both hold only as many
     rows as there were failed compensations and operator actions.
     """
@@ -188,11 +208,18 @@ def failed_compensation_changes(*, since: datetime) -> dict[datetime, tuple[int,
                 UNION ALL
                 SELECT date_trunc('hour', at, 'UTC'), 0, 1
                 FROM sagas_sagaoperatoraction
-                WHERE at >= %s
+                -- A step skipped by hand (skip_step) was not a failed compensation.
+                WHERE at >= %s AND action = ANY(%s)
             ) AS changes
             GROUP BY hour
             """,
-            [COMPENSATION_FAILED_EVENT, SAGA_STREAM, since, since],
+            [
+                COMPENSATION_FAILED_EVENT,
+                SAGA_STREAM,
+                since,
+                since,
+                [OperatorActionKind.RETRY.value, OperatorActionKind.SKIP_COMPENSATION.value],
+            ],
         )
         rows = cursor.fetchall()
     return {hour.astimezone(UTC): (entered, left) for hour, entered, left in rows}

@@ -81,7 +81,17 @@ class FaultMode(StrEnum):
 
 
 class OperatorActionKind(StrEnum):
-    """What an operator did to a saga waiting in COMPENSATION_FAILED."""
+    """What an operator did to a saga that needed attention."""
 
     RETRY = "retry"
     SKIP_COMPENSATION = "skip_compensation"
+    #: A forward step resolved by hand: it counts as done, the saga carries on forward.
+    SKIP_STEP = "skip_step"
+
+
+class Attention(StrEnum):
+    """Say why a saga is in the "needs attention" queue (``sagas.engine.attention``)."""
+
+    COMPENSATION_FAILED = "compensation failed"
+    RETRYING_FORWARD = "retrying forward past its point of no return"
+    PAST_DEADLINE = "past its deadline"

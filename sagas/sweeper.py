@@ -15,7 +15,10 @@ runs one by hand. A pass finds, from PostgreSQL alone:
   attempt's deadline;
 - **unsent**: an attempt due for longer than the grace period whose message should have run
   by now but has not (the process died between commit and publish, the broker lost the
-  message, or it was published before a restart): send it again.
+  message, or it was published before a restart): send it again;
+- **overdue**: an unfinished saga past its own deadline (``Saga.finish_by``), seen for the
+  first time: log it at ERROR with its ids, once per saga (the admin's "needs attention"
+  queue lists it until an operator or the saga itself moves it on).
 
 Re-sending is always safe: a message only runs when the saga row says its attempt is due and
 unclaimed, so a message that was merely slow becomes a no-op. Rows to re-send are taken with
@@ -42,7 +45,14 @@ from sagas.dispatch import StepMessage, publish_on_commit
 from sagas.engine import Claimant, TimedOut, decide
 from sagas.errors import UnknownSagaType
 from sagas.models import Saga
-from sagas.recorder import AttemptRecord, Loaded, outcome_record, saga_load, saga_state
+from sagas.recorder import (
+    AttemptRecord,
+    Loaded,
+    outcome_record,
+    overdue_mark,
+    saga_load,
+    saga_state,
+)
 from sagas.registry import get_definition
 from sagas.statuses import MOVING_SAGA_STATUSES, Phase
 from sagas.workers import claimant, namespace
@@ -63,6 +73,8 @@ class SweepResult:
     stalled: int = 0
     unsent: int = 0
     orphaned: int = 0
+    #: Sagas newly found past their deadline (reported, not moved).
+    overdue: int = 0
 
     @property
     def total(self) -> int:
@@ -100,7 +112,10 @@ def sagas_sweep(*, now: datetime | None = None, limit: int = 10_000) -> SweepRes
         now=now,
         limit=limit,
     )
-    result = SweepResult(due=due, stalled=stalled, unsent=unsent, orphaned=orphaned)
+    overdue = _report_overdue(now=now, limit=limit)
+    result = SweepResult(
+        due=due, stalled=stalled, unsent=unsent, orphaned=orphaned, overdue=overdue
+    )
     if result.total:
         logger.info(
             "saga sweeper: %s due, %s stalled, %s unsent, %s orphaned",
@@ -110,6 +125,29 @@ def sagas_sweep(*, now: datetime | None = None, limit: int = 10_000) -> SweepRes
             orphaned,
         )
     return result
+
+
+def _report_overdue(*, now: datetime, limit: int) -> int:
+    with transaction.atomic(durable=True):
+        found = overdue_mark(now=now, limit=limit)
+    for saga in found:
+        logger.error(
+            "saga %s (%s) passed its deadline (%s) unfinished: %s at %s %s; it waits in the "
+            "needs-attention queue for an operator",
+            saga.saga_id,
+            saga.saga_type,
+            f"{saga.finish_by:%Y-%m-%d %H:%M:%S}",
+            saga.status,
+            saga.current_step,
+            saga.current_phase,
+            extra={
+                "saga_id": str(saga.saga_id),
+                "step": saga.current_step,
+                "phase": saga.current_phase,
+                **subject_ids(saga.subject),
+            },
+        )
+    return len(found)
 
 
 def _orphaned_claims(*, now: datetime, limit: int) -> list[UUID]:

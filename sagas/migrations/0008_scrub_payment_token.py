@@ -27,7 +27,7 @@ def scrub_payment_token(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sagas", "0006_definition_version"),
+        ("sagas", "0007_saga_deadline"),
     ]
 
     operations = [

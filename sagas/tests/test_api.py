@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from sagas.api import CanRetrySagas, CanSkipCompensations, SagaRetryView, SagaSkipView
 from sagas.models import SagaStepExecution
-from sagas.operations import RETRY, SKIP
+from sagas.operations import RETRY, SKIP_STEP
 from sagas.statuses import SagaStatus
 from sagas.tests.harness import drive, failed_compensation_saga, start
 
@@ -78,14 +78,17 @@ def test_retry_and_skip_answer_with_the_detail_and_409_when_not_failed(operator)
 
 
 def test_the_api_offers_the_described_operator_actions(operator) -> None:
-    assert (SagaRetryView.operator_action, SagaSkipView.operator_action) == (RETRY, SKIP)
-    assert (CanRetrySagas.perm, CanSkipCompensations.perm) == (RETRY.permission, SKIP.permission)
+    assert (SagaRetryView.operator_action, SagaSkipView.operator_action) == (RETRY, SKIP_STEP)
+    assert (CanRetrySagas.perm, CanSkipCompensations.perm) == (
+        RETRY.permission,
+        SKIP_STEP.permission,
+    )
     viewer = APIClient()
     viewer.force_authenticate(
         get_user_model().objects.create_user(username="viewer", is_staff=True)
     )
     refused = viewer.post(f"/api/sagas/{uuid4()}/skip/", {"reason": "x"}, format="json")
-    assert (refused.status_code, refused.json()["detail"]) == (403, SKIP.denied)
+    assert (refused.status_code, refused.json()["detail"]) == (403, SKIP_STEP.denied)
 
 
 def test_the_detail_pages_through_the_attempt_log(operator) -> None:

@@ -14,9 +14,11 @@ from sagas.models import Saga, SagaStep, SagaStepExecution
 from sagas.recorder import (
     _CLAIM_SQL,
     _OUTCOME_SQL,
+    _OVERDUE_SQL,
     _STOP_SQL,
     SAGA_SET_AT_START,
     SAGA_SET_BY_STOP_REQUEST,
+    SAGA_SET_WHEN_OVERDUE,
     STEP_SET_AT_START,
     insert_if,
     insert_params,
@@ -55,10 +57,15 @@ def inserted(sql: str, model: type[models.Model]) -> set[str]:
 def test_every_saga_column_is_set_at_the_start_or_by_every_recorded_outcome() -> None:
     written = updated(_OUTCOME_SQL[True, False], Saga)
 
-    assert written | SAGA_SET_AT_START | SAGA_SET_BY_STOP_REQUEST == _fields(Saga)
+    assert (
+        written | SAGA_SET_AT_START | SAGA_SET_BY_STOP_REQUEST | SAGA_SET_WHEN_OVERDUE
+        == _fields(Saga)
+    )
     assert not written & SAGA_SET_AT_START
     assert not (written | SAGA_SET_AT_START) & SAGA_SET_BY_STOP_REQUEST
+    assert not (written | SAGA_SET_AT_START | SAGA_SET_BY_STOP_REQUEST) & SAGA_SET_WHEN_OVERDUE
     assert updated(_STOP_SQL, Saga) == SAGA_SET_BY_STOP_REQUEST
+    assert updated(_OVERDUE_SQL, Saga) == SAGA_SET_WHEN_OVERDUE
     # An outcome ends the claim: it rewrites everything a claim wrote.
     for sql in _CLAIM_SQL.values():
         assert updated(sql, Saga) <= written

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html import unescape
 
 import pytest
+from django.db.models.functions import Now
 from django.urls import reverse
 
+from sagas.models import Saga
 from tests.admin.support import (
     confirmed_order,
     place,
@@ -76,6 +79,24 @@ def test_dashboard_counts_and_links_to_the_filtered_lists() -> None:
     projections = links(html, "dashboard-projections")
     assert set(projections) == {"orders", "webhooks"}  # the webhook relay's lag too
     assert projections["orders"][1] == reverse("admin:eventstore_projectioncheckpoint_changelist")
+
+
+def test_dashboard_counts_the_sagas_needing_attention_and_links_to_their_queue() -> None:
+    client, _ = staff_client()
+    stuck = stuck_order()
+    late = place()
+    on_time = place()
+    Saga.objects.filter(pk=late.saga_id).update(finish_by=Now() - timedelta(minutes=1))
+
+    html = client.get(INDEX).content.decode()
+
+    attention = links(html, "dashboard-needs-attention")
+    url = reverse("admin:sagas_saga_needs_attention")
+    assert attention == {"sagas need an operator": (2, url)}
+    queue = client.get(url).content.decode()
+    assert str(stuck.saga_id) in queue and str(late.saga_id) in queue
+    assert str(on_time.saga_id) not in queue
+    assert "past its deadline" in queue and "compensation failed" in queue
 
 
 def test_dashboard_shows_only_what_the_user_may_view() -> None:

@@ -125,6 +125,7 @@ def test_staff_see_the_index_and_every_changelist_they_may_view() -> None:
         "admin:orders_ordersummary_changelist",
         "admin:sagas_saga_changelist",
         "admin:sagas_saga_failed_compensations",
+        "admin:sagas_saga_needs_attention",
         "admin:eventstore_storedevent_changelist",
         "admin:eventstore_projectioncheckpoint_changelist",
         "admin:payments_payment_changelist",

@@ -78,6 +78,10 @@ def test_the_gauges_reflect_the_database(settings: Any, client: Client) -> None:
     first = Saga.objects.order_by("created_at").first()
     assert first is not None
     Saga.objects.filter(id=first.id).update(status="COMPENSATION_FAILED", due_at=None)
+    # Another past its deadline: it and the failed one need an operator.
+    late = Saga.objects.exclude(id=first.id).first()
+    assert late is not None
+    Saga.objects.filter(id=late.id).update(finish_by=timezone.now() - timedelta(minutes=1))
     database_gauges._read_at = float("-inf")  # a fresh read, not the previous scrape's
     samples = _scrape(client)
     assert value(samples, "backoffice_sagas", saga_type="place_order", status="RUNNING") == 2
@@ -86,6 +90,8 @@ def test_the_gauges_reflect_the_database(settings: Any, client: Client) -> None:
         == 1
     )
     assert value(samples, "backoffice_failed_compensations") == 1
+    assert value(samples, "backoffice_sagas_past_deadline") == 1
+    assert value(samples, "backoffice_sagas_needing_attention") == 2
     assert (
         value(samples, "backoffice_orders", status="PENDING") == OrderSummary.objects.count() == 3
     )

@@ -16,6 +16,8 @@ MONITORING = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
 EXPORTED = {
     "backoffice_sagas",
     "backoffice_failed_compensations",
+    "backoffice_sagas_past_deadline",
+    "backoffice_sagas_needing_attention",
     "backoffice_orders",
     "backoffice_projection_lag_events",
     "backoffice_seconds_since_seen",
@@ -41,6 +43,7 @@ def test_every_alert_rule_names_exported_series_only() -> None:
     rules = _rules()
     assert {rule["alert"] for rule in rules} >= {
         "FailedCompensationsWaiting",
+        "SagasPastTheirDeadline",
         "SagaStepsPastTheirDeadline",
         "ProjectionLagging",
         "WebhookBacklog",

@@ -178,6 +178,8 @@ MODEL_POLICIES: dict[str, ModelPolicy] = {
     "sagas.saga": READ_ONLY,
     # The failed-compensation queue: a view of sagas (a proxy model without permissions).
     "sagas.failedcompensation": READ_ONLY,
+    # The needs-attention queue: likewise a view of sagas.
+    "sagas.needsattention": READ_ONLY,
     "sagas.faultrule": EDITABLE,
     # Products are added and edited; never deleted (orders and reservations refer to them).
     "inventory.product": ModelPolicy(add=True, change=True),
@@ -199,8 +201,10 @@ MODEL_POLICIES: dict[str, ModelPolicy] = {
 #: A ModelAdmin's own URLs (by URL name): the permissions each needs besides viewing the model.
 ADMIN_EXTRA_URL_RULES: dict[str, tuple[str, ...]] = {
     "sagas_saga_failed_compensations": (),
+    "sagas_saga_needs_attention": (),
     "sagas_saga_retry": ("sagas.retry_saga",),
     "sagas_saga_skip": ("sagas.skip_compensation",),
+    "sagas_saga_skip_step": ("sagas.skip_compensation",),
     "orders_ordersummary_cancel": ("orders.cancel_order",),
     # Django's own: setting another user's password needs the change permission.
     "auth_user_password_change": ("auth.change_user",),
@@ -213,6 +217,9 @@ ADMIN_ACTION_RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("sagas.saga", "skip_failed_compensations"): ("sagas.skip_compensation",),
     ("sagas.failedcompensation", "retry_failed_compensations"): ("sagas.retry_saga",),
     ("sagas.failedcompensation", "skip_failed_compensations"): ("sagas.skip_compensation",),
+    ("sagas.saga", "skip_steps_needing_attention"): ("sagas.skip_compensation",),
+    ("sagas.needsattention", "retry_failed_compensations"): ("sagas.retry_saga",),
+    ("sagas.needsattention", "skip_steps_needing_attention"): ("sagas.skip_compensation",),
     ("orders.ordersummary", "cancel_orders"): ("orders.cancel_order",),
     ("webhooks.webhookendpoint", "reenable"): (WEBHOOKS,),
     ("webhooks.webhookdelivery", "redeliver"): (WEBHOOKS,),
@@ -239,7 +246,10 @@ STANDARD_PAGES = ("changelist", "add", "change", "delete", "history")
 
 
 #: Proxy models without permissions of their own: viewed with their concrete model's.
-VIEWED_AS: dict[str, str] = {"sagas.failedcompensation": "sagas.saga"}
+VIEWED_AS: dict[str, str] = {
+    "sagas.failedcompensation": "sagas.saga",
+    "sagas.needsattention": "sagas.saga",
+}
 
 
 def view_perms(label: str) -> tuple[str, str]:

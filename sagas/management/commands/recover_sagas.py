@@ -14,7 +14,8 @@ class Command(BaseCommand):
     help = (
         "Run one recovery pass: send steps whose backoff has passed (due), time out attempts "
         "past their deadline (stalled), re-send steps whose message never ran (unsent) and "
-        "steps claimed by a dead process of this host (orphaned)."
+        "steps claimed by a dead process of this host (orphaned); log sagas newly past their "
+        "own deadline (overdue)."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -22,5 +23,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"due: {result.due}, stalled: {result.stalled}, unsent: {result.unsent}, "
             f"orphaned: {result.orphaned} "
-            f"({result.total} sagas re-dispatched)"
+            f"({result.total} sagas re-dispatched); overdue: {result.overdue}"
         )
