@@ -40,17 +40,18 @@ from tests.support.worker import wait_for
 
 URL = "/api/orders/"
 
-CONTACT = {
+ADDRESS = {
+    "line1": "Rua das Zinnias 17",
+    "line2": "3 Esquerdo Traseiras",
+    "city": "Porto Velhinho",
+    "postal_code": "4050-262",
+    "country": "PT",
+}
+CONTACT: dict[str, Any] = {
     "email": "ana.quixotic@example.com",
     "name": "Ana Quixotic-Lima",
     "phone": "+351 912 345 678",
-    "shipping_address": {
-        "line1": "Rua das Zinnias 17",
-        "line2": "3 Esquerdo Traseiras",
-        "city": "Porto Velhinho",
-        "postal_code": "4050-262",
-        "country": "PT",
-    },
+    "shipping_address": ADDRESS,
 }
 # Every personal text of CONTACT (the country, a two-letter code, would match anything).
 PLAIN_TEXTS = [
@@ -150,9 +151,9 @@ def erase(client: APIClient, customer_id: str, reason: Any = "asked by the custo
         ({**CONTACT, "name": "x" * 201}, "name"),
         ({**CONTACT, "phone": "\x00"}, "phone"),
         ({k: v for k, v in CONTACT.items() if k != "email"}, "email"),
-        ({**CONTACT, "shipping_address": {**CONTACT["shipping_address"], "country": "XX"}}, None),
-        ({**CONTACT, "shipping_address": {**CONTACT["shipping_address"], "country": "pt"}}, None),
-        ({**CONTACT, "shipping_address": {**CONTACT["shipping_address"], "city": ""}}, None),
+        ({**CONTACT, "shipping_address": {**ADDRESS, "country": "XX"}}, None),
+        ({**CONTACT, "shipping_address": {**ADDRESS, "country": "pt"}}, None),
+        ({**CONTACT, "shipping_address": {**ADDRESS, "city": ""}}, None),
         ({**CONTACT, "age": 40}, "non_field_errors"),
         ("ana@example.com", "non_field_errors"),
     ],
