@@ -147,6 +147,11 @@ class ContactInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
     shipping_address = ShippingAddressInputSerializer()
 
 
+@extend_schema_field(ContactInputSerializer)
+class ContactField(serializers.JSONField):
+    """An order's contact as shown: the object as given (the schema says its shape), or null."""
+
+
 class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
     """A new order: 1 to 100 lines of distinct catalogue SKUs, priced by the catalogue."""
 
@@ -265,7 +270,7 @@ class OrderSerializer(PrebuiltSerializer):
 
     id = serializers.UUIDField(source="order.id")
     customer_id = serializers.CharField(source="order.customer_id")
-    contact = serializers.JSONField(
+    contact = ContactField(
         source="personal.contact",
         allow_null=True,
         help_text="The contact as given, or null (none given, or erased).",
