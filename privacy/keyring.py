@@ -6,9 +6,11 @@ under a data key of their own; the data key is stored wrapped by the key-encrypt
 value is an envelope ``{"key": <key id>, "ct": <base64 of nonce + ciphertext>}``: JSON, so
 it travels in events, read models and saga contexts as it is, and says which key opens it.
 
-Erasure wins over every cache: whether a key still exists is asked of the database each
-time something is sealed or opened (one query for a whole page of orders); only the
-unwrapping of a key's bytes, which depends on nothing but those bytes, is cached.
+Erasure wins: whether a key still exists is asked of the database each time something is
+sealed or opened (one query for a whole page of orders), and no data key is kept in memory
+beyond the call that unwrapped it. Unwrapping (AES-GCM of 32 bytes) costs microseconds
+beside that query, so caching unwrapped keys would save nothing worth keeping an erased
+customer's key alive in a process for.
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ def wrap(data_key: bytes, key_id: str) -> tuple[bytes, str]:
     return nonce + ring[current].encrypt(nonce, data_key, key_id.encode()), current
 
 
-@functools.lru_cache(maxsize=4096)
-def _unwrapped(key_id: str, wrapped: bytes, kek_id: str) -> AESGCM:
+def unwrap(key_id: str, wrapped: bytes, kek_id: str) -> bytes:
+    """Return the raw data key that ``wrapped`` holds (the KEK named by ``kek_id``)."""
     _, ring = key_encryption_keys()
     wrapping = ring.get(kek_id)
     if wrapping is None:
@@ -83,17 +85,11 @@ def _unwrapped(key_id: str, wrapped: bytes, kek_id: str) -> AESGCM:
             f"data key {key_id} is wrapped by KEK {kek_id}, which is not configured "
             "(PERSONAL_DATA_KEY / PERSONAL_DATA_PREVIOUS_KEYS)"
         )
-    raw = wrapping.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_id.encode())
-    return AESGCM(raw)
-
-
-def unwrap(key_id: str, wrapped: bytes, kek_id: str) -> bytes:
-    """Return the raw data key (for a rotation's re-wrap)."""
-    _, ring = key_encryption_keys()
-    wrapping = ring.get(kek_id)
-    if wrapping is None:
-        raise KeyUnavailable(f"data key {key_id} is wrapped by unknown KEK {kek_id}")
     return wrapping.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_id.encode())
+
+
+def _unwrapped(key_id: str, wrapped: bytes, kek_id: str) -> AESGCM:
+    return AESGCM(unwrap(key_id, wrapped, kek_id))
 
 
 @dataclass(frozen=True)

@@ -66,30 +66,23 @@ def customers_erased(customer_ids: list[str]) -> set[str]:
     )
 
 
-def rotate_key_encryption_key(*, batch_size: int = 500) -> tuple[int, int]:
-    """Re-wrap every live data key under the current KEK; return (re-wrapped, already current).
+def customer_keys_rewrap(*, batch_size: int = 500) -> int:
+    """Re-wrap up to ``batch_size`` live data keys under the current KEK; return how many.
 
     Keys wrapped by a retired KEK (``PERSONAL_DATA_PREVIOUS_KEYS``) are unwrapped and wrapped
-    again, a batch per transaction, each row locked; the data they encrypt is untouched.
+    again, each row locked (a placement sealing under it waits, or is waited for); the data
+    they encrypt is untouched. 0 when every live key is under the current KEK.
     """
     current, _ = key_encryption_keys()
-    rewrapped = 0
-    while True:
-        with transaction.atomic(durable=True):
-            batch = list(
-                CustomerKey.objects.select_for_update()
-                .filter(wrapped_key__isnull=False)
-                .exclude(kek_id=current)
-                .values_list("id", "wrapped_key", "kek_id")[:batch_size]
-            )
-            for key_id, wrapped, kek_id in batch:
-                raw = unwrap(str(key_id), bytes(wrapped or b""), kek_id)
-                new_wrapped, new_kek = wrap(raw, str(key_id))
-                CustomerKey.objects.filter(id=key_id).update(
-                    wrapped_key=new_wrapped, kek_id=new_kek
-                )
-        rewrapped += len(batch)
-        if len(batch) < batch_size:
-            break
-    current_count = CustomerKey.objects.filter(wrapped_key__isnull=False, kek_id=current).count()
-    return rewrapped, current_count - rewrapped
+    with transaction.atomic(durable=True):
+        batch = list(
+            CustomerKey.objects.select_for_update()
+            .filter(wrapped_key__isnull=False)
+            .exclude(kek_id=current)
+            .values_list("id", "wrapped_key", "kek_id")[:batch_size]
+        )
+        for key_id, wrapped, kek_id in batch:
+            raw = unwrap(str(key_id), bytes(wrapped or b""), kek_id)
+            new_wrapped, new_kek = wrap(raw, str(key_id))
+            CustomerKey.objects.filter(id=key_id).update(wrapped_key=new_wrapped, kek_id=new_kek)
+    return len(batch)

@@ -18,7 +18,7 @@ from unittest import mock
 from uuid import UUID, uuid4
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
@@ -500,6 +500,9 @@ def test_rotating_the_key_encryption_key_rewraps_every_key_and_keeps_data_readab
     old = settings.PERSONAL_DATA_KEY
     new = kek.new_key()
     settings.PERSONAL_DATA_KEY = new
+    # Without the old key the data keys cannot be read, and the command says which is missing.
+    with pytest.raises(CommandError, match="not configured"):
+        call_command("rotate_personal_data_key")
     settings.PERSONAL_DATA_PREVIOUS_KEYS = [old]
 
     call_command("rotate_personal_data_key")

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from privacy.keyring import KeyUnavailable
-from privacy.services import rotate_key_encryption_key
+from privacy.services import customer_keys_rewrap
 
 
 class Command(BaseCommand):
@@ -21,8 +21,11 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        rewrapped = 0
         try:
-            rewrapped, current = rotate_key_encryption_key()
+            # A batch per transaction: placements wait on a few locked keys at a time only.
+            while batch := customer_keys_rewrap():
+                rewrapped += batch
         except KeyUnavailable as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"re-wrapped {rewrapped} key(s); {current} already under the current key")
+        self.stdout.write(f"re-wrapped {rewrapped} key(s) under the current key")
