@@ -30,6 +30,7 @@ SERVER_OWNED_FIELDS = {
     "total",
     "currency",
     "cancellation_reason",
+    "personal_data_erased",
     "version",
     "created_at",
     "updated_at",

@@ -568,3 +568,18 @@ def test_production_refuses_to_start_without_the_key_encryption_key() -> None:
     assert "PERSONAL_DATA_KEY must be set" in missing.stderr
     assert malformed.returncode != 0
     assert "URL-safe base64" in malformed.stderr
+
+
+@pytest.mark.django_db
+def test_webhook_deliveries_carry_no_contact(client, eraser, products) -> None:
+    from orders.webhooks import order_payload
+
+    placed = client.post(URL, order_body(), format="json").json()
+    created = PostgresEventStore().read_stream(stream_type="order", stream_id=placed["id"])[0]
+
+    before = order_payload(created)["order"]
+    erase(eraser, "c-42")
+    after = order_payload(created)["order"]
+
+    assert (before["contact"], before["personal_data_erased"]) == (None, False)
+    assert (after["contact"], after["personal_data_erased"]) == (None, True)
