@@ -36,11 +36,13 @@ from privacy.models import CustomerKey
 NONCE_BYTES = 12
 _TABLE = connection.ops.quote_name(CustomerKey._meta.db_table)
 
-# The live key of a customer, share-locked: an erasure (which locks it for update) waits for
-# this transaction, or this one, arriving after the erasure committed, finds no live key.
+# The live key of a customer, key-share-locked (the lightest lock FOR UPDATE conflicts with;
+# placements for one customer do not block each other): an erasure (which locks it for
+# update) waits for this transaction, or this one, arriving after the erasure committed,
+# finds no live key.
 _LIVE_KEY_SQL = f"""
 SELECT id, wrapped_key, kek_id FROM {_TABLE}
-WHERE customer_id = %s AND erased_at IS NULL FOR SHARE
+WHERE customer_id = %s AND erased_at IS NULL FOR KEY SHARE
 """  # noqa: S608
 _NEW_KEY_SQL = f"""
 INSERT INTO {_TABLE} (id, customer_id, wrapped_key, kek_id, created_at)
