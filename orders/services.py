@@ -142,7 +142,7 @@ def order_place(
     }
     try:
         with pipelined_transaction():
-            # First, and read at once: the customer's key, share-locked until the commit, so
+            # First, and read at once: the customer's key, key-share-locked until the commit, so
             # an erasure of this customer comes wholly before or wholly after this order.
             sealed = seal_for_customer(customer_id, contact)
             context["contact"] = sealed.contact

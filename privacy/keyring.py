@@ -96,7 +96,7 @@ def _unwrapped(key_id: str, wrapped: bytes, kek_id: str) -> AESGCM:
 
 @dataclass(frozen=True)
 class SealingKey:
-    """A customer's live data key, share-locked by the transaction that asked for it."""
+    """A customer's live data key, key-share-locked by the transaction that asked for it."""
 
     id: str
     cipher: AESGCM
@@ -112,7 +112,7 @@ class SealingKey:
 def sealing_key(customer_id: str) -> SealingKey:
     """Return the customer's live key (made now if they have none), locked until commit.
 
-    Must run inside the transaction that writes what is sealed: the share lock is what
+    Must run inside the transaction that writes what is sealed: the key-share lock is what
     orders it with an erasure of the same customer (``erase_keys``). The result must be read
     at once (pipelined transactions included).
     """

@@ -30,7 +30,7 @@ def erase_keys(
     """Destroy the customer's data keys and record the erasure; idempotent.
 
     One durable transaction. The live key is locked for update first, so a placement
-    sealing under it (share lock) either commits before (its order is erased with the rest)
+    sealing under it (key-share lock) either commits before (its order is erased with the rest)
     or finds no live key once this commits (and starts a new one). ``count_orders`` counts
     the customer's orders, read after the lock. A customer already erased, with no key made
     since, gets the last erasure's answer and nothing is recorded again.

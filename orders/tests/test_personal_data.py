@@ -428,7 +428,7 @@ def shown(order_id: UUID) -> tuple[Any, bool]:
 def test_a_placement_holding_the_key_when_erasure_comes_is_erased_with_the_rest(
     products,
 ) -> None:
-    earlier = place()  # the customer's key exists: the placement share-locks it
+    earlier = place()  # the customer's key exists: the placement key-share-locks it
     sealed, go = threading.Event(), threading.Event()
     real_seal = orders.services.seal_for_customer
 
@@ -446,7 +446,7 @@ def test_a_placement_holding_the_key_when_erasure_comes_is_erased_with_the_rest(
                     customer_id="c-race", reason="race", actor="user:test"
                 )
             ) as erasing:
-                # The erasure waits for the placement's share lock on the customer's key.
+                # The erasure waits for the placement's key-share lock on the customer's key.
                 until(lambda: waiting_on_a_lock("privacy_customer_key"))
                 go.set()
 
