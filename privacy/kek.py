@@ -31,7 +31,8 @@ def new_key() -> str:
 def parse_key(text: str) -> bytes:
     """Return the 32 bytes of a key given as URL-safe base64; raise InvalidKey otherwise."""
     try:
-        raw = base64.urlsafe_b64decode(text.strip().encode())
+        # Strict: no stray characters, nothing after the padding.
+        raw = base64.b64decode(text.strip().encode(), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise InvalidKey("not URL-safe base64") from None
     if len(raw) != KEY_BYTES:
