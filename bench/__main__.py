@@ -29,6 +29,7 @@ BENCHMARKS = (
     "admin_pages",
     "observability",
     "webhooks",
+    "personal_data",
 )
 # Modules whose name differs from the benchmark's.
 MODULES = {"eventstore": "bench.eventstore_bench"}

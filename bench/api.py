@@ -113,6 +113,10 @@ class LoadSpec:
     rate: float | None = None
     count: int | None = None
     expect: int = 202
+    # bench/personal_data.py: each order carries a contact, for one of ``customers`` customers
+    # (0: every order is for ``customer_id``).
+    contact: bool = False
+    customers: int = 0
 
 
 @dataclass
@@ -122,15 +126,38 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _order_body(rng: random.Random, skus: Sequence[str], customer_id: str) -> bytes:
+#: The contact of bench/personal_data.py's orders: every field, as a real client sends.
+BENCH_CONTACT = {
+    "email": "bench.customer@example.com",
+    "name": "Bench Customer",
+    "phone": "+351 912 345 678",
+    "shipping_address": {
+        "line1": "Rua do Banco 1",
+        "line2": "2 Esquerdo",
+        "city": "Porto",
+        "postal_code": "4000-001",
+        "country": "PT",
+    },
+}
+
+
+def _order_body(
+    rng: random.Random,
+    skus: Sequence[str],
+    customer_id: str,
+    *,
+    contact: bool = False,
+    customers: int = 0,
+) -> bytes:
     first, second = rng.sample(list(skus), 2)
-    return json.dumps(
-        {
-            "customer_id": customer_id,
-            "items": [{"sku": first, "quantity": 1}, {"sku": second, "quantity": 2}],
-            "payment_token": "tok_visa",
-        }
-    ).encode()
+    body: dict[str, Any] = {
+        "customer_id": f"{customer_id}-{rng.randrange(customers)}" if customers else customer_id,
+        "items": [{"sku": first, "quantity": 1}, {"sku": second, "quantity": 2}],
+        "payment_token": "tok_visa",
+    }
+    if contact:
+        body["contact"] = BENCH_CONTACT
+    return json.dumps(body).encode()
 
 
 class _Connection:
@@ -188,7 +215,15 @@ def _connection_loop(spec: LoadSpec, index: int, result: LoadResult, lock: threa
                 break
             first = began if first is None else first
             status, body = conn.post(
-                spec.path, _order_body(rng, spec.skus, spec.customer_id), headers
+                spec.path,
+                _order_body(
+                    rng,
+                    spec.skus,
+                    spec.customer_id,
+                    contact=spec.contact,
+                    customers=spec.customers,
+                ),
+                headers,
             )
             ended = time.time()
             sent += 1
@@ -249,6 +284,8 @@ def _run_load(
     warmup: float = 0.0,
     rate: float | None = None,
     count: int | None = None,
+    contact: bool = False,
+    customers: int = 0,
 ) -> LoadResult:
     """Run the clients and return their merged result (raises on any unexpected answer)."""
     start_at = time.time() + 1.0  # time for the client interpreters to start
@@ -271,6 +308,8 @@ def _run_load(
             rate=None if rate is None else rate * share / connections,
             count=None if count is None else -(-count // connections),
             expect=202 if path == ORDERS_PATH else 200,
+            contact=contact,
+            customers=customers,
         )
         # A fresh interpreter that imports only this module (no Django): it shares nothing
         # with this process and starts the same whatever ran ``python -m bench``.
@@ -468,7 +507,15 @@ class LevelFigures:
 
 
 def _closed_loop_slice(
-    port: int, tokens: list[str], skus: list[str], *, path: str, connections: int, customer_id: str
+    port: int,
+    tokens: list[str],
+    skus: list[str],
+    *,
+    path: str,
+    connections: int,
+    customer_id: str,
+    contact: bool = False,
+    customers: int = 0,
 ) -> LoadResult:
     """One closed-loop slice: ``connections`` clients for SLICE_SECONDS after the warm-up."""
     return _run_load(
@@ -480,6 +527,8 @@ def _closed_loop_slice(
         connections=connections,
         seconds=SLICE_SECONDS,
         warmup=WARMUP_SECONDS,
+        contact=contact,
+        customers=customers,
     )
 
 

@@ -19,6 +19,7 @@ from kombu import Queue
 from infrastructure import runtime
 from infrastructure.client_address import parse_networks
 from infrastructure.logs import logging_config
+from privacy import kek
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -63,6 +64,31 @@ if not SECRET_KEY:
             "make run needs DEBUG=true in its environment too)."
         )
     SECRET_KEY = _DEV_SECRET_KEY
+
+# The key-encryption key wrapping every customer's data key (privacy): 32 bytes, URL-safe
+# base64 (`python -c "from privacy.kek import new_key; print(new_key())"`). Required when
+# DEBUG is off; local runs and tests use one generated once into .local/.
+PERSONAL_DATA_KEY = os.environ.get("PERSONAL_DATA_KEY", "").strip()
+if not PERSONAL_DATA_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured(
+            "PERSONAL_DATA_KEY must be set in the environment when DEBUG is off: it encrypts "
+            "customers' personal data (docs/configuration.md)."
+        )
+    PERSONAL_DATA_KEY = kek.dev_key(BASE_DIR / ".local")
+# Retired key-encryption keys, comma-separated: read during a rotation
+# (`manage.py rotate_personal_data_key`), never used to wrap.
+PERSONAL_DATA_PREVIOUS_KEYS = [
+    k.strip() for k in os.environ.get("PERSONAL_DATA_PREVIOUS_KEYS", "").split(",") if k.strip()
+]
+for _key in (PERSONAL_DATA_KEY, *PERSONAL_DATA_PREVIOUS_KEYS):
+    try:
+        kek.parse_key(_key)
+    except kek.InvalidKey as _error:
+        raise ImproperlyConfigured(
+            f"PERSONAL_DATA_KEY and PERSONAL_DATA_PREVIOUS_KEYS hold 32 bytes in URL-safe "
+            f"base64; one is {_error}."
+        ) from None
 
 ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG or TESTING else []
@@ -121,6 +147,7 @@ INSTALLED_APPS = [
     "sagas",
     "inventory",
     "payments",
+    "privacy",
     "orders",
     "webhooks",
     "backoffice",

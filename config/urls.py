@@ -8,7 +8,13 @@ from backoffice.metrics import metrics_view
 from backoffice.security import admin_login
 from infrastructure.api.health import HealthView
 from inventory.api import ProductListView
-from orders.api import OrderCancelView, OrderDetailView, OrderEventsView, OrderListCreateView
+from orders.api import (
+    CustomerEraseView,
+    OrderCancelView,
+    OrderDetailView,
+    OrderEventsView,
+    OrderListCreateView,
+)
 from sagas.api import SagaDetailView, SagaListView, SagaRetryView, SagaSkipView
 from webhooks.api import (
     WebhookDeliveriesView,
@@ -26,6 +32,7 @@ api_patterns = [
     path("orders/<str:order_id>/", OrderDetailView.as_view(), name="order-detail"),
     path("orders/<str:order_id>/events/", OrderEventsView.as_view(), name="order-events"),
     path("orders/<str:order_id>/cancel/", OrderCancelView.as_view(), name="order-cancel"),
+    path("customers/<str:customer_id>/erase/", CustomerEraseView.as_view(), name="customer-erase"),
     path("sagas/", SagaListView.as_view(), name="saga-list"),
     path("sagas/<str:saga_id>/", SagaDetailView.as_view(), name="saga-detail"),
     path("sagas/<str:saga_id>/retry/", SagaRetryView.as_view(), name="saga-retry"),

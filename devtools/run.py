@@ -22,6 +22,7 @@ from devtools.ports import LOOPBACK, port_is_free, wait_for_port
 from devtools.procfile import read_procfile
 from devtools.servers import ProjectServers, ServerUrls, write_runtime_file
 from devtools.supervisor import StepFailed, Supervisor, run_step
+from privacy.kek import dev_key
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR = ROOT / ".local"
@@ -172,6 +173,9 @@ def main() -> int:
         console.step(f"recorded the servers' URLs in {display_path(RUNTIME_FILE)}")
         env = child_environment(urls, port=port)
         password = dev_admin_password(LOCAL_DIR, env)
+        # One key-encryption key for every process started (settings would read the same
+        # file; generating it here, once, spares the processes racing to create it).
+        env.setdefault("PERSONAL_DATA_KEY", dev_key(LOCAL_DIR))
         token = _bootstrap(env, console, password)
         text = banner(urls, port=port, password=password, token=token)
         code = _supervise(env, console, port=port, text=text)

@@ -35,14 +35,17 @@ from eventstore.errors import VersionNotFound
 from infrastructure.snapshots import read_snapshot
 from orders.domain import OrderAlreadyCancelled, OrderNotCancellable, OrderStatus
 from orders.models import OrderSummary
+from orders.personal_data import event_ciphers, personal_views
 from orders.selectors import OrderAsOf, order_replay, order_stream_events
 from orders.serializers import event_actor_names, event_data_named
 from orders.services import (
     CANCEL_ORDER,
     OrderNotFound,
+    customer_erase,
     order_request_cancellation,
     order_subject,
 )
+from privacy.models import ERASE_PERMISSION
 from sagas.models import Saga
 from sagas.selectors import sagas_for_subject
 
@@ -73,10 +76,12 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
     list_per_page = 100
     show_full_result_count = False
     change_form_template = "admin/orders/ordersummary/change_form.html"
-    actions = ("cancel_orders",)
+    actions = ("cancel_orders", "erase_customers")
     fields = (
         "id",
         "customer_id",
+        "contact",
+        "personal_data_erased",
         "status",
         "cancellation_reason",
         "items_table",
@@ -92,6 +97,51 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(CANCEL_PERMISSION)
+
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(ERASE_PERMISSION)
+
+    @admin.display(description="contact")
+    def contact(self, obj: OrderSummary) -> str:
+        shown = personal_views([obj])[str(obj.id)].contact
+        return pretty_json(shown) if shown is not None else "-"
+
+    @admin.display(description="personal data erased", boolean=True)
+    def personal_data_erased(self, obj: OrderSummary) -> bool:
+        return personal_views([obj])[str(obj.id)].personal_data_erased
+
+    @admin.action(
+        permissions=["erase"],
+        description="Erase the personal data of the selected orders' customers",
+    )
+    def erase_customers(
+        self, request: HttpRequest, queryset: QuerySet[OrderSummary]
+    ) -> HttpResponse | None:
+        """Confirm (with a reason), then erase each selected order's customer."""
+        customers = sorted({o.customer_id for o in queryset})
+        reason = request.POST.get("reason", "").strip()
+        if confirmed(request) and reason:
+            for customer_id in customers:
+                done = customer_erase(
+                    customer_id=customer_id, reason=reason, actor=f"user:{request.user.pk}"
+                )
+                self.message_user(
+                    request,
+                    f"Customer {customer_id}: personal data of {done.orders} order(s) erased.",
+                    messages.SUCCESS,
+                )
+            return None
+        return confirmation_page(
+            self,
+            request,
+            "admin/orders/ordersummary/erase_confirmation.html",
+            title="Erase customers' personal data",
+            single=False,
+            back_url=request.get_full_path(),
+            orders=list(queryset),
+            customers=customers,
+            reason_missing=confirmed(request) and not reason,
+        )
 
     @admin.action(permissions=["cancel"], description="Cancel the selected orders")
     def cancel_orders(
@@ -211,6 +261,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
         events = list(order_stream_events(order_id=order.id))
         sagas = list(sagas_for_subject(subject=order_subject(order.id)))
         names = event_actor_names(events)
+        ciphers = event_ciphers(events)
         context: dict[str, Any] = {
             "sagas": sagas,
             "events": [
@@ -219,7 +270,7 @@ class OrderAdmin(RefuseUnavailableActions, ReadOnlyAdmin):
                     "actor": names.get(
                         str(e.metadata.get("actor", "")), e.metadata.get("actor", "")
                     ),
-                    "data": pretty_json(event_data_named(e, names)),
+                    "data": pretty_json(event_data_named(e, names, ciphers)),
                     "url": reverse("admin:eventstore_storedevent_change", args=[e.position]),
                 }
                 for e in events

@@ -12,6 +12,7 @@ from django.urls import get_script_prefix, reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +32,7 @@ from orders.domain import (
     OrderStatus,
 )
 from orders.idempotency import order_keys
+from orders.personal_data import PersonalView, event_ciphers
 from orders.selectors import (
     just_placed_sagas,
     order_as_of,
@@ -40,6 +42,9 @@ from orders.selectors import (
     saga_summaries,
 )
 from orders.serializers import (
+    CUSTOMER_ID_MAX,
+    CustomerEraseInputSerializer,
+    CustomerErasureSerializer,
     OrderCancelInputSerializer,
     OrderCreateInputSerializer,
     OrderEventSerializer,
@@ -52,10 +57,12 @@ from orders.services import (
     OrderAlreadyPlaced,
     OrderLineRequest,
     OrderNotFound,
+    customer_erase,
     order_place,
     order_request_cancellation,
 )
 from payments.errors import PaymentGatewayUnavailable, PaymentMethodRejected
+from privacy.models import ERASE_PERMISSION
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +94,13 @@ def order_body(order: Any) -> dict[str, Any]:
 
 
 def accepted(
-    request: Request, order: Any, sagas: Sequence[Mapping[str, Any]] | None = None
+    request: Request,
+    order: Any,
+    sagas: Sequence[Mapping[str, Any]] | None = None,
+    personal: PersonalView | None = None,
 ) -> Response:
     """Answer 202 with the order and its ``Location`` (``sagas`` read when not given)."""
-    body = order_body(order) if sagas is None else order_representation(order, sagas)
+    body = order_body(order) if sagas is None else order_representation(order, sagas, personal)
     response = Response(body, status=status.HTTP_202_ACCEPTED)
     response["Location"] = request.build_absolute_uri(order_location(order.id))
     return response
@@ -180,6 +190,7 @@ class OrderListCreateView(APIView):
                     customer_id=order["customer_id"],
                     lines=[OrderLineRequest(i["sku"], i["quantity"]) for i in order["items"]],
                     payment_token=order["payment_token"],
+                    contact=order.get("contact"),
                     actor=actor_of(request),
                     correlation_id=correlation_id,
                     order_id=order_id,
@@ -197,7 +208,7 @@ class OrderListCreateView(APIView):
                 return accepted(request, order_get(user=request.user, order_id=order_id))
             log_bind(order_id=placed.order_id, saga_id=placed.saga_id)
             logger.info("order %s placed, saga %s started", placed.order_id, placed.saga_id)
-            return accepted(request, placed.order, just_placed_sagas(placed))
+            return accepted(request, placed.order, just_placed_sagas(placed), placed.personal)
 
         return order_keys.respond(request, place)
 
@@ -248,8 +259,8 @@ class OrderEventsView(APIView):
             raise NotFound("No order with this id.") from exc
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(events, request, view=self) or []
-        names = event_actor_names(page)
-        shown = OrderEventSerializer(page, many=True, context={"names": names}).data
+        context = {"names": event_actor_names(page), "ciphers": event_ciphers(page)}
+        shown = OrderEventSerializer(page, many=True, context=context).data
         return paginator.get_paginated_response(shown)
 
 
@@ -287,3 +298,47 @@ class OrderCancelView(APIView):
         except (OrderAlreadyCancelled, OrderNotCancellable) as exc:
             return error_response(409, str(exc))
         return accepted(request, order_get(user=user, order_id=oid))
+
+
+class CanEraseCustomers(BasePermission):
+    """Allow staff holding the erasure permission."""
+
+    message = "Only staff with the permission to erase customers' personal data can."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(
+            user and user.is_authenticated and user.is_staff and user.has_perm(ERASE_PERMISSION)
+        )
+
+
+class CustomerEraseView(APIView):
+    permission_classes = [CanEraseCustomers]
+
+    @extend_schema(
+        summary="Erase a customer's personal data",
+        description=(
+            "Destroys the customer's data key: every order of theirs placed so far answers "
+            "`contact: null` and `personal_data_erased: true`, its events all kept with the "
+            "personal fields unreadable. Recorded (who, when, why), without the data. "
+            "Idempotent: a repeat answers the same. Orders placed afterwards start a new key."
+        ),
+        request=CustomerEraseInputSerializer,
+        responses={
+            200: CustomerErasureSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 404, 413, 415),
+        },
+    )
+    def post(self, request: Request, customer_id: str) -> Response:
+        if not 1 <= len(customer_id) <= CUSTOMER_ID_MAX or not customer_id.isprintable():
+            raise NotFound(f"A customer id is 1 to {CUSTOMER_ID_MAX} printable characters.")
+        payload = CustomerEraseInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        done = customer_erase(
+            customer_id=customer_id,
+            reason=payload.validated_data["reason"],
+            actor=actor_of(request),
+        )
+        if done.erased_now:
+            logger.info("customer %s erased: %d orders", customer_id, done.orders)
+        return Response(CustomerErasureSerializer(done).data)

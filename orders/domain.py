@@ -6,6 +6,7 @@ verbs and save the events it recorded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -99,6 +100,11 @@ class OrderCreated(DomainEvent):
     total: Decimal
     currency: str
     placed_by: str
+    # Personal data, sealed (orders.personal_data): the contact's envelope, encrypted under
+    # the customer's data key, or None; and the id of the key the order's personal data
+    # lives and dies with (empty in orders placed before personal data was kept).
+    contact: Mapping[str, str] | None = None
+    customer_key: str = ""
 
 
 @registry.event("OrderConfirmed")
@@ -142,6 +148,9 @@ class Order(Aggregate):
         self.total = Decimal("0")
         self.currency = ""
         self.placed_by = ""
+        # Sealed: the aggregate never holds the plain text, so neither can a snapshot.
+        self.contact: Mapping[str, str] | None = None
+        self.customer_key = ""
 
     @classmethod
     def create(
@@ -152,8 +161,13 @@ class Order(Aggregate):
         items: list[PricedItem],
         currency: str,
         placed_by: str,
+        contact: Mapping[str, str] | None = None,
+        customer_key: str = "",
     ) -> Order:
-        """Open a pending order for priced items, checking the order's own rules."""
+        """Open a pending order for priced items, checking the order's own rules.
+
+        ``contact`` is the contact already sealed under the customer's key ``customer_key``.
+        """
         errors: dict[str, list[str]] = {}
         if not items:
             errors["items"] = ["An order needs at least one line."]
@@ -203,6 +217,8 @@ class Order(Aggregate):
                 total=total,
                 currency=currency,
                 placed_by=placed_by,
+                contact=contact,
+                customer_key=customer_key,
             )
         )
         return order
@@ -248,6 +264,8 @@ class Order(Aggregate):
                 self.total = event.total
                 self.currency = event.currency
                 self.placed_by = event.placed_by
+                self.contact = event.contact
+                self.customer_key = event.customer_key
                 self.status = OrderStatus.PENDING
             case OrderConfirmed():
                 self.status = OrderStatus.CONFIRMED

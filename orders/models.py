@@ -30,6 +30,10 @@ class OrderSummary(models.Model):
     placed_by_user_id = models.BigIntegerField(null=True)
     placed_by = models.CharField(max_length=100, blank=True)
     correlation_id = models.CharField(max_length=100, blank=True)
+    # Personal data, sealed as in OrderCreated (orders.personal_data): the contact's
+    # envelope or null, and the customer's key it lives and dies with.
+    contact = models.JSONField(null=True)
+    customer_key = models.CharField(max_length=36, blank=True)
     version = models.PositiveIntegerField()
     # The global log position of OrderCreated: a strict "newest first" even within one second.
     created_position = models.BigIntegerField(unique=True)

@@ -45,6 +45,8 @@ COMPARED_FIELDS = (
     "currency",
     "placed_by",
     "placed_by_user_id",
+    "contact",
+    "customer_key",
     "version",
     "created_position",
     "created_at",
@@ -140,6 +142,8 @@ def _replayed(stream_id: str, events: Sequence[NewEvent | RecordedEvent]) -> dic
         "placed_by": order.placed_by,
         "placed_by_user_id": _user_id(order.placed_by),
         "correlation_id": str(events[0].metadata.get("correlation_id", "")),
+        "contact": dict(order.contact) if order.contact is not None else None,
+        "customer_key": order.customer_key,
         "version": order.version,
     }
 

@@ -71,6 +71,9 @@ class OrderAsOf:
     version: int
     created_at: datetime
     updated_at: datetime
+    # Sealed, as the read model keeps them (orders.personal_data opens them).
+    contact: Any = None
+    customer_key: str = ""
 
 
 def order_as_of(*, user: Any, order_id: UUID, version: int) -> OrderAsOf:
@@ -122,6 +125,8 @@ def order_replay(*, order_id: UUID, version: int) -> OrderAsOf:
         version=aggregate.version,
         created_at=times[0],
         updated_at=times[-1],
+        contact=aggregate.contact,
+        customer_key=aggregate.customer_key,
     )
 
 

@@ -19,7 +19,9 @@ from rest_framework import serializers
 
 from infrastructure.actors import usernames_of
 from infrastructure.api.serializers import PrebuiltSerializer
+from orders.countries import COUNTRY_CODES
 from orders.domain import MAX_LINES, MAX_ORDER_TOTAL, MAX_QUANTITY, OrderStatus
+from orders.personal_data import PersonalView, event_data_opened, personal_views
 
 # Fields a client might send hoping to set what only the catalogue or the saga decides.
 SERVER_OWNED_FIELDS = {
@@ -28,6 +30,7 @@ SERVER_OWNED_FIELDS = {
     "total",
     "currency",
     "cancellation_reason",
+    "personal_data_erased",
     "version",
     "created_at",
     "updated_at",
@@ -103,6 +106,53 @@ class OrderLineInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
+# Each text of a contact (personal data, see orders.personal_data).
+CONTACT_TEXT_MAX = 200
+
+
+def contact_text(*, required: bool = True) -> PrintableCharField:
+    return PrintableCharField(min_length=1, max_length=CONTACT_TEXT_MAX, required=required)
+
+
+class CountryField(PrintableCharField):
+    """An ISO 3166-1 alpha-2 country code, upper case (``PT``)."""
+
+    default_error_messages = {
+        "country": "Must be an ISO 3166-1 alpha-2 country code, such as PT or US.",
+    }
+    schema_pattern = "^[A-Z]{2}$"
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if value not in COUNTRY_CODES:
+            self.fail("country")
+        return value
+
+
+class ShippingAddressInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
+    """Where to ship: ``line2`` is optional; the country is ISO 3166-1 alpha-2."""
+
+    line1 = contact_text()
+    line2 = contact_text(required=False)
+    city = contact_text()
+    postal_code = contact_text()
+    country = CountryField(min_length=2, max_length=2)
+
+
+class ContactInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
+    """Who the order is for: personal data, kept encrypted and erasable (``phone`` optional)."""
+
+    email = serializers.EmailField(max_length=CONTACT_TEXT_MAX)
+    name = contact_text()
+    phone = contact_text(required=False)
+    shipping_address = ShippingAddressInputSerializer()
+
+
+@extend_schema_field(ContactInputSerializer)
+class ContactField(serializers.JSONField):
+    """An order's contact as shown: the object as given (the schema says its shape), or null."""
+
+
 class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
     """A new order: 1 to 100 lines of distinct catalogue SKUs, priced by the catalogue."""
 
@@ -122,6 +172,15 @@ class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
     payment_token = PrintableCharField(
         min_length=1, max_length=PAYMENT_TOKEN_MAX, trim_whitespace=False
     )
+    contact = ContactInputSerializer(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "Personal data: stored encrypted under the customer's key, shown to those who"
+            " may see the order, and erased with the customer"
+            " (POST /api/customers/{customer_id}/erase/)."
+        ),
+    )
 
     def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         skus = [item["sku"] for item in items]
@@ -131,6 +190,32 @@ class OrderCreateInputSerializer(RefuseUnknownFieldsMixin, PrebuiltSerializer):
                 f"Each SKU may appear once per order; repeated: {', '.join(repeated)}."
             )
         return items
+
+
+class CustomerEraseInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+    """Why a customer's personal data is erased: recorded with the erasure."""
+
+    reason = serializers.RegexField(
+        r"^[^\x00]*[^\s\x00][^\x00]*$",
+        max_length=2000,
+        trim_whitespace=False,
+        error_messages={"invalid": "An erasure needs a non-empty reason (a string)."},
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and "reason" in data and not isinstance(data["reason"], str):
+            raise serializers.ValidationError(
+                {"reason": ["An erasure needs a non-empty reason (a string)."]}
+            )
+        return super().to_internal_value(data)
+
+
+class CustomerErasureSerializer(serializers.Serializer):
+    """What an erasure answers."""
+
+    customer_id = serializers.CharField()
+    orders = serializers.IntegerField(help_text="How many of the customer's orders it covers.")
+    erased_at = serializers.DateTimeField()
 
 
 class OrderCancelInputSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
@@ -172,6 +257,7 @@ class ShownOrder:
 
     order: Any
     sagas: Sequence[Mapping[str, Any]]
+    personal: PersonalView
 
     @property
     def saga(self) -> Mapping[str, Any] | None:
@@ -185,6 +271,15 @@ class OrderSerializer(PrebuiltSerializer):
 
     id = serializers.UUIDField(source="order.id")
     customer_id = serializers.CharField(source="order.customer_id")
+    contact = ContactField(
+        source="personal.contact",
+        allow_null=True,
+        help_text="The contact as given, or null (none given, or erased).",
+    )
+    personal_data_erased = serializers.BooleanField(
+        source="personal.personal_data_erased",
+        help_text="True once the customer's personal data was erased.",
+    )
     status = serializers.ChoiceField(choices=[s.value for s in OrderStatus], source="order.status")
     cancellation_reason = BlankAsNullCharField(allow_null=True, source="order.cancellation_reason")
     items = OrderLineSerializer(many=True, source="order.items")
@@ -202,9 +297,16 @@ class OrderSerializer(PrebuiltSerializer):
     sagas = OrderSagaSerializer(many=True, help_text="Every saga of the order, newest first.")
 
 
-def order_representation(order: Any, sagas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Return ``order`` as the API shows it, with its ``sagas`` (newest first)."""
-    body: dict[str, Any] = OrderSerializer(ShownOrder(order, sagas)).data
+def order_representation(
+    order: Any, sagas: Sequence[Mapping[str, Any]], personal: PersonalView | None = None
+) -> dict[str, Any]:
+    """Return ``order`` as the API shows it, with its ``sagas`` (newest first).
+
+    Its personal data is opened from the keyring unless ``personal`` gives it.
+    """
+    if personal is None:
+        personal = personal_views([order])[str(order.id)]
+    body: dict[str, Any] = OrderSerializer(ShownOrder(order, sagas, personal)).data
     return body
 
 
@@ -212,7 +314,12 @@ def orders_representation(
     orders: Iterable[Any], sagas_by_order: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> list[dict[str, Any]]:
     """Return each order as the API shows it; ``sagas_by_order`` is keyed by order id."""
-    shown = [ShownOrder(order, sagas_by_order.get(str(order.id), [])) for order in orders]
+    orders = list(orders)
+    personal = personal_views(orders)
+    shown = [
+        ShownOrder(order, sagas_by_order.get(str(order.id), []), personal[str(order.id)])
+        for order in orders
+    ]
     body: list[dict[str, Any]] = list(OrderSerializer(shown, many=True).data)
     return body
 
@@ -233,7 +340,9 @@ class OrderEventSerializer(serializers.Serializer):
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_data(self, event: Any) -> dict[str, Any]:
-        return event_data_named(event, self.context.get("names", {}))
+        return event_data_named(
+            event, self.context.get("names", {}), self.context.get("ciphers", {})
+        )
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_metadata(self, event: Any) -> dict[str, Any]:
@@ -248,9 +357,15 @@ def _named(values: Mapping[str, Any], key: str, names: Mapping[str, str]) -> dic
     return shown
 
 
-def event_data_named(event: Any, names: Mapping[str, str]) -> dict[str, Any]:
-    """Return the event's data with the user who placed the order shown by ``names``."""
-    return _named(event.data, _ACTOR_KEYS["data"], names)
+def event_data_named(
+    event: Any, names: Mapping[str, str], ciphers: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Return the event's data with the user who placed the order shown by ``names``.
+
+    Its contact is opened with ``ciphers`` (``orders.personal_data.event_ciphers``): null
+    once erased.
+    """
+    return _named(event_data_opened(event, ciphers), _ACTOR_KEYS["data"], names)
 
 
 def event_actor_names(events: Iterable[Any]) -> dict[str, str]:

@@ -7,10 +7,11 @@ statements cost few round trips; the others are plain.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID, uuid4
 
 from django.db import transaction
@@ -29,8 +30,10 @@ from orders.domain import (
     PricedItem,
 )
 from orders.models import OrderSummary
+from orders.personal_data import PersonalView, seal_for_customer
 from orders.projections import order_row_sent
 from payments.services import payment_method_create
+from privacy.services import ErasureDone, erase_keys
 from sagas.errors import SagaAlreadyActive
 from sagas.selectors import sagas_for_subject
 from sagas.services import StopVerdict, saga_begin, saga_request_stop, saga_start
@@ -78,6 +81,8 @@ class PlacedOrder:
     order_id: UUID
     saga_id: UUID
     order: OrderSummary
+    #: The contact as given (the row holds it sealed): the answer needs no key lookup.
+    personal: PersonalView
 
 
 def order_place(
@@ -86,6 +91,7 @@ def order_place(
     lines: Sequence[OrderLineRequest],
     payment_token: str,
     actor: str,
+    contact: Mapping[str, Any] | None = None,
     correlation_id: str | None = None,
     order_id: UUID | None = None,
     now: datetime | None = None,
@@ -97,7 +103,9 @@ def order_place(
     the saga's remaining steps (reserve, charge, confirm) are dispatched to the workers after
     the commit. ``order_id`` names the new order (a fresh id by default); an order that
     already has it raises :class:`OrderAlreadyPlaced`. ``now`` is the saga's clock (the
-    database's by default).
+    database's by default). ``contact`` is sealed under the customer's key in the same
+    transaction (``orders.personal_data``): the saga's context and the order's events only
+    ever hold it encrypted.
 
     ``payment_token`` is handed to the payment gateway here, before the transaction, and
     goes no further: the saga's context keeps the gateway's reference to the card (what the
@@ -124,7 +132,7 @@ def order_place(
     # A network call: made outside any transaction, once the order is known to be valid.
     payment_method = payment_method_create(token=payment_token)
     order_id = order_id or uuid4()
-    context = {
+    context: dict[str, Any] = {
         "order_id": str(order_id),
         "customer_id": customer_id,
         "items": [
@@ -142,6 +150,11 @@ def order_place(
     }
     try:
         with pipelined_transaction():
+            # First, and read at once: the customer's key, key-share-locked until the commit, so
+            # an erasure of this customer comes wholly before or wholly after this order.
+            sealed = seal_for_customer(customer_id, contact)
+            context["contact"] = sealed.contact
+            context["customer_key"] = sealed.customer_key
             saga_id = saga_begin(
                 saga_type=PLACE_ORDER,
                 context=context,
@@ -161,7 +174,12 @@ def order_place(
         raise
     if row is None:  # pragma: no cover - the row is projected inline, in the transaction
         raise OrderNotFound(order_id)
-    return PlacedOrder(order_id=order_id, saga_id=saga_id, order=row)
+    return PlacedOrder(
+        order_id=order_id,
+        saga_id=saga_id,
+        order=row,
+        personal=PersonalView(contact=contact, personal_data_erased=False),
+    )
 
 
 def order_request_cancellation(
@@ -311,6 +329,8 @@ def order_create_from_context(*, context: dict[str, object], metadata: EventMeta
         ],
         currency=str(context["currency"]),
         placed_by=str(context["placed_by"]),
+        contact=context.get("contact"),  # type: ignore[arg-type]
+        customer_key=str(context.get("customer_key", "")),
     )
     order_repository().save(order, metadata=metadata)
 
@@ -348,3 +368,19 @@ def order_cancel(
     with transaction.atomic(durable=True):
         _, changed, _ = order_repository().execute(str(order_id), cancel, metadata=metadata)
     return changed
+
+
+def customer_erase(*, customer_id: str, reason: str, actor: str) -> ErasureDone:
+    """Erase the customer's personal data (crypto-shredding); idempotent.
+
+    Destroys the customer's data keys: every order of theirs placed so far reads ``contact:
+    null`` and ``personal_data_erased: true`` from then on, its events untouched. An order
+    being placed meanwhile either commits first (and is erased with the rest) or starts a
+    new key afterwards (``privacy.services.erase_keys``).
+    """
+    return erase_keys(
+        customer_id=customer_id,
+        reason=reason,
+        actor=actor,
+        count_orders=lambda customer: OrderSummary.objects.filter(customer_id=customer).count(),
+    )

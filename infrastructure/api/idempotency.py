@@ -33,7 +33,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -125,10 +125,15 @@ class IdempotencyKeys:
 
     ``records`` is a model with the fields ``user_id``, ``key``, ``request_hash``,
     ``response_status``, ``response_body``, ``response_location`` and ``created_at`` (set
-    on insert), unique on (``user_id``, ``key``).
+    on insert), unique on (``user_id``, ``key``). ``stored`` turns an answer's body into
+    what is kept of it, and ``replayed`` turns that back into the body a replay answers (an
+    app keeping no personal data in the records leaves it out, and fills it in again as it
+    stands then).
     """
 
     records: type[models.Model]
+    stored: Callable[[Any], Any] = field(default=lambda body: body)
+    replayed: Callable[[Any], Any] = field(default=lambda body: body)
 
     def purge_expired(self, *, now: datetime | None = None, dry_run: bool = False) -> int:
         """Delete the records that have expired; return how many (would be, with ``dry_run``).
@@ -184,7 +189,7 @@ class IdempotencyKeys:
                     f"{HEADER} {key!r} was already used with a different request"
                 )
             if record.response_status != CLAIMED:  # type: ignore[attr-defined]
-                return _replay(record)
+                return _replay(record, self.replayed)
             try:
                 response = work(request_id(user_id=user_id, key=key))
             except APIException as exc:
@@ -225,7 +230,7 @@ class IdempotencyKeys:
         with transaction.atomic(durable=True):
             self.records._default_manager.filter(pk=record.pk).update(
                 response_status=response.status_code,
-                response_body=response.data,
+                response_body=self.stored(response.data),
                 response_location=response.get("Location", ""),
             )
 
@@ -239,8 +244,8 @@ def _unlock(lock: int) -> None:
         connection.close()
 
 
-def _replay(record: Any) -> Response:
-    response = Response(record.response_body, status=record.response_status)
+def _replay(record: Any, replayed: Callable[[Any], Any]) -> Response:
+    response = Response(replayed(record.response_body), status=record.response_status)
     if record.response_location:
         response["Location"] = record.response_location
     response[REPLAYED_HEADER] = "true"

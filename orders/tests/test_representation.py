@@ -27,6 +27,9 @@ def drf_representation(order: Any, sagas: list[dict[str, Any]]) -> dict[str, Any
     values = {
         "id": order.id,
         "customer_id": order.customer_id,
+        # No key, no erasure on record: nothing personal to show, nothing erased.
+        "contact": None,
+        "personal_data_erased": False,
         "status": order.status,
         "cancellation_reason": order.cancellation_reason or None,
         "items": order.items,
@@ -59,6 +62,9 @@ def line(price: Any, quantity: int = 1, total: Any = None) -> dict[str, Any]:
         "line_total": price if total is None else total,
     }
 
+
+# An order's personal data is opened from the keyring (privacy): one query per answer.
+pytestmark = pytest.mark.django_db
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 WHEN = datetime(2026, 11, 26, 10, 15, 30, 123456, tzinfo=UTC)

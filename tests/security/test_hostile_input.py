@@ -62,6 +62,7 @@ def _post_routes() -> set[str]:
 POST_ROUTES = {
     "api/orders/": "/api/orders/",
     "api/orders/<str:order_id>/cancel/": "/api/orders/{order_id}/cancel/",
+    "api/customers/<str:customer_id>/erase/": "/api/customers/c-42/erase/",
     "api/sagas/<str:saga_id>/retry/": "/api/sagas/{saga_id}/retry/",
     "api/sagas/<str:saga_id>/skip/": "/api/sagas/{saga_id}/skip/",
     "api/webhooks/": "/api/webhooks/",
