@@ -118,6 +118,10 @@ API_RULES: dict[tuple[str, str], ApiRule] = {
     ("api:webhook-detail", "DELETE"): ApiRule("staff", (WEBHOOKS,)),
     ("api:webhook-deliveries", "GET"): ApiRule("staff", (WEBHOOKS,)),
     ("api:webhook-redeliver", "POST"): ApiRule("staff", (WEBHOOKS,), body={}),
+    # Erasure destroys a customer's keys: its own permission, staff only.
+    ("api:customer-erase", "POST"): ApiRule(
+        "staff", ("privacy.erase_customer",), body={"reason": "matrix"}
+    ),
 }
 
 
@@ -192,6 +196,8 @@ MODEL_POLICIES: dict[str, ModelPolicy] = {
     "payments.simulatedtransientfailure": READ_ONLY,
     # The order read model is a projection of the order's events.
     "orders.ordersummary": READ_ONLY,
+    # Erasures are the record of who erased whom and why: never edited.
+    "privacy.erasure": READ_ONLY,
     # Endpoints are registered and changed over the API (the secret is shown once); the
     # admin deletes them. Deliveries are the record of what was sent: never edited.
     "webhooks.webhookendpoint": ModelPolicy(delete=True),
@@ -221,6 +227,7 @@ ADMIN_ACTION_RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("sagas.needsattention", "retry_failed_compensations"): ("sagas.retry_saga",),
     ("sagas.needsattention", "skip_steps_needing_attention"): ("sagas.skip_compensation",),
     ("orders.ordersummary", "cancel_orders"): ("orders.cancel_order",),
+    ("orders.ordersummary", "erase_customers"): ("privacy.erase_customer",),
     ("webhooks.webhookendpoint", "reenable"): (WEBHOOKS,),
     ("webhooks.webhookdelivery", "redeliver"): (WEBHOOKS,),
 }
@@ -517,6 +524,8 @@ def kwargs_for(names: tuple[str, ...], *, label: str, world: World) -> dict[str,
             values[name] = world.endpoint_id
         elif name == "delivery_id":
             values[name] = world.delivery_id
+        elif name == "customer_id":
+            values[name] = ORDER_BODY["customer_id"]
         elif name in ("object_id", "id"):
             values[name] = sample_of(label).pk
         else:

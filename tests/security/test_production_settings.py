@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from privacy.kek import new_key
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -33,6 +35,7 @@ def production_env(**extra: str) -> dict[str, str]:
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(64),
         ALLOWED_HOSTS="example.com",
+        PERSONAL_DATA_KEY=new_key(),
     )
     env.update(extra)
     return env
