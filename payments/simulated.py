@@ -28,7 +28,8 @@ charges keep the fingerprint and behaviour. The token itself is kept nowhere.
 
 Like a real processor it is idempotent by key: a unique constraint on the key means the same
 key twice, even at the same moment, makes one charge (or refund) and returns its first answer,
-a decline included. A key reused with other parameters is refused.
+a decline included. A key reused with other parameters (amount, currency, another card: another
+fingerprint) is refused; the same card under another reference is the same charge.
 """
 
 from __future__ import annotations
