@@ -12,7 +12,6 @@ from payments.models import (
     Payment,
     Refund,
     SimulatedCharge,
-    SimulatedPaymentMethod,
     SimulatedRefund,
     SimulatedTransientFailure,
 )
@@ -85,18 +84,26 @@ class RefundAdmin(ReadOnlyAdmin):
 
 @admin.register(SimulatedCharge)
 class SimulatedChargeAdmin(ReadOnlyAdmin):
-    list_display = ("reference", "outcome", "amount", "currency", "payment_method", "created_at")
-    list_filter = ("outcome",)
-    search_fields = ("=reference", "=idempotency_key", "=payment_method__reference")
+    """The processor's charges, with the card each charged: its fingerprint (the processor keeps
+    no table of cards, its references carry them) and the behaviour of its test token."""
+
+    list_display = (
+        "reference",
+        "outcome",
+        "behaviour",
+        "amount",
+        "currency",
+        "card",
+        "created_at",
+    )
+    list_filter = ("outcome", "behaviour")
+    # An exact fingerprint lists every charge of one card.
+    search_fields = ("=reference", "=idempotency_key", "=fingerprint")
     ordering = ("-created_at",)
 
-
-@admin.register(SimulatedPaymentMethod)
-class SimulatedPaymentMethodAdmin(ReadOnlyAdmin):
-    list_display = ("reference", "behaviour", "decline_code", "fingerprint", "created_at")
-    list_filter = ("behaviour",)
-    search_fields = ("=reference", "=fingerprint")
-    ordering = ("-created_at",)
+    @admin.display(description="card (fingerprint)", ordering="fingerprint")
+    def card(self, obj: SimulatedCharge) -> str:
+        return f"{obj.fingerprint[:12]}…"
 
 
 @admin.register(SimulatedRefund)

@@ -6,8 +6,10 @@ a final answer (charged or declined), keyed by the saga step's idempotency key. 
 of ours reads them to make a decision.
 
 No payment token is stored: a payment keeps what a refund needs (the charge's reference at
-the processor), and the simulated processor keeps, for a card, a keyed fingerprint of its
-token and how it behaves, never the token itself.
+the processor), and the simulated processor's charges keep a keyed fingerprint of the card's
+token and how it behaves, never the token itself. The simulated processor has no table of
+cards: its reference to a card carries that fingerprint and behaviour, signed
+(``payments.simulated``).
 """
 
 from __future__ import annotations
@@ -122,43 +124,18 @@ class SimulatedCardBehaviour(models.TextChoices):
     LOSE_RESPONSE = "LOSE_RESPONSE"
 
 
-class SimulatedPaymentMethod(models.Model):
-    """Play the processor's vault: a card stored from a client's token, known by its reference.
+class SimulatedCharge(models.Model):
+    """Play the processor's record of a charge: its answer is final for its idempotency key.
 
-    Holds the token's fingerprint (an HMAC under the secret key, so the same card is
-    recognisable without the token being readable) and the behaviour its test token stands
-    for, not the token.
+    Names the card charged by its token's fingerprint (an HMAC under the secret key, so the
+    same card is recognisable without the token being readable) and keeps the behaviour its
+    test token stands for (a replay of a lost answer is lost again), never the token.
     """
 
     reference = models.CharField(max_length=100, unique=True)
-    fingerprint = models.CharField(max_length=64, db_index=True)
-    behaviour = models.CharField(max_length=16, choices=SimulatedCardBehaviour.choices)
-    decline_code = models.CharField(max_length=64, blank=True, default="")
-    decline_message = models.CharField(max_length=255, blank=True, default="")
-    created_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name = "simulated gateway payment method"
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(behaviour__in=sorted(SimulatedCardBehaviour.values)),
-                name="payments_simulatedpaymentmethod_behaviour_valid",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.reference} ({self.behaviour})"
-
-
-class SimulatedCharge(models.Model):
-    """Play the processor's record of a charge: its answer is final for its idempotency key."""
-
-    reference = models.CharField(max_length=100, unique=True)
     idempotency_key = models.CharField(max_length=200, unique=True)
-    payment_method = models.ForeignKey(
-        SimulatedPaymentMethod, on_delete=models.PROTECT, related_name="charges"
-    )
+    fingerprint = models.CharField(max_length=64)
+    behaviour = models.CharField(max_length=16, choices=SimulatedCardBehaviour.choices)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     outcome = models.CharField(max_length=16, choices=SimulatedChargeOutcome.choices)
@@ -173,6 +150,10 @@ class SimulatedCharge(models.Model):
             models.CheckConstraint(
                 condition=Q(outcome__in=sorted(SimulatedChargeOutcome.values)),
                 name="payments_simulatedcharge_outcome_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(behaviour__in=sorted(SimulatedCardBehaviour.values)),
+                name="payments_simulatedcharge_behaviour_valid",
             ),
         ]
 

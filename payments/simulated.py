@@ -16,20 +16,29 @@ It follows the test-token convention of card processors:
 anything else                               declines: ``invalid_token``
 ==========================================  ==================================================
 
-A token is vaulted first (``create_payment_method``, when the order is placed): the processor's
-payment method keeps the token's fingerprint and the behaviour above, and charges name the
-payment method. The token itself is kept nowhere.
+A token is vaulted first (``create_payment_method``, when the order is placed) and charges name
+the card by the processor's reference. The simulated processor keeps no table of cards: the
+reference itself carries what it needs later, the token's keyed fingerprint and the behaviour
+above, signed by the processor (``django.core.signing`` under the secret key, its own salt),
+so vaulting is a computation, with no database write, and a reference altered or made
+elsewhere is refused like an unknown one. A signature, not encryption: nothing in it is
+secret (the fingerprint is a keyed digest the processor's books keep anyway, the behaviour
+is what the token's name says), it only has to be the processor's own. The processor's
+charges keep the fingerprint and behaviour. The token itself is kept nowhere.
 
 Like a real processor it is idempotent by key: a unique constraint on the key means the same
 key twice, even at the same moment, makes one charge (or refund) and returns its first answer,
-a decline included. A key reused with other parameters is refused.
+a decline included. A key reused with other parameters (amount, currency, another card: another
+fingerprint) is refused; the same card under another reference is the same charge.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from decimal import Decimal
 
+from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -46,7 +55,6 @@ from payments.models import (
     SimulatedCardBehaviour,
     SimulatedCharge,
     SimulatedChargeOutcome,
-    SimulatedPaymentMethod,
     SimulatedRefund,
     SimulatedTransientFailure,
 )
@@ -67,6 +75,20 @@ DECLINES: dict[str, tuple[str, str]] = {
     ),
 }
 INVALID_TOKEN = ("invalid_token", "The payment token is not valid.")
+#: What starts the simulated processor's references to cards.
+PAYMENT_METHOD_PREFIX = "pm_sim_"
+#: Keeps the vault's signatures apart from any other use of the secret key.
+_VAULT_SALT = "payments.simulated.vault"
+
+
+@dataclass(frozen=True)
+class SimulatedCard:
+    """Describe a card the simulated processor vaulted: what its reference carries."""
+
+    fingerprint: str
+    behaviour: SimulatedCardBehaviour
+    decline_code: str = ""
+    decline_message: str = ""
 
 
 class SimulatedGateway:
@@ -75,39 +97,22 @@ class SimulatedGateway:
     def create_payment_method(self, *, token: str) -> str:
         """Vault the card behind ``token``: its fingerprint and behaviour, not the token."""
         behaviour, code, message = card_behaviour(token)
-        row = SimulatedPaymentMethod.objects.create(
-            reference=f"pm_sim_{secrets.token_hex(12)}",
-            fingerprint=token_fingerprint(token),
-            behaviour=behaviour,
-            decline_code=code,
-            decline_message=message,
-            created_at=timezone.now(),
-        )
-        return row.reference
+        return seal_card(SimulatedCard(token_fingerprint(token), behaviour, code, message))
 
     def charge(
         self, *, amount: Decimal, currency: str, payment_method: str, idempotency_key: str
     ) -> GatewayCharge:
         """Charge, or answer as the first charge with this key did."""
-        found = (
-            SimulatedCharge.objects.select_related("payment_method")
-            .filter(idempotency_key=idempotency_key)
-            .first()
-        )
+        card = open_card(payment_method)
+        found = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
         if found is not None:
-            return _replay_charge(
-                found, amount=amount, currency=currency, payment_method=payment_method
-            )
-        method = SimulatedPaymentMethod.objects.filter(reference=payment_method).first()
-        if method is None:
-            raise GatewayRequestError(f"no such payment method: {payment_method}")
-        if method.behaviour == SimulatedCardBehaviour.FLAKY and _fail_transiently(idempotency_key):
-            raise GatewayTransientError(
-                f"simulated timeout talking to the processor ({payment_method} is flaky)"
-            )
-        if method.behaviour == SimulatedCardBehaviour.DECLINE:
+            return _replay_charge(found, amount=amount, currency=currency, card=card)
+        if card.behaviour == SimulatedCardBehaviour.FLAKY and _fail_transiently(idempotency_key):
+            # The message names neither the token nor the reference: it reaches logs.
+            raise GatewayTransientError("simulated timeout talking to the processor (flaky card)")
+        if card.behaviour == SimulatedCardBehaviour.DECLINE:
             outcome = SimulatedChargeOutcome.DECLINED
-            code, message = method.decline_code, method.decline_message
+            code, message = card.decline_code, card.decline_message
         else:
             outcome, code, message = SimulatedChargeOutcome.APPROVED, "", ""
         try:
@@ -115,7 +120,8 @@ class SimulatedGateway:
                 row = SimulatedCharge.objects.create(
                     reference=f"ch_sim_{secrets.token_hex(12)}",
                     idempotency_key=idempotency_key,
-                    payment_method=method,
+                    fingerprint=card.fingerprint,
+                    behaviour=card.behaviour,
                     amount=amount,
                     currency=currency,
                     outcome=outcome,
@@ -125,10 +131,8 @@ class SimulatedGateway:
                 )
         except IntegrityError:
             # A concurrent call with the same key recorded its charge first: answer as it did.
-            row = SimulatedCharge.objects.select_related("payment_method").get(
-                idempotency_key=idempotency_key
-            )
-        return _replay_charge(row, amount=amount, currency=currency, payment_method=payment_method)
+            row = SimulatedCharge.objects.get(idempotency_key=idempotency_key)
+        return _replay_charge(row, amount=amount, currency=currency, card=card)
 
     def find_charge(self, *, idempotency_key: str) -> GatewayCharge | None:
         """Return the approved charge made under the key, whatever its caller heard, or None."""
@@ -205,6 +209,38 @@ def card_behaviour(token: str) -> tuple[SimulatedCardBehaviour, str, str]:
     return SimulatedCardBehaviour.DECLINE, code, message
 
 
+def seal_card(card: SimulatedCard) -> str:
+    """Return the processor's reference to ``card``: its fields, signed, after the prefix."""
+    fields = [card.fingerprint, card.behaviour.value, card.decline_code, card.decline_message]
+    # No timestamp (a card does not expire) and no compression (a short payload only grows).
+    return PAYMENT_METHOD_PREFIX + signing.Signer(salt=_VAULT_SALT).sign_object(
+        fields, compress=False
+    )
+
+
+def open_card(reference: str) -> SimulatedCard:
+    """Read the card a reference of ``seal_card`` carries; raise ``GatewayRequestError`` for a
+    reference that is not the processor's (unknown, altered, signed under another key)."""
+    refused = GatewayRequestError("no such payment method (not a reference this processor made)")
+    if not reference.startswith(PAYMENT_METHOD_PREFIX):
+        raise refused
+    try:
+        fields = signing.Signer(salt=_VAULT_SALT).unsign_object(
+            reference.removeprefix(PAYMENT_METHOD_PREFIX)
+        )
+    except (signing.BadSignature, ValueError):
+        raise refused from None
+    if (
+        not isinstance(fields, list)
+        or len(fields) != 4
+        or not all(isinstance(field, str) for field in fields)
+        or fields[1] not in SimulatedCardBehaviour.values
+    ):
+        raise refused
+    fingerprint, behaviour, code, message = fields
+    return SimulatedCard(fingerprint, SimulatedCardBehaviour(behaviour), code, message)
+
+
 def _fail_transiently(idempotency_key: str) -> bool:
     """Count one more transient failure for the key, unless it has had its share."""
     with transaction.atomic(durable=True):
@@ -220,19 +256,17 @@ def _fail_transiently(idempotency_key: str) -> bool:
 
 
 def _replay_charge(
-    row: SimulatedCharge, *, amount: Decimal, currency: str, payment_method: str
+    row: SimulatedCharge, *, amount: Decimal, currency: str, card: SimulatedCard
 ) -> GatewayCharge:
-    if (
-        row.amount != amount
-        or row.currency != currency
-        or row.payment_method.reference != payment_method
-    ):
+    # Another card is another fingerprint; the same card vaulted again (another reference to
+    # it) is the same charge, as a processor recognises a card by its fingerprint.
+    if row.amount != amount or row.currency != currency or row.fingerprint != card.fingerprint:
         raise GatewayRequestError(
             f"idempotency key {row.idempotency_key!r} was used for a different charge"
         )
     if row.outcome == SimulatedChargeOutcome.DECLINED:
         raise CardDeclined(row.decline_code, row.decline_message)
-    if row.payment_method.behaviour == SimulatedCardBehaviour.LOSE_RESPONSE:
+    if row.behaviour == SimulatedCardBehaviour.LOSE_RESPONSE:
         raise GatewayTransientError(
             f"simulated timeout after the processor took charge {row.reference} "
             "(the answer is lost)"

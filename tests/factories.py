@@ -10,8 +10,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from inventory.models import Product
-from payments.models import SimulatedPaymentMethod
-from payments.simulated import SimulatedGateway
+from payments.simulated import SimulatedGateway, open_card
 
 _seq = count(1)
 
@@ -57,7 +56,8 @@ def make_product(
     )
 
 
-def make_payment_method(token: str = "tok_visa") -> SimulatedPaymentMethod:
-    """Vault a card at the simulated gateway, as placing an order does; return its record."""
-    reference = SimulatedGateway().create_payment_method(token=token)
-    return SimulatedPaymentMethod.objects.get(reference=reference)
+def card_of_charge(token: str = "tok_visa") -> dict[str, str]:
+    """Vault a card at the simulated gateway, as placing an order does; return what a charge
+    of it records at the gateway (for a ``SimulatedCharge`` written by hand)."""
+    card = open_card(SimulatedGateway().create_payment_method(token=token))
+    return {"fingerprint": card.fingerprint, "behaviour": card.behaviour}

@@ -17,25 +17,16 @@ from infrastructure.db import (
     server_binding_cursor,
 )
 from payments.models import SimulatedCharge, SimulatedChargeOutcome, SimulatedTransientFailure
-from tests.factories import make_payment_method
+from tests.factories import card_of_charge
 
 pytestmark = pytest.mark.django_db
-
-
-#: The card the test's charges name (vaulted before the test, outside its counted queries).
-_card: list[int] = []
-
-
-@pytest.fixture(autouse=True)
-def _vaulted_card() -> None:
-    _card[:] = [make_payment_method().pk]
 
 
 def _charge(key: str) -> SimulatedCharge:
     return SimulatedCharge(
         reference=f"ref-{key}",
         idempotency_key=key,
-        payment_method_id=_card[0],
+        **card_of_charge(),
         amount=Decimal("12.50"),
         currency="EUR",
         outcome=SimulatedChargeOutcome.APPROVED,

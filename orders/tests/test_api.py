@@ -27,9 +27,10 @@ from payments.models import (
     PaymentStatus,
     Refund,
     SimulatedCharge,
-    SimulatedPaymentMethod,
     SimulatedRefund,
 )
+from payments.simulated import open_card
+from payments.tokens import token_fingerprint
 from sagas.models import Saga
 from sagas.tests.harness import drive
 from tests.factories import api_client, make_product, make_user
@@ -708,7 +709,8 @@ def test_the_token_goes_to_the_gateway_and_the_saga_keeps_only_its_reference(
     context = Saga.objects.get().context
     assert "payment_token" not in context
     assert "tok_visa" not in str(context)
-    assert SimulatedPaymentMethod.objects.filter(reference=context["payment_method"]).exists()
+    # The gateway's own reference: the card it names is the token's, by fingerprint.
+    assert open_card(context["payment_method"]).fingerprint == token_fingerprint("tok_visa")
 
 
 def test_a_gateway_that_cannot_take_the_token_is_a_503_and_nothing_is_placed(

@@ -1,11 +1,15 @@
-"""The simulated card processor: test tokens, idempotency by key, refunds, persistent state."""
+"""The simulated card processor: test tokens, its signed references to cards, idempotency by
+key, refunds, persistent state."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 from uuid import uuid4
 
 import pytest
+from django.core import signing
 
 from payments.gateway import (
     CardDeclined,
@@ -18,11 +22,10 @@ from payments.models import (
     SimulatedCardBehaviour,
     SimulatedCharge,
     SimulatedChargeOutcome,
-    SimulatedPaymentMethod,
     SimulatedRefund,
     SimulatedTransientFailure,
 )
-from payments.simulated import SimulatedGateway
+from payments.simulated import SimulatedCard, SimulatedGateway, open_card, seal_card
 from payments.tokens import token_fingerprint
 
 pytestmark = pytest.mark.django_db
@@ -64,56 +67,125 @@ def test_tok_visa_approves_and_the_processor_keeps_the_charge() -> None:
     assert result.reference.startswith("ch_sim_")
     assert (result.amount, result.currency) == (Decimal("25.00"), "EUR")
     row = SimulatedCharge.objects.get(reference=result.reference)
-    assert (row.idempotency_key, row.outcome, row.payment_method.reference) == (
+    assert (row.idempotency_key, row.outcome, row.fingerprint, row.behaviour) == (
         "k1",
         SimulatedChargeOutcome.APPROVED,
-        method_of("tok_visa"),
+        token_fingerprint("tok_visa"),
+        SimulatedCardBehaviour.APPROVE,
     )
 
 
 @pytest.mark.parametrize(
-    ("token", "behaviour"),
+    ("token", "behaviour", "code", "message"),
     [
-        ("tok_visa", SimulatedCardBehaviour.APPROVE),
-        ("tok_flaky", SimulatedCardBehaviour.FLAKY),
-        ("tok_lostResponse", SimulatedCardBehaviour.LOSE_RESPONSE),
-        ("tok_chargeDeclined", SimulatedCardBehaviour.DECLINE),
+        ("tok_visa", SimulatedCardBehaviour.APPROVE, "", ""),
+        ("tok_flaky", SimulatedCardBehaviour.FLAKY, "", ""),
+        ("tok_lostResponse", SimulatedCardBehaviour.LOSE_RESPONSE, "", ""),
+        (
+            "tok_chargeDeclined",
+            SimulatedCardBehaviour.DECLINE,
+            "card_declined",
+            "Your card was declined.",
+        ),
+        (
+            "tok_unheard_of",
+            SimulatedCardBehaviour.DECLINE,
+            "invalid_token",
+            "The payment token is not valid.",
+        ),
     ],
 )
 def test_a_vaulted_card_keeps_the_tokens_fingerprint_and_behaviour_not_the_token(
-    token: str, behaviour: SimulatedCardBehaviour
+    token: str,
+    behaviour: SimulatedCardBehaviour,
+    code: str,
+    message: str,
+    django_assert_num_queries: Any,
 ) -> None:
-    reference = gateway.create_payment_method(token=token)
+    # Vaulting is the processor's computation: nothing is read or written here.
+    with django_assert_num_queries(0):
+        reference = gateway.create_payment_method(token=token)
 
-    method = SimulatedPaymentMethod.objects.get(reference=reference)
     assert reference.startswith("pm_sim_")
-    assert (method.fingerprint, method.behaviour) == (token_fingerprint(token), behaviour)
-    assert token not in method.fingerprint
+    assert open_card(reference) == SimulatedCard(token_fingerprint(token), behaviour, code, message)
+    assert token not in reference
     assert token_fingerprint(token) != token_fingerprint(token + "x")
 
 
-def test_a_charge_naming_an_unknown_payment_method_is_refused_and_records_nothing() -> None:
+def _sealed(
+    fields: object, *, key: str | None = None, salt: str = "payments.simulated.vault"
+) -> str:
+    """Sign ``fields`` as the vault does, or under another key or salt."""
+    return "pm_sim_" + signing.Signer(key=key, salt=salt).sign_object(fields, compress=False)
+
+
+def _altered(reference: str) -> str:
+    """Change one character of the reference's signed payload."""
+    at = len("pm_sim_") + 2
+    return reference[:at] + ("A" if reference[at] != "A" else "B") + reference[at + 1 :]
+
+
+_CARD_FIELDS = ["f" * 64, "APPROVE", "", ""]
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        pytest.param(lambda: "pm_sim_unknown", id="unknown"),
+        pytest.param(lambda: "", id="empty"),
+        pytest.param(lambda: _altered(_sealed(_CARD_FIELDS)), id="altered"),
+        pytest.param(
+            lambda: _sealed(_CARD_FIELDS, key="another processor's key"), id="foreign-key"
+        ),
+        pytest.param(lambda: _sealed(_CARD_FIELDS, salt="another.use"), id="foreign-salt"),
+        pytest.param(lambda: _sealed(_CARD_FIELDS).removeprefix("pm_sim_"), id="unprefixed"),
+        pytest.param(lambda: _sealed(["f" * 64, "STEAL"]), id="signed-but-malformed"),
+        pytest.param(lambda: _sealed({"behaviour": "APPROVE"}), id="signed-not-a-list"),
+    ],
+)
+def test_a_charge_naming_an_unknown_payment_method_is_refused_and_records_nothing(
+    reference: Callable[[], str],
+) -> None:
+    # Unaltered, the helper's signature is the vault's own: what is refused is the change.
+    assert _sealed(_CARD_FIELDS) == seal_card(
+        SimulatedCard("f" * 64, SimulatedCardBehaviour.APPROVE)
+    )
+
     with pytest.raises(GatewayRequestError, match="no such payment method"):
         gateway.charge(
             amount=Decimal("5.00"),
             currency="EUR",
-            payment_method="pm_sim_unknown",
+            payment_method=reference(),
             idempotency_key="k1",
         )
 
     assert not SimulatedCharge.objects.exists()
 
 
-def test_the_same_key_with_another_payment_method_is_refused() -> None:
+def test_the_same_key_with_another_card_is_refused() -> None:
     charge("tok_visa", key="k1")
 
     with pytest.raises(GatewayRequestError, match="different charge"):
         gateway.charge(
             amount=Decimal("25.00"),
             currency="EUR",
-            payment_method=gateway.create_payment_method(token="tok_visa"),
+            payment_method=gateway.create_payment_method(token="tok_chargeDeclined"),
             idempotency_key="k1",
         )
+
+
+def test_the_same_card_vaulted_again_replays_its_charge() -> None:
+    first = charge("tok_visa", key="k1")
+
+    again = gateway.charge(
+        amount=Decimal("25.00"),
+        currency="EUR",
+        payment_method=gateway.create_payment_method(token="tok_visa"),
+        idempotency_key="k1",
+    )
+
+    assert again == first
+    assert SimulatedCharge.objects.count() == 1
 
 
 @pytest.mark.parametrize(
@@ -294,10 +366,8 @@ def test_a_card_number_sent_as_a_token_is_not_stored() -> None:
         charge("4242 4242 4242 4242", key="k1")
 
     assert raised.value.code == "invalid_token"
-    row = SimulatedCharge.objects.select_related("payment_method").get(idempotency_key="k1")
-    stored = [str(v) for v in vars(row).values()] + [
-        str(v) for v in vars(row.payment_method).values()
-    ]
+    row = SimulatedCharge.objects.get(idempotency_key="k1")
+    stored = [str(v) for v in vars(row).values()] + [method_of("4242 4242 4242 4242")]
     assert not any("4242" in value for value in stored)
 
 

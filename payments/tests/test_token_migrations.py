@@ -16,7 +16,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from payments.gateway import GatewayTransientError
+from payments.gateway import CardDeclined, GatewayCharge, GatewayTransientError
 from payments.models import SimulatedCardBehaviour, SimulatedCharge
 from payments.simulated import SimulatedGateway
 from payments.tokens import token_fingerprint
@@ -71,10 +71,11 @@ def test_the_upgrade_scrubs_tokens_and_keeps_the_gateways_answers(old_schema) ->
         updated_at=now,
     )
     charges = apps.get_model("payments", "SimulatedCharge")
-    for key, token, outcome in [
-        ("k-paid", "tok_visa", "APPROVED"),
-        ("k-lost", "tok_lostResponse", "APPROVED"),
-        ("k-other", "tok_visa", "APPROVED"),
+    for key, token, outcome, code in [
+        ("k-paid", "tok_visa", "APPROVED", ""),
+        ("k-lost", "tok_lostResponse", "APPROVED", ""),
+        ("k-other", "tok_visa", "APPROVED", ""),
+        ("k-declined", "tok_chargeDeclined", "DECLINED", "card_declined"),
     ]:
         charges.objects.create(
             reference=f"ch_sim_{key}",
@@ -83,6 +84,8 @@ def test_the_upgrade_scrubs_tokens_and_keeps_the_gateways_answers(old_schema) ->
             amount=Decimal("5.00"),
             currency="EUR",
             outcome=outcome,
+            decline_code=code,
+            decline_message="Your card was declined." if code else "",
             created_at=now,
         )
 
@@ -101,16 +104,33 @@ def test_the_upgrade_scrubs_tokens_and_keeps_the_gateways_answers(old_schema) ->
                 [table],
             )
             assert cursor.fetchone() == (0,), table
-    # One vaulted card per token, with its fingerprint and behaviour; charges still answer.
-    rows = {c.idempotency_key: c for c in SimulatedCharge.objects.select_related("payment_method")}
-    assert rows["k-paid"].payment_method_id == rows["k-other"].payment_method_id
-    assert rows["k-paid"].payment_method.fingerprint == token_fingerprint("tok_visa")
-    lost = rows["k-lost"].payment_method
-    assert lost.behaviour == SimulatedCardBehaviour.LOSE_RESPONSE
+    # Each charge names its card by the token's fingerprint and keeps its behaviour; charges
+    # still answer, to a card vaulted now from the same token.
+    rows = {c.idempotency_key: c for c in SimulatedCharge.objects.all()}
+    assert {key: (row.fingerprint, row.behaviour) for key, row in rows.items()} == {
+        "k-paid": (token_fingerprint("tok_visa"), SimulatedCardBehaviour.APPROVE),
+        "k-lost": (token_fingerprint("tok_lostResponse"), SimulatedCardBehaviour.LOSE_RESPONSE),
+        "k-other": (token_fingerprint("tok_visa"), SimulatedCardBehaviour.APPROVE),
+        "k-declined": (token_fingerprint("tok_chargeDeclined"), SimulatedCardBehaviour.DECLINE),
+    }
+    gateway = SimulatedGateway()
     with pytest.raises(GatewayTransientError, match="answer is lost"):
-        SimulatedGateway().charge(
+        gateway.charge(
             amount=Decimal("5.00"),
             currency="EUR",
-            payment_method=lost.reference,
+            payment_method=gateway.create_payment_method(token="tok_lostResponse"),
             idempotency_key="k-lost",
         )
+    with pytest.raises(CardDeclined, match="card_declined"):
+        gateway.charge(
+            amount=Decimal("5.00"),
+            currency="EUR",
+            payment_method=gateway.create_payment_method(token="tok_chargeDeclined"),
+            idempotency_key="k-declined",
+        )
+    assert gateway.charge(
+        amount=Decimal("5.00"),
+        currency="EUR",
+        payment_method=gateway.create_payment_method(token="tok_visa"),
+        idempotency_key="k-paid",
+    ) == GatewayCharge(reference="ch_sim_k-paid", amount=Decimal("5.00"), currency="EUR")

@@ -30,7 +30,7 @@ from payments.models import Payment, PaymentStatus, Refund, SimulatedCharge
 from sagas.faults import fault_rule_set
 from sagas.models import Saga, SagaStep
 from sagas.statuses import FaultMode, Phase, SagaStatus, StepStatus
-from tests.factories import make_payment_method, make_product
+from tests.factories import card_of_charge, make_product
 from tests.invariants.real_runs import cancel_order, place_order
 from tests.support.invariants import assert_invariants
 
@@ -156,7 +156,7 @@ def test_a_second_charge_at_the_processor_is_a_money_violation(
     SimulatedCharge.objects.create(
         reference="ch_twice",
         idempotency_key=f"{uuid4()}:charge_payment:action",
-        payment_method=make_payment_method(),
+        **card_of_charge(),
         amount=payment.amount,
         currency=payment.currency,
         outcome="APPROVED",
