@@ -10,7 +10,6 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from inventory.models import Product
-from payments.simulated import SimulatedGateway, open_card
 
 _seq = count(1)
 
@@ -54,10 +53,3 @@ def make_product(
         currency="EUR",
         stock_on_hand=stock,
     )
-
-
-def card_of_charge(token: str = "tok_visa") -> dict[str, str]:
-    """Vault a card at the simulated gateway, as placing an order does; return what a charge
-    of it records at the gateway (for a ``SimulatedCharge`` written by hand)."""
-    card = open_card(SimulatedGateway().create_payment_method(token=token))
-    return {"fingerprint": card.fingerprint, "behaviour": card.behaviour}

@@ -17,7 +17,7 @@ from infrastructure.db import (
     server_binding_cursor,
 )
 from payments.models import SimulatedCharge, SimulatedChargeOutcome, SimulatedTransientFailure
-from tests.factories import card_of_charge
+from tests.cards import card_of_charge
 
 pytestmark = pytest.mark.django_db
 

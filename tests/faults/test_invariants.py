@@ -30,7 +30,8 @@ from payments.models import Payment, PaymentStatus, Refund, SimulatedCharge
 from sagas.faults import fault_rule_set
 from sagas.models import Saga, SagaStep
 from sagas.statuses import FaultMode, Phase, SagaStatus, StepStatus
-from tests.factories import card_of_charge, make_product
+from tests.cards import card_of_charge
+from tests.factories import make_product
 from tests.invariants.real_runs import cancel_order, place_order
 from tests.support.invariants import assert_invariants
 
