@@ -33,6 +33,7 @@ from rest_framework.test import APIClient
 from eventstore.models import ProjectionCheckpoint
 from eventstore.projections import projectors
 from orders.models import OrderSummary
+from orders.services import customer_erase
 from sagas.faults import fault_rule_set
 from sagas.models import Saga
 from sagas.statuses import FaultMode, Phase
@@ -474,6 +475,8 @@ def build_world() -> World:
         times=1,
     )
     Group.objects.create(name="matrix")
+    # An erasure on record, of another customer: the sample order keeps its contact.
+    customer_erase(customer_id="c-matrix-erased", reason="matrix", actor="user:0")
     for projector in projectors():  # each projection's checkpoint row
         ProjectionCheckpoint.objects.get_or_create(name=projector.name)
     # Two endpoints, each with a delivery: the first (oldest) for the admin's pages, the
