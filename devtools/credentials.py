@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+
+from infrastructure.local_secrets import local_secret
 
 PASSWORD_FILE_NAME = "demo-admin-password"
 
@@ -19,16 +20,4 @@ def dev_admin_password(local_dir: Path, env: Mapping[str, str]) -> str:
     override = env.get("DEMO_ADMIN_PASSWORD")
     if override:
         return override
-    path = local_dir / PASSWORD_FILE_NAME
-    try:
-        stored = path.read_text().strip()
-    except FileNotFoundError:
-        stored = ""
-    if stored:
-        return stored
-    password = secrets.token_urlsafe(12)
-    local_dir.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(password + "\n")
-    return password
+    return local_secret(local_dir / PASSWORD_FILE_NAME, lambda: secrets.token_urlsafe(12))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import secrets
 from pathlib import Path
+
+from infrastructure.local_secrets import local_secret
 
 KEY_BYTES = 32
 DEV_KEY_FILE_NAME = "personal-data-key"
@@ -47,25 +48,4 @@ def key_id(raw: bytes) -> str:
 
 def dev_key(local_dir: Path) -> str:
     """Return this checkout's development key, generating it on first use."""
-    path = local_dir / DEV_KEY_FILE_NAME
-    try:
-        stored = path.read_text().strip()
-    except FileNotFoundError:
-        stored = ""
-    if stored:
-        return stored
-    key = new_key()
-    local_dir.mkdir(parents=True, exist_ok=True)
-    # Written whole under a temporary name, then linked into place: a process starting
-    # beside this one (a worker beside the web server) reads either no file or the key.
-    temporary = local_dir / f".{DEV_KEY_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        key = path.read_text().strip()
-    finally:
-        temporary.unlink()
-    return key
+    return local_secret(local_dir / DEV_KEY_FILE_NAME, new_key)

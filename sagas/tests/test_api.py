@@ -6,7 +6,6 @@ from uuid import uuid4
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from sagas.api import CanRetrySagas, CanSkipCompensations, SagaRetryView, SagaSkipView
@@ -16,20 +15,6 @@ from sagas.statuses import SagaStatus
 from sagas.tests.harness import drive, failed_compensation_saga, start
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator() -> APIClient:
-    user = get_user_model().objects.create_user(username="operator", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="sagas",
-            codename__in=["view_saga", "retry_saga", "skip_compensation"],
-        )
-    )
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def test_the_list_filters_by_status_and_type_newest_first(operator) -> None:

@@ -42,20 +42,6 @@ from sagas.tests.harness import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def operator() -> APIClient:
-    user = get_user_model().objects.create_user(username="operator", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="sagas",
-            codename__in=["view_saga", "retry_saga", "skip_compensation"],
-        )
-    )
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def overdue(saga_id: UUID) -> None:
     """Move the saga's deadline an hour into the past."""
     Saga.objects.filter(pk=saga_id).update(finish_by=Now() - timedelta(hours=1))
