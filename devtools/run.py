@@ -76,6 +76,17 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def seed_arguments(password: str) -> list[str]:
+    """The ``seed_demo`` command line that gives the demo admin ``password``.
+
+    --force: seeding the demo is what make run is for, DEBUG on or off (seed_demo still never
+    touches an existing admin account). The password goes in the option's own argument
+    (``--admin-password=…``): a separate argument starting with "-", as a generated
+    password sometimes does, would be read by argparse as an option of its own.
+    """
+    return ["seed_demo", "--force", f"--admin-password={password}"]
+
+
 def _bootstrap(env: Mapping[str, str], console: Console, password: str) -> str:
     """Migrate and seed; return the demo API client's token."""
     manage = [sys.executable, "manage.py"]
@@ -89,9 +100,7 @@ def _bootstrap(env: Mapping[str, str], console: Console, password: str) -> str:
     console.step("seeding demo data (manage.py seed_demo)…")
     run_step(
         "seed",
-        # --force: seeding the demo is what make run is for, DEBUG on or off (seed_demo still
-        # never touches an existing admin account).
-        [*manage, "seed_demo", "--force", "--admin-password", password],
+        [*manage, *seed_arguments(password)],
         env=env,
         cwd=ROOT,
         console=console,
