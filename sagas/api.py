@@ -19,8 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from infrastructure.api.errors import ERROR_RESPONSES, error_response
-from infrastructure.api.pagination import MAX_PAGE_SIZE, PAGE_PARAMETERS, StandardPagination
-from infrastructure.api.params import MAX_INT_PARAM, choice_param, query_param
+from infrastructure.api.pagination import PAGE_PARAMETERS, StandardPagination, page_parameters
+from infrastructure.api.params import choice_param, query_param
 from sagas.errors import ReasonRequired, SagaNotFound, SagaStateConflict
 from sagas.models import Saga
 from sagas.operations import RETRY, SKIP_STEP, OperatorAction
@@ -106,21 +106,12 @@ class LogPagination(StandardPagination):
     page_size_query_param = "log_page_size"
 
 
-LOG_PAGE_PARAMETERS = [
-    OpenApiParameter(
-        "log_page",
-        {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM},
-        description="Page of the attempt log, from 1 (a page past the last is a 404).",
-    ),
-    OpenApiParameter(
-        "log_page_size",
-        {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM},
-        description=(
-            f"Log entries per page, default {LogPagination.page_size}; larger values are "
-            f"capped at {MAX_PAGE_SIZE}."
-        ),
-    ),
-]
+LOG_PAGE_PARAMETERS = page_parameters(
+    "log_",
+    page="Page of the attempt log",
+    entries="Log entries",
+    page_size=LogPagination.page_size,
+)
 
 
 class SagaDetailSerializer(SagaSummarySerializer):

@@ -33,16 +33,42 @@ class StandardPagination(PageNumberPagination):
         return 1 if number is None else number
 
 
-#: The query parameters every paginated list takes, for ``extend_schema(parameters=…)``.
-PAGE_PARAMETERS = [
-    OpenApiParameter(
-        "page",
-        {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM},
-        description="Page number, from 1 (a page past the last is a 404).",
-    ),
-    OpenApiParameter(
-        "page_size",
-        {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM},
-        description=f"Results per page, default 50; larger values are capped at {MAX_PAGE_SIZE}.",
-    ),
-]
+def page_parameters(
+    prefix: str = "",
+    *,
+    page: str = "Page number",
+    entries: str = "Results",
+    page_size: int = StandardPagination.page_size,
+) -> list[OpenApiParameter]:
+    """Return the query parameters ``{prefix}page`` and ``{prefix}page_size`` of a
+    ``StandardPagination`` (or a subclass's, ``page_size`` its default), for
+    ``extend_schema(parameters=…)``.
+
+    A list inside a detail (a saga's attempt log) pages with its own prefix; ``page`` and
+    ``entries`` open the two descriptions, saying what is paged ("Page of the attempt log",
+    "Log entries").
+    """
+
+    def bounded() -> dict[str, Any]:
+        # A new dict each: no parameter shares its schema with another (or with a later call).
+        return {"type": "integer", "minimum": 1, "maximum": MAX_INT_PARAM}
+
+    return [
+        OpenApiParameter(
+            f"{prefix}page",
+            bounded(),
+            description=f"{page}, from 1 (a page past the last is a 404).",
+        ),
+        OpenApiParameter(
+            f"{prefix}page_size",
+            bounded(),
+            description=(
+                f"{entries} per page, default {page_size}; larger values "
+                f"are capped at {MAX_PAGE_SIZE}."
+            ),
+        ),
+    ]
+
+
+#: The query parameters every paginated list takes.
+PAGE_PARAMETERS = page_parameters()
