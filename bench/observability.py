@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.records import Record, latency_record, throughput_record
+from bench.records import Record, best_level_record, latency_record, throughput_record
 
 CONCURRENCY = tuple(
     int(c) for c in os.environ.get("OBS_BENCH_CONCURRENCY", "4,8").split(",") if c.strip()
@@ -76,8 +76,8 @@ def _lines(path: Path, needle: str) -> list[dict[str, object]]:
 # --- HTTP ---------------------------------------------------------------------------------
 
 
-def _http(database_url: str) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
-    """Return each side's best throughput and its throughput per concurrency level."""
+def _http(database_url: str) -> dict[str, dict[int, float]]:
+    """Return each side's throughput per concurrency level."""
     from bench import api
     from lab.worker import delete_queue
 
@@ -137,8 +137,7 @@ def _http(database_url: str) -> tuple[dict[str, float], dict[str, dict[int, floa
     finally:
         delete_queue(queue)  # the orders' sagas were never meant to run
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    per_level = {s: {c: figures[(s, c)].per_second for c in CONCURRENCY} for s in SIDES}
-    return {s: max(per_level[s].values()) for s in SIDES}, per_level
+    return {s: {c: figures[(s, c)].per_second for c in CONCURRENCY} for s in SIDES}
 
 
 # --- sagas --------------------------------------------------------------------------------
@@ -265,21 +264,14 @@ def run() -> list[Record]:
     # Whatever this process runs inherits its environment; "off" must have no directory
     # (prometheus_client switches to files as soon as the variable exists, even empty).
     os.environ.pop(MULTIPROC, None)
-    best, per_level = _http(database_url(connection.settings_dict))
+    per_level = _http(database_url(connection.settings_dict))
     rates, cpu_ms = _sagas()
-    levels = ", ".join(
-        f"c={c}: {per_level['on'][c]:.0f} vs {per_level['off'][c]:.0f}" for c in CONCURRENCY
-    )
     return [
-        throughput_record(
+        best_level_record(
             name="observability: POST /api/orders/ max throughput, on vs off",
-            value=best["on"],
-            unit="/s",
-            baseline=(
-                "same server without metrics middleware, logging at WARNING "
-                f"(best of {', '.join(map(str, CONCURRENCY))} connections; {levels})"
-            ),
-            baseline_value=best["off"],
+            per_level=per_level,
+            sides=("on", "off"),
+            baseline="same server without metrics middleware, logging at WARNING",
             target=TARGET,
         ),
         throughput_record(

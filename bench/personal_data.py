@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.records import Record, latency_record, throughput_record
+from bench.records import Record, best_level_record, latency_record
 
 CONCURRENCY = tuple(
     int(c) for c in os.environ.get("PD_BENCH_CONCURRENCY", "4,8").split(",") if c.strip()
@@ -50,8 +50,8 @@ def _abba(index: int) -> tuple[str, ...]:
     return SIDES if index % 4 in (0, 3) else SIDES[::-1]
 
 
-def _placing(database_url: str) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
-    """Return each side's best POST /api/orders/ throughput, and per concurrency level."""
+def _placing(database_url: str) -> dict[str, dict[int, float]]:
+    """Return each side's POST /api/orders/ throughput per concurrency level."""
     from bench import api
     from lab.worker import delete_queue
 
@@ -83,8 +83,7 @@ def _placing(database_url: str) -> tuple[dict[str, float], dict[str, dict[int, f
                 )
     finally:
         delete_queue(queue)  # the orders' sagas were never meant to run
-    per_level = {s: {c: figures[(s, c)].per_second for c in CONCURRENCY} for s in SIDES}
-    return {s: max(per_level[s].values()) for s in SIDES}, per_level
+    return {s: {c: figures[(s, c)].per_second for c in CONCURRENCY} for s in SIDES}
 
 
 def _history() -> dict[str, float]:
@@ -163,21 +162,14 @@ def run() -> list[Record]:
 
     from lab.worker import database_url
 
-    best, per_level = _placing(database_url(connection.settings_dict))
+    per_level = _placing(database_url(connection.settings_dict))
     history = _history()
-    levels = ", ".join(
-        f"c={c}: {per_level['with'][c]:.0f} vs {per_level['without'][c]:.0f}" for c in CONCURRENCY
-    )
     return [
-        throughput_record(
+        best_level_record(
             name="personal data: POST /api/orders/ with a contact vs without",
-            value=best["with"],
-            unit="/s",
-            baseline=(
-                "the same orders without a contact, same server "
-                f"(best of {', '.join(map(str, CONCURRENCY))} connections; {levels})"
-            ),
-            baseline_value=best["without"],
+            per_level=per_level,
+            sides=("with", "without"),
+            baseline="the same orders without a contact, same server",
             target=PLACE_TARGET,
         ),
         latency_record(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,6 +60,36 @@ def latency_record(
     ratio = baseline_value / value if value else 0.0
     return Record(
         name, round(value, 3), unit, baseline, round(baseline_value, 3), round(ratio, 3), target
+    )
+
+
+def best_level_record(
+    *,
+    name: str,
+    per_level: Mapping[str, Mapping[int, float]],
+    sides: tuple[str, str],
+    baseline: str,
+    target: float | None,
+) -> Record:
+    """Build a throughput record (/s) of two sides each measured at several concurrency levels.
+
+    ``per_level[side][connections]`` is a side's throughput at a level, ``sides`` ours and
+    then the baseline's. Each side's best level counts (the two may peak at different
+    levels), and ``baseline``'s description is followed by every level's pair, so a record
+    shows how close the sides ran everywhere, not at the best level alone.
+    """
+    ours, theirs = sides
+    levels = list(per_level[ours])
+    pairs = ", ".join(
+        f"c={c}: {per_level[ours][c]:.0f} vs {per_level[theirs][c]:.0f}" for c in levels
+    )
+    return throughput_record(
+        name=name,
+        value=max(per_level[ours].values()),
+        unit="/s",
+        baseline=f"{baseline} (best of {', '.join(map(str, levels))} connections; {pairs})",
+        baseline_value=max(per_level[theirs].values()),
+        target=target,
     )
 
 
