@@ -423,12 +423,15 @@ def shown(order_id: UUID) -> tuple[Any, bool]:
     return view.contact, view.personal_data_erased
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("committed")
-def test_a_placement_holding_the_key_when_erasure_comes_is_erased_with_the_rest(
-    products,
-) -> None:
-    earlier = place()  # the customer's key exists: the placement key-share-locks it
+@contextmanager
+def placing_paused_once_sealed() -> Iterator[tuple[dict[str, Any], threading.Event]]:
+    """Place an order for c-race on a thread (``place``), paused once its contact is sealed:
+    its transaction open, holding the customer's key (made or share-locked), until the
+    caller sets the event yielded with the placement's outcome.
+
+    The caller sets it, not this helper on leaving: an erasure the caller runs meanwhile
+    may have to be waiting on the placement's lock, inside the caller's block, when it does.
+    """
     sealed, go = threading.Event(), threading.Event()
     real_seal = orders.services.seal_for_customer
 
@@ -441,14 +444,24 @@ def test_a_placement_holding_the_key_when_erasure_comes_is_erased_with_the_rest(
     with mock.patch.object(orders.services, "seal_for_customer", seal_then_wait):
         with in_thread(place) as placing:
             assert sealed.wait(10)
-            with in_thread(
-                lambda: orders.services.customer_erase(
-                    customer_id="c-race", reason="race", actor="user:test"
-                )
-            ) as erasing:
-                # The erasure waits for the placement's key-share lock on the customer's key.
-                until(lambda: waiting_on_a_lock("privacy_customer_key"))
-                go.set()
+            yield placing, go
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("committed")
+def test_a_placement_holding_the_key_when_erasure_comes_is_erased_with_the_rest(
+    products,
+) -> None:
+    earlier = place()  # the customer's key exists: the placement key-share-locks it
+    with placing_paused_once_sealed() as (placing, go):
+        with in_thread(
+            lambda: orders.services.customer_erase(
+                customer_id="c-race", reason="race", actor="user:test"
+            )
+        ) as erasing:
+            # The erasure waits for the placement's key-share lock on the customer's key.
+            until(lambda: waiting_on_a_lock("privacy_customer_key"))
+            go.set()
 
     order_id = placing["result"]
     assert erasing["result"].orders == 2
@@ -517,23 +530,12 @@ def test_rotating_the_key_encryption_key_rewraps_every_key_and_keeps_data_readab
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("committed")
 def test_a_placement_making_the_first_key_during_an_erasure_keeps_its_data(products) -> None:
-    sealed, go = threading.Event(), threading.Event()
-    real_seal = orders.services.seal_for_customer
-
-    def seal_then_wait(customer_id: str, contact: Any) -> Any:
-        result = real_seal(customer_id, contact)
-        sealed.set()
-        assert go.wait(10)
-        return result
-
-    with mock.patch.object(orders.services, "seal_for_customer", seal_then_wait):
-        with in_thread(place) as placing:
-            assert sealed.wait(10)
-            # The key the placement made is not committed: the erasure has none to destroy.
-            done = orders.services.customer_erase(
-                customer_id="c-race", reason="race", actor="user:test"
-            )
-            go.set()
+    with placing_paused_once_sealed() as (placing, go):
+        # The key the placement made is not committed: the erasure has none to destroy.
+        done = orders.services.customer_erase(
+            customer_id="c-race", reason="race", actor="user:test"
+        )
+        go.set()
 
     assert done.orders == 0
     assert shown(placing["result"]) == (CONTACT, False)
