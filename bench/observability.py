@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.records import Record, best_level_record, latency_record, throughput_record
+from bench.records import Record, abba, best_level_record, latency_record, throughput_record
 
 CONCURRENCY = tuple(
     int(c) for c in os.environ.get("OBS_BENCH_CONCURRENCY", "4,8").split(",") if c.strip()
@@ -49,17 +49,12 @@ WARMUP = 30
 TARGET = 0.95
 OFF_SETTINGS = "bench.settings_observability_off"
 MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
-SIDES = ("on", "off")
+SIDES: tuple[str, str] = ("on", "off")
 LOG_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 def _progress(message: str) -> None:
     print(f"  [observability] {message}", flush=True)
-
-
-def _abba(index: int) -> tuple[str, ...]:
-    """Which side goes first in turn ``index``: on, off, off, on, …"""
-    return SIDES if index % 4 in (0, 3) else SIDES[::-1]
 
 
 def _lines(path: Path, needle: str) -> list[dict[str, object]]:
@@ -110,7 +105,7 @@ def _http(database_url: str) -> dict[str, dict[int, float]]:
             _progress(f"gunicorn on: port {ports['on']}, off: port {ports['off']}")
             for level in CONCURRENCY:
                 for index in range(SLICES):
-                    for side in _abba(index):
+                    for side in abba(SIDES, index):
                         result = api._closed_loop_slice(
                             ports[side],
                             tokens,
@@ -223,7 +218,7 @@ def _sagas() -> tuple[dict[str, list[float]], dict[str, list[float]]]:
                 with _routed_to(queues[side]):
                     _saga_batch(WARMUP)
             for index in range(ROUNDS):
-                for side in _abba(index):
+                for side in abba(SIDES, index):
                     with _routed_to(queues[side]):
                         before = _worker_cpu_seconds(workers[side].pid)
                         rates[side].append(_saga_batch(BATCH)[0])

@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.records import Record, best_level_record, latency_record
+from bench.records import Record, abba, best_level_record, latency_record
 
 CONCURRENCY = tuple(
     int(c) for c in os.environ.get("PD_BENCH_CONCURRENCY", "4,8").split(",") if c.strip()
@@ -38,16 +38,11 @@ ORDERS = int(os.environ.get("PD_BENCH_HISTORY_ORDERS", "200"))
 ROUNDS = int(os.environ.get("PD_BENCH_HISTORY_ROUNDS", "6"))
 PLACE_TARGET = 0.90
 HISTORY_TARGET = 1 / 1.15
-SIDES = ("with", "without")
+SIDES: tuple[str, str] = ("with", "without")
 
 
 def _progress(message: str) -> None:
     print(f"  [personal_data] {message}", flush=True)
-
-
-def _abba(index: int) -> tuple[str, ...]:
-    """Which side goes first in turn ``index``: with, without, without, with, …"""
-    return SIDES if index % 4 in (0, 3) else SIDES[::-1]
 
 
 def _placing(database_url: str) -> dict[str, dict[int, float]]:
@@ -63,7 +58,7 @@ def _placing(database_url: str) -> dict[str, dict[int, float]]:
             _progress(f"gunicorn on port {port}")
             for level in CONCURRENCY:
                 for index in range(SLICES):
-                    for side in _abba(index):
+                    for side in abba(SIDES, index):
                         result = api._closed_loop_slice(
                             port,
                             tokens,
@@ -144,7 +139,7 @@ def _history() -> dict[str, float]:
             events(order_id)
     rounds: dict[str, list[float]] = {side: [] for side in SIDES}
     for index in range(ROUNDS):
-        for side in _abba(index):
+        for side in abba(SIDES, index):
             started = time.perf_counter()
             for order_id in orders[side]:
                 events(order_id)

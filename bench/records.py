@@ -63,6 +63,16 @@ def latency_record(
     )
 
 
+def abba(sides: tuple[str, str], index: int) -> tuple[str, str]:
+    """Which side goes first in turn ``index``: A B, B A, B A, A B, and again.
+
+    Each side goes first as often as second, and a drift over the run (the machine warming
+    up, another process waking) falls on both alike.
+    """
+    first, second = sides
+    return (first, second) if index % 4 in (0, 3) else (second, first)
+
+
 def best_level_record(
     *,
     name: str,

@@ -1,4 +1,5 @@
-"""bench/compare.py: the order slices run in, how figures pair up, and what gets written."""
+"""bench/compare.py: the order slices run in, how figures pair up, and what gets written; the
+on/off benchmarks' turns (bench/records.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import pytest
 
 from bench import compare
+from bench.records import abba
 from bench.slice import module_name
 
 
@@ -25,6 +27,12 @@ def _record(name: str, value: float, *, unit: str, ratio: float, target: float |
 
 def test_the_revisions_take_turns_going_first() -> None:
     assert compare.slice_order(3) == [(0, 0), (0, 1), (1, 1), (1, 0), (2, 0), (2, 1)]
+
+
+def test_the_on_off_benchmarks_sides_go_first_as_often_as_second() -> None:
+    turns = [abba(("on", "off"), i) for i in range(8)]
+    assert turns[:4] == [("on", "off"), ("off", "on"), ("off", "on"), ("on", "off")]
+    assert turns[4:] == turns[:4]
 
 
 def test_a_figure_is_the_median_of_its_slices_and_the_target_is_judged_on_the_median_ratio() -> (
