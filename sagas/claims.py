@@ -179,7 +179,7 @@ def attempt_claim(
             if held and abandoned is not None and saga.claim_token == abandoned
             else workers.claimant(saga.claim_process, saga.claim_token)
         ),
-        lease_expired=held and saga.deadline is not None and saga.deadline <= now,
+        lease_expired=held and saga.lease_until is not None and saga.lease_until <= now,
     )
     decision = decide_claim(
         state,
@@ -228,7 +228,7 @@ def attempt_claim(
                 token=uuid.uuid4(),
                 holder=worker,
                 now=now,
-                deadline=now + lease_length(definition.steps[step_index].timeout),
+                lease_until=now + lease_length(definition.steps[step_index].timeout),
                 lost_error=lost_error,
             )
             if claimed is None:

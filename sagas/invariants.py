@@ -88,13 +88,13 @@ def _check_dispatch(report: InvariantReport, sagas: list[Saga], *, now: datetime
                 )
             continue
         if saga.claim_token is not None:
-            if saga.deadline is not None and saga.deadline < now - grace:
+            if saga.lease_until is not None and saga.lease_until < now - grace:
                 report.violations.append(
                     Violation(
                         "dispatch",
                         subject,
                         f"{saga.current_step} ({saga.current_phase}) claimed past its deadline "
-                        f"{saga.deadline.isoformat()}: stalled and not swept",
+                        f"{saga.lease_until.isoformat()}: stalled and not swept",
                     )
                 )
         elif saga.due_at is None:

@@ -157,7 +157,7 @@ def _orphaned_claims(*, now: datetime, limit: int) -> list[UUID]:
         status__in=[s.value for s in MOVING_SAGA_STATUSES],
         claim_token__isnull=False,
         claim_process__startswith=f"{namespace()}/",
-        deadline__gt=now,
+        lease_until__gt=now,
     ).values_list("id", "claim_process", "claim_token")[:limit]
     return [
         saga_id for saga_id, process, token in claims if claimant(process, token) is Claimant.DEAD
@@ -213,9 +213,9 @@ def _time_out_stalled(*, now: datetime, limit: int) -> int:
         Saga.objects.filter(
             status__in=[s.value for s in MOVING_SAGA_STATUSES],
             claim_token__isnull=False,
-            deadline__lte=now,
+            lease_until__lte=now,
         )
-        .order_by("deadline")
+        .order_by("lease_until")
         .values_list("id", flat=True)[:limit]
     )
     return sum(1 for saga_id in candidates if _time_out(saga_id=saga_id, now=now))
@@ -223,7 +223,12 @@ def _time_out_stalled(*, now: datetime, limit: int) -> int:
 
 def _time_out(*, saga_id: UUID, now: datetime) -> bool:
     saga = saga_load(saga_id)
-    if saga is None or saga.claim_token is None or saga.deadline is None or saga.deadline > now:
+    if (
+        saga is None
+        or saga.claim_token is None
+        or saga.lease_until is None
+        or saga.lease_until > now
+    ):
         return False
     try:
         definition = get_definition(saga.saga_type, saga.definition_version)
@@ -238,7 +243,7 @@ def _time_out(*, saga_id: UUID, now: datetime) -> bool:
         return False
     outcome = TimedOut(
         f"no outcome from {saga.claim_worker or 'its worker'} by the attempt's deadline "
-        f"({saga.deadline:%H:%M:%S}); counted as timed out"
+        f"({saga.lease_until:%H:%M:%S}); counted as timed out"
     )
     # A compare-and-set on the claim: an outcome written in the meantime wins, and this
     # writes nothing.

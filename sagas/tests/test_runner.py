@@ -103,8 +103,8 @@ def test_the_claim_records_the_attempt_the_worker_and_a_deadline() -> None:
     assert saga.claim_token == claimed.token
     assert (saga.claim_host, saga.claim_pid, saga.attempt) == ("another-host", 4242, 1)
     assert saga.due_at is None
-    assert saga.deadline is not None and saga.claimed_at is not None
-    assert saga.deadline - saga.claimed_at == timedelta(seconds=30 + 2 * 5)
+    assert saga.lease_until is not None and saga.claimed_at is not None
+    assert saga.lease_until - saga.claimed_at == timedelta(seconds=30 + 2 * 5)
     step = SagaStep.objects.get(saga_id=saga_id, name="a")
     assert (step.status, step.action_attempts) == ("RUNNING", 1)
     assert step.action_started_at == saga.claimed_at

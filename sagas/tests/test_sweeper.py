@@ -67,11 +67,11 @@ def test_an_attempt_past_its_deadline_is_timed_out_and_retried() -> None:
         now=now,
     )
     assert isinstance(claimed, Claimed)
-    deadline = Saga.objects.get(pk=saga_id).deadline
-    assert deadline is not None
+    lease_until = Saga.objects.get(pk=saga_id).lease_until
+    assert lease_until is not None
 
-    assert sagas_sweep(now=deadline - timedelta(seconds=1)).stalled == 0
-    result = sagas_sweep(now=deadline + timedelta(seconds=1))
+    assert sagas_sweep(now=lease_until - timedelta(seconds=1)).stalled == 0
+    result = sagas_sweep(now=lease_until + timedelta(seconds=1))
 
     assert (result.due, result.stalled, result.unsent) == (0, 1, 0)
     saga = Saga.objects.get(pk=saga_id)

@@ -200,7 +200,7 @@ def claim_past_its_deadline() -> tuple[str, InvariantReport]:
     placed = place(run=False)
     long_ago = timezone.now() - timedelta(hours=1)
     Saga.objects.filter(pk=placed.saga_id).update(
-        due_at=None, claim_token=uuid4(), claimed_at=long_ago, deadline=long_ago
+        due_at=None, claim_token=uuid4(), claimed_at=long_ago, lease_until=long_ago
     )
     return saga_subject(placed.saga_id), invariants_check(allow_in_flight=True)
 
