@@ -1,8 +1,8 @@
 """Claim an attempt of a saga step for this process, or find that the message is a no-op.
 
 A claim marks the attempt running on the saga row: a fresh claim token, the attempt number,
-the worker's host, pid, name and process identity (``sagas.workers``), and a deadline (the
-lease) past which the sweeper counts the attempt as stalled. The step row shows RUNNING
+the worker's host, pid, name and process identity (``sagas.workers``), and a lease
+(``lease_until``) past which the sweeper counts the attempt as stalled. The step row shows RUNNING
 (COMPENSATING for a compensation).
 
 One path, one rule: read the saga's row, let ``sagas.engine.decide_claim`` decide, act:
@@ -137,7 +137,7 @@ def attempt_claim(
     ``abandoned`` is a claim token the sender of the message held and gave up (its outcome
     could not be written: the database went away under it). A claim with that token counts
     as dead, as if its process had died, so the attempt is taken over at once instead of at
-    its deadline. Only the claimant knows its token, so nobody else can free a live claim.
+    the end of its lease. Only the claimant knows its token, so nobody else can free a live claim.
     """
     saga = saga_load(saga_id)
     if saga is None:

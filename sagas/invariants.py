@@ -5,7 +5,7 @@
   COMPENSATING pass only with ``allow_in_flight``; an unfinished saga's definition version is
   registered (no worker of this code could move it otherwise);
 - **dispatch**: no saga has an attempt due without a message sent for it, nor a claim
-  past its deadline (only moving sagas can: the database refuses either on a resting one).
+  past its lease (only moving sagas can: the database refuses either on a resting one).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _check_dispatch(report: InvariantReport, sagas: list[Saga], *, now: datetime
                     Violation(
                         "dispatch",
                         subject,
-                        f"{saga.current_step} ({saga.current_phase}) claimed past its deadline "
+                        f"{saga.current_step} ({saga.current_phase}) claimed past its lease "
                         f"{saga.lease_until.isoformat()}: stalled and not swept",
                     )
                 )
