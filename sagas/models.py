@@ -92,7 +92,9 @@ class Saga(models.Model):
     due_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     #: The running attempt's lease: past it, the attempt counts as stalled (NULL: none runs).
-    lease_until = models.DateTimeField(null=True, blank=True)
+    # Its column keeps the name it had before sagas had deadlines of their own, so processes of
+    # the previous release keep working beside this one during a rolling deploy.
+    lease_until = models.DateTimeField(null=True, blank=True, db_column="deadline")
     claim_token = models.UUIDField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_host = models.CharField(max_length=255, blank=True, default="")

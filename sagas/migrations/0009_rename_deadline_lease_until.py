@@ -1,14 +1,12 @@
-"""Rename the saga's ``deadline`` column to ``lease_until``: it is the running attempt's lease.
+"""Rename the saga's ``deadline`` field to ``lease_until``: it is the running attempt's lease.
 
-The saga's own deadline is ``finish_by`` (the API's ``deadline``); the lease column kept the
+The saga's own deadline is ``finish_by`` (the API's ``deadline``); the lease field kept the
 name from before sagas had deadlines, and the admin showed both as "deadline" and "finish by".
 
-PostgreSQL's CHECK ``sagas_saga_claim_consistent`` refers to the column, not to its name, so
-renaming the column carries it along: the constraint is only restated for Django's migration
-state (dropping and adding it would rescan the table under an exclusive lock for nothing).
-
-Processes of the previous release write ``deadline``: stop the workers and the web processes
-before migrating, as for any column rename.
+Only Django's state changes: the column keeps its name (``db_column="deadline"``), so this
+migration runs no SQL and processes of the previous release, which name the column
+``deadline``, keep working beside the new ones during a rolling deploy. The CHECK
+``sagas_saga_claim_consistent`` is restated in the state only: its SQL is unchanged.
 """
 
 from django.db import migrations, models
@@ -20,13 +18,18 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RenameField(
-            model_name="saga",
-            old_name="deadline",
-            new_name="lease_until",
-        ),
         migrations.SeparateDatabaseAndState(
             state_operations=[
+                migrations.RenameField(
+                    model_name="saga",
+                    old_name="deadline",
+                    new_name="lease_until",
+                ),
+                migrations.AlterField(
+                    model_name="saga",
+                    name="lease_until",
+                    field=models.DateTimeField(blank=True, db_column="deadline", null=True),
+                ),
                 migrations.RemoveConstraint(
                     model_name="saga",
                     name="sagas_saga_claim_consistent",
