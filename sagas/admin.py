@@ -458,7 +458,7 @@ class SagaAdmin(OperatorActionsAdmin):
         "overdue_reported_at",
         "due_at",
         "dispatched_at",
-        "deadline",
+        "attempt_lease_until",
         "claim_worker",
         "created_at",
         "updated_at",
@@ -522,6 +522,11 @@ class SagaAdmin(OperatorActionsAdmin):
     @admin.display(description="context")
     def context_pretty(self, obj: Saga) -> str:
         return pretty_json(obj.context)
+
+    # ``lease_until``, labelled so that nobody takes it for the saga's deadline ("finish by").
+    @admin.display(description="attempt lease until")
+    def attempt_lease_until(self, obj: Saga) -> datetime | None:
+        return obj.lease_until
 
     @admin.display(description="correlation id")
     def correlation_links(self, obj: Saga) -> str:

@@ -121,7 +121,7 @@ class SagaDetailSerializer(SagaSummarySerializer):
     #: The version of its type's definition the saga started under and finishes under.
     definition_version = serializers.IntegerField()
     context = serializers.JSONField()  # type: ignore[assignment]
-    #: The saga's deadline (DESIGN.md's name; the model's ``deadline`` is an attempt's lease).
+    #: The saga's deadline (DESIGN.md's name), the model's ``finish_by``.
     deadline = serializers.DateTimeField(source="finish_by")
     failure = serializers.SerializerMethodField()
     steps = SagaStepSerializer(many=True)

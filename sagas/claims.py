@@ -1,8 +1,8 @@
 """Claim an attempt of a saga step for this process, or find that the message is a no-op.
 
 A claim marks the attempt running on the saga row: a fresh claim token, the attempt number,
-the worker's host, pid, name and process identity (``sagas.workers``), and a deadline (the
-lease) past which the sweeper counts the attempt as stalled. The step row shows RUNNING
+the worker's host, pid, name and process identity (``sagas.workers``), and a lease
+(``lease_until``) past which the sweeper counts the attempt as stalled. The step row shows RUNNING
 (COMPENSATING for a compensation).
 
 One path, one rule: read the saga's row, let ``sagas.engine.decide_claim`` decide, act:
@@ -137,7 +137,7 @@ def attempt_claim(
     ``abandoned`` is a claim token the sender of the message held and gave up (its outcome
     could not be written: the database went away under it). A claim with that token counts
     as dead, as if its process had died, so the attempt is taken over at once instead of at
-    its deadline. Only the claimant knows its token, so nobody else can free a live claim.
+    the end of its lease. Only the claimant knows its token, so nobody else can free a live claim.
     """
     saga = saga_load(saga_id)
     if saga is None:
@@ -179,7 +179,7 @@ def attempt_claim(
             if held and abandoned is not None and saga.claim_token == abandoned
             else workers.claimant(saga.claim_process, saga.claim_token)
         ),
-        lease_expired=held and saga.deadline is not None and saga.deadline <= now,
+        lease_expired=held and saga.lease_until is not None and saga.lease_until <= now,
     )
     decision = decide_claim(
         state,
@@ -228,7 +228,7 @@ def attempt_claim(
                 token=uuid.uuid4(),
                 holder=worker,
                 now=now,
-                deadline=now + lease_length(definition.steps[step_index].timeout),
+                lease_until=now + lease_length(definition.steps[step_index].timeout),
                 lost_error=lost_error,
             )
             if claimed is None:

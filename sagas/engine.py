@@ -617,8 +617,8 @@ class ClaimView:
     """Hold what a claim decision needs beyond the saga state: timing and the current claim.
 
     ``claimed`` tells whether an attempt holds the saga; ``claimant`` what its worker process
-    is known to be; ``lease_expired`` whether it ran past its deadline (the sweeper times
-    those out).
+    is known to be; ``lease_expired`` whether it ran past its lease (the sweeper times those
+    out).
     """
 
     due_at: datetime | None
@@ -654,7 +654,7 @@ def decide_claim(
     if view.claimed:
         if view.claimant is not Claimant.DEAD:
             if view.lease_expired:
-                return Ignore("the running attempt is past its deadline; the sweeper times it out")
+                return Ignore("the running attempt is past its lease; the sweeper times it out")
             if view.claimant is Claimant.ELSEWHERE:
                 return Ignore(
                     "a live attempt holds the step (its worker runs on another machine or in "

@@ -5,7 +5,7 @@
   COMPENSATING pass only with ``allow_in_flight``; an unfinished saga's definition version is
   registered (no worker of this code could move it otherwise);
 - **dispatch**: no saga has an attempt due without a message sent for it, nor a claim
-  past its deadline (only moving sagas can: the database refuses either on a resting one).
+  past its lease (only moving sagas can: the database refuses either on a resting one).
 """
 
 from __future__ import annotations
@@ -88,13 +88,13 @@ def _check_dispatch(report: InvariantReport, sagas: list[Saga], *, now: datetime
                 )
             continue
         if saga.claim_token is not None:
-            if saga.deadline is not None and saga.deadline < now - grace:
+            if saga.lease_until is not None and saga.lease_until < now - grace:
                 report.violations.append(
                     Violation(
                         "dispatch",
                         subject,
-                        f"{saga.current_step} ({saga.current_phase}) claimed past its deadline "
-                        f"{saga.deadline.isoformat()}: stalled and not swept",
+                        f"{saga.current_step} ({saga.current_phase}) claimed past its lease "
+                        f"{saga.lease_until.isoformat()}: stalled and not swept",
                     )
                 )
         elif saga.due_at is None:

@@ -13,9 +13,10 @@ there, and the scheduling fields the claim protocol and the sweeper use:
 - ``stop_code``, ``stop_actor``, ``stop_requested_at``: a request to stop the saga at its
   next step boundary and compensate (``sagas.engine``);
 - ``claim_token``, ``claimed_at``, ``claim_host``, ``claim_pid``, ``claim_worker``,
-  ``claim_process`` and ``deadline``: the attempt running now (``claim_process`` is the
-  worker's collision-free identity, ``sagas.workers``), and the time past which it counts as
-  stalled (the attempt's lease: the column kept its name from before sagas had deadlines);
+  ``claim_process`` and ``lease_until``: the attempt running now (``claim_process`` is the
+  worker's collision-free identity, ``sagas.workers``), and its lease: the time past which
+  the attempt counts as stalled and the sweeper times it out (claimed at + the step's
+  timeout + the hard limit's grace twice, ``sagas.claims.lease_length``);
 - ``finish_by``: the saga's own deadline, DESIGN.md's ``deadline`` (the API shows it so):
   start + its definition's deadline; unfinished past it, the saga needs an operator's
   attention (``NeedsAttention``); ``overdue_reported_at``: when the sweeper first saw it
@@ -90,7 +91,10 @@ class Saga(models.Model):
 
     due_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
-    deadline = models.DateTimeField(null=True, blank=True)
+    #: The running attempt's lease: past it, the attempt counts as stalled (NULL: none runs).
+    # Its column keeps the name it had before sagas had deadlines of their own, so processes of
+    # the previous release keep working beside this one during a rolling deploy.
+    lease_until = models.DateTimeField(null=True, blank=True, db_column="deadline")
     claim_token = models.UUIDField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_host = models.CharField(max_length=255, blank=True, default="")
@@ -98,7 +102,7 @@ class Saga(models.Model):
     claim_worker = models.CharField(max_length=255, blank=True, default="")
     claim_process = models.CharField(max_length=100, blank=True, default="")
 
-    #: The saga's deadline (the contract's ``deadline``; ``deadline`` above is the lease).
+    #: The saga's deadline (the contract's and the API's ``deadline``).
     # db_default: rows written before this column existed got start + the default deadline
     # by the migration; an INSERT of the previous release during a rolling deploy gets one
     # from the database's clock (as late as such a row can be, never NULL).
@@ -138,10 +142,10 @@ class Saga(models.Model):
             models.CheckConstraint(
                 condition=_in("current_phase", Phase), name="sagas_saga_phase_valid"
             ),
-            # A claim always comes with its deadline, and a claimed attempt is not also due.
+            # A claim always comes with its lease, and a claimed attempt is not also due.
             models.CheckConstraint(
-                condition=Q(claim_token__isnull=True, deadline__isnull=True)
-                | Q(claim_token__isnull=False, deadline__isnull=False, due_at__isnull=True),
+                condition=Q(claim_token__isnull=True, lease_until__isnull=True)
+                | Q(claim_token__isnull=False, lease_until__isnull=False, due_at__isnull=True),
                 name="sagas_saga_claim_consistent",
             ),
             # A saga at rest has nothing due and nothing running.
@@ -163,7 +167,7 @@ class Saga(models.Model):
         indexes = [
             models.Index(fields=["subject", "-created_at"], name="sagas_saga_subject_idx"),
             # Also the sweeper's: it scans only RUNNING and COMPENSATING sagas. due_at and
-            # deadline are deliberately not indexed: every step rewrites them, and an update
+            # lease_until are deliberately not indexed: every step rewrites them, and an update
             # that touches no indexed column is a HOT update (no index entries to write).
             models.Index(fields=["status", "saga_type"], name="sagas_saga_status_type_idx"),
             models.Index(fields=["-created_at"], name="sagas_saga_created_idx"),

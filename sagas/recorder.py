@@ -254,7 +254,7 @@ _CLAIM_SAGA_SET = {
         "attempt",
         "redeliveries",
         "due_at",
-        "deadline",
+        "lease_until",
         "claim_token",
         "claimed_at",
         "claim_host",
@@ -329,7 +329,7 @@ def claim_write(
     token: UUID,
     holder: WorkerIdentity,
     now: datetime,
-    deadline: datetime,
+    lease_until: datetime,
     lost_error: str = "",
 ) -> Loaded | None:
     """Write a claim ``decide_claim`` granted on ``loaded``; return the saga as claimed.
@@ -348,7 +348,7 @@ def claim_write(
     claimed.attempt = claim.attempt
     claimed.redeliveries = claim.redeliveries
     claimed.due_at = None
-    claimed.deadline = deadline
+    claimed.lease_until = lease_until
     claimed.claim_token = token
     claimed.claimed_at = now
     claimed.claim_host = holder.host
@@ -436,7 +436,7 @@ _OUTCOME_SAGA_BOUND = (
     "redeliveries",
     "due_at",
     "dispatched_at",
-    "deadline",
+    "lease_until",
     "claim_token",
     "claimed_at",
     "claim_host",
@@ -694,7 +694,7 @@ def _transition_write(
         "redeliveries": 0,
         "due_at": None,
         "dispatched_at": None,
-        "deadline": None,
+        "lease_until": None,
         "claim_token": None,
         "claimed_at": None,
         "claim_host": "",

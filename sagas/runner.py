@@ -4,7 +4,7 @@ This is what a ``run_saga_step`` message does in a worker, in three short phases
 
 1. **Claim** (``sagas.claims``): read the saga's row and, if the message names the saga's
    cursor and the attempt is due and free (or the process holding it died), mark the attempt
-   running on it, with a deadline, the worker's host and pid and a fresh claim token.
+   running on it, with a lease, the worker's host and pid and a fresh claim token.
 2. **Run** the action or compensation outside any transaction (it may call other systems),
    or the failure the fault plan injects for it.
 3. **Record** (``sagas.recorder.outcome_record``): one statement writes the outcome with a
@@ -57,7 +57,7 @@ class AttemptAbandoned(Exception):
     """Say that this process claimed an attempt, then lost the database before its outcome.
 
     The claim stays in PostgreSQL with this live process's pid, so no one else would take it
-    over before its deadline; the retried message carries ``token`` to give it up.
+    over before its lease runs out; the retried message carries ``token`` to give it up.
     """
 
     def __init__(self, token: UUID) -> None:

@@ -5,14 +5,14 @@ runs one by hand. A pass finds, from PostgreSQL alone:
 
 - **due**: an attempt whose backoff was too long for a broker countdown and whose time has
   come (``due_at`` passed, no message sent for it): send it;
-- **stalled**: an attempt still claimed past its deadline (its worker hung, died on another
+- **stalled**: an attempt still claimed past its lease (its worker hung, died on another
   host, or was killed by the hard time limit): count it as timed out (a transient failure,
   retried or given up like any other) and send what follows;
 - **orphaned**: an attempt claimed by a process of this machine and PID namespace that no
   longer exists (the whole worker was killed: nothing redelivers its unacknowledged message
   before the broker's visibility timeout): send the step again at once, and the message that
   arrives takes the dead claim over, as a redelivered one would, instead of waiting for the
-  attempt's deadline;
+  attempt's lease to run out;
 - **unsent**: an attempt due for longer than the grace period whose message should have run
   by now but has not (the process died between commit and publish, the broker lost the
   message, or it was published before a restart): send it again;
@@ -84,7 +84,7 @@ class SweepResult:
 
 def sagas_sweep(*, now: datetime | None = None, limit: int = 10_000) -> SweepResult:
     """Run one sweeper pass over every saga (at most ``limit`` of each kind) and count them."""
-    # The database's clock, which wrote the due times and deadlines compared here.
+    # The database's clock, which wrote the due times, leases and deadlines compared here.
     now = now or database_now()
     grace = timedelta(seconds=float(settings.SAGA_SWEEP_GRACE_SECONDS))
     moving = [s.value for s in MOVING_SAGA_STATUSES]
@@ -152,12 +152,12 @@ def _report_overdue(*, now: datetime, limit: int) -> int:
 
 def _orphaned_claims(*, now: datetime, limit: int) -> list[UUID]:
     # Only processes of this boot and PID namespace can be checked; other claims wait for
-    # their deadline.
+    # their lease to run out.
     claims = Saga.objects.filter(
         status__in=[s.value for s in MOVING_SAGA_STATUSES],
         claim_token__isnull=False,
         claim_process__startswith=f"{namespace()}/",
-        deadline__gt=now,
+        lease_until__gt=now,
     ).values_list("id", "claim_process", "claim_token")[:limit]
     return [
         saga_id for saga_id, process, token in claims if claimant(process, token) is Claimant.DEAD
@@ -213,9 +213,9 @@ def _time_out_stalled(*, now: datetime, limit: int) -> int:
         Saga.objects.filter(
             status__in=[s.value for s in MOVING_SAGA_STATUSES],
             claim_token__isnull=False,
-            deadline__lte=now,
+            lease_until__lte=now,
         )
-        .order_by("deadline")
+        .order_by("lease_until")
         .values_list("id", flat=True)[:limit]
     )
     return sum(1 for saga_id in candidates if _time_out(saga_id=saga_id, now=now))
@@ -223,7 +223,12 @@ def _time_out_stalled(*, now: datetime, limit: int) -> int:
 
 def _time_out(*, saga_id: UUID, now: datetime) -> bool:
     saga = saga_load(saga_id)
-    if saga is None or saga.claim_token is None or saga.deadline is None or saga.deadline > now:
+    if (
+        saga is None
+        or saga.claim_token is None
+        or saga.lease_until is None
+        or saga.lease_until > now
+    ):
         return False
     try:
         definition = get_definition(saga.saga_type, saga.definition_version)
@@ -237,8 +242,8 @@ def _time_out(*, saga_id: UUID, now: datetime) -> bool:
         )
         return False
     outcome = TimedOut(
-        f"no outcome from {saga.claim_worker or 'its worker'} by the attempt's deadline "
-        f"({saga.deadline:%H:%M:%S}); counted as timed out"
+        f"no outcome from {saga.claim_worker or 'its worker'} by the end of the attempt's lease "
+        f"({saga.lease_until:%H:%M:%S}); counted as timed out"
     )
     # A compare-and-set on the claim: an outcome written in the meantime wins, and this
     # writes nothing.
@@ -250,7 +255,7 @@ def _time_out(*, saga_id: UUID, now: datetime) -> bool:
     ).applied
     if applied:
         logger.error(
-            "saga %s (%s) step %s %s passed its deadline: %s",
+            "saga %s (%s) step %s %s ran past its lease: %s",
             saga.id,
             saga.saga_type,
             saga.current_step,

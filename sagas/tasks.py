@@ -134,7 +134,7 @@ def _run_step(
         )
     except AttemptAbandoned as exc:
         # Our claim is still in PostgreSQL under this live process: hand its token to the
-        # retry, wherever it runs, instead of leaving it to its deadline.
+        # retry, wherever it runs, instead of leaving it to its lease.
         close_old_connections()
         raise task.retry(
             exc=exc,

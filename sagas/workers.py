@@ -9,8 +9,8 @@ same pids.
 When a worker child is killed mid-attempt, Celery (acks_late, reject_on_worker_lost) puts
 the message back at once; a process that picks it up in the same PID namespace of the same
 boot sees the claimant's pid gone (or reused by a process started later) and takes the
-attempt over without waiting for its deadline. A claimant anywhere else cannot be looked at:
-its deadline is the only signal (the sweeper times it out).
+attempt over without waiting for its lease to run out. A claimant anywhere else cannot be
+looked at: its lease (``Saga.lease_until``) is the only signal (the sweeper times it out).
 """
 
 from __future__ import annotations

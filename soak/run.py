@@ -338,7 +338,8 @@ class Soak:
             time.sleep(0.2)
         sagas = self.lab.sql(
             "SELECT saga_type, status, current_step, current_phase, attempt, due_at, "
-            "dispatched_at, claim_token, deadline, now() FROM sagas_saga WHERE subject = %s",
+            "dispatched_at, claim_token, deadline AS lease_until, now() FROM sagas_saga "
+            "WHERE subject = %s",
             [f"order:{order_id}"],
         )
         raise LabError(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from uuid import uuid4
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from sagas.models import FaultRule, Saga, SagaStepExecution
 from sagas.tests.harness import drive, start
@@ -42,6 +44,20 @@ def test_saga_pages_show_steps_and_log_and_allow_no_changes(staff: Client) -> No
         == 403
     )
     assert Saga.objects.filter(pk=saga_id).exists()
+
+
+def test_a_sagas_page_tells_the_attempts_lease_from_the_sagas_deadline(staff: Client) -> None:
+    saga_id = start("test.effects")
+    lease_until = timezone.now() + timedelta(seconds=40)
+    Saga.objects.filter(pk=saga_id).update(
+        due_at=None, claim_token=uuid4(), claimed_at=timezone.now(), lease_until=lease_until
+    )
+
+    html = staff.get(reverse("admin:sagas_saga_change", args=[saga_id])).content.decode()
+
+    labels = re.findall(r"<label>([^<]*):</label>", html)
+    assert "Attempt lease until" in labels and "Finish by" in labels
+    assert "Deadline" not in labels
 
 
 def test_fault_rules_are_edited_in_the_admin_with_validation(staff: Client) -> None:

@@ -496,7 +496,7 @@ AT_B = SagaState(status=SagaStatus.RUNNING, cursor=Cursor(1, A), attempt=1)
             AT_B,
             ClaimView(due_at=None, claimed=True, lease_expired=True),
             (1, A),
-            Ignore("the running attempt is past its deadline; the sweeper times it out"),
+            Ignore("the running attempt is past its lease; the sweeper times it out"),
         ),
         (
             AT_B,

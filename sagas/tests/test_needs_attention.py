@@ -182,7 +182,7 @@ def test_a_step_an_attempt_is_running_is_not_skipped() -> None:
     saga_id = start("test.effects")
     overdue(saga_id)
     Saga.objects.filter(pk=saga_id).update(
-        claim_token=UUID(int=1), deadline=Now() + timedelta(minutes=1), due_at=None
+        claim_token=UUID(int=1), lease_until=Now() + timedelta(minutes=1), due_at=None
     )
 
     with pytest.raises(StepNotSkippable, match="running"):

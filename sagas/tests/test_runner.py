@@ -93,7 +93,7 @@ def test_a_message_for_a_step_a_live_worker_holds_is_a_no_op() -> None:
     assert not Call.objects.exists()
 
 
-def test_the_claim_records_the_attempt_the_worker_and_a_deadline() -> None:
+def test_the_claim_records_the_attempt_the_worker_and_a_lease() -> None:
     saga_id = start("test.effects")
     clock = SteppingClock()
 
@@ -103,8 +103,8 @@ def test_the_claim_records_the_attempt_the_worker_and_a_deadline() -> None:
     assert saga.claim_token == claimed.token
     assert (saga.claim_host, saga.claim_pid, saga.attempt) == ("another-host", 4242, 1)
     assert saga.due_at is None
-    assert saga.deadline is not None and saga.claimed_at is not None
-    assert saga.deadline - saga.claimed_at == timedelta(seconds=30 + 2 * 5)
+    assert saga.lease_until is not None and saga.claimed_at is not None
+    assert saga.lease_until - saga.claimed_at == timedelta(seconds=30 + 2 * 5)
     step = SagaStep.objects.get(saga_id=saga_id, name="a")
     assert (step.status, step.action_attempts) == ("RUNNING", 1)
     assert step.action_started_at == saga.claimed_at
@@ -132,7 +132,7 @@ def test_a_claim_its_live_holder_abandoned_is_taken_over_by_the_message_carrying
     None
 ):
     # The holder lost the database before writing its outcome; its process lives on, so
-    # only the token it hands to its retry can free the claim before the deadline.
+    # only the token it hands to its retry can free the claim before its lease ends.
     saga_id = start("test.effects")
     clock = SteppingClock(tick=timedelta(seconds=1))
     claimed = claim(saga_id, ELSEWHERE, clock)
@@ -176,7 +176,7 @@ def test_a_late_outcome_after_a_timeout_is_dropped() -> None:
     saga_id = start("test.effects")
     clock = SteppingClock(tick=timedelta(minutes=2))
     claimed = claim(saga_id, ELSEWHERE, clock)
-    # The sweeper finds the attempt past its deadline and schedules a retry.
+    # The sweeper finds the attempt past its lease and schedules a retry.
     assert sagas_sweep(now=clock()).stalled == 1
 
     late = outcome_record(

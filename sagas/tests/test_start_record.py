@@ -47,7 +47,7 @@ def test_the_start_writes_every_column_of_the_saga_its_steps_and_its_log(
     saga = Saga.objects.get(pk=saga_id)
     # What a start leaves to the model's defaults arrives as those defaults.
     assert (saga.attempt, saga.redeliveries, saga.claim_host, saga.claim_token) == (0, 0, "", None)
-    assert (saga.failure_code, saga.deadline) == ("", None)
+    assert (saga.failure_code, saga.lease_until) == ("", None)
 
 
 def start_a_rival(call: StepCall) -> None:

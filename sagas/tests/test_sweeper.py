@@ -56,7 +56,7 @@ def test_a_backoff_too_long_for_a_countdown_waits_in_postgres_until_due(
     assert sagas_sweep(now=saga.due_at + timedelta(seconds=2)).total == 0
 
 
-def test_an_attempt_past_its_deadline_is_timed_out_and_retried() -> None:
+def test_an_attempt_past_its_lease_is_timed_out_and_retried() -> None:
     saga_id = start("test.effects")
     now = timezone.now()
     claimed = attempt_claim(
@@ -67,11 +67,11 @@ def test_an_attempt_past_its_deadline_is_timed_out_and_retried() -> None:
         now=now,
     )
     assert isinstance(claimed, Claimed)
-    deadline = Saga.objects.get(pk=saga_id).deadline
-    assert deadline is not None
+    lease_until = Saga.objects.get(pk=saga_id).lease_until
+    assert lease_until is not None
 
-    assert sagas_sweep(now=deadline - timedelta(seconds=1)).stalled == 0
-    result = sagas_sweep(now=deadline + timedelta(seconds=1))
+    assert sagas_sweep(now=lease_until - timedelta(seconds=1)).stalled == 0
+    result = sagas_sweep(now=lease_until + timedelta(seconds=1))
 
     assert (result.due, result.stalled, result.unsent) == (0, 1, 0)
     saga = Saga.objects.get(pk=saga_id)
@@ -110,10 +110,10 @@ def _dead_pid() -> int:
         (lambda: worker_of(_dead_pid(), "dead"), 1),
         # A live process of this host is still running the attempt.
         (lambda: worker_of(os.getppid(), "live"), 0),
-        # Another host's processes cannot be checked from here: wait for the deadline.
+        # Another host's processes cannot be checked from here: wait for the lease.
         (lambda: ELSEWHERE, 0),
         # Our host name and a pid gone here, but another PID namespace (a container with a
-        # fixed host name): nothing here can tell, so wait for the deadline.
+        # fixed host name): nothing here can tell, so wait for the lease.
         (
             lambda: replace(
                 worker_of(_dead_pid(), "twin"),
@@ -132,7 +132,7 @@ def _dead_pid() -> int:
     ],
     ids=["dead-here", "alive-here", "elsewhere", "same-name-other-namespace", "pid-reused"],
 )
-def test_a_claim_whose_process_died_on_this_host_is_sent_again_before_its_deadline(
+def test_a_claim_whose_process_died_on_this_host_is_sent_again_before_its_lease_ends(
     claimant: Any, orphaned: int, django_capture_on_commit_callbacks: Any
 ) -> None:
     saga_id = start("test.effects")
@@ -146,7 +146,7 @@ def test_a_claim_whose_process_died_on_this_host_is_sent_again_before_its_deadli
     )
     assert isinstance(claimed, Claimed)
 
-    # Well before the attempt's 30 s deadline, once the first dispatch is 2 s old.
+    # Well before the attempt's lease ends (30 s + graces), once the first dispatch is 2 s old.
     with django_capture_on_commit_callbacks() as sent:
         result = sagas_sweep(now=now + timedelta(seconds=5))
 

@@ -9,7 +9,7 @@ whoever first creates the file named by ``ABANDON_ONCE_MARKER``.
 That process then stays busy (alive, holding nothing) until the file named by
 ``ABANDON_RELEASE_MARKER`` exists, so the task's retry runs in the pool's other process: the
 claim's holder is alive and elsewhere, and only the token the retry carries frees the claim
-before its deadline. (A retry landing in the holder's own process could tell by itself that
+before its lease ends. (A retry landing in the holder's own process could tell by itself that
 the attempt is no longer running there.)
 """
 

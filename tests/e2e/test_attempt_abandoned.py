@@ -3,7 +3,7 @@
 A real Celery worker (``tests.e2e.abandoning_worker``: the project's app with one database
 failure right after a claim, whose process then stays busy) runs a saga on the test database.
 No sweeper and no beat run, so nothing but the retry carrying the abandoned claim's token can
-move the saga on before the claim's deadline: the holder is alive in another process, so no
+move the saga on before the claim's lease ends: the holder is alive in another process, so no
 one may take the claim over otherwise.
 """
 

@@ -92,7 +92,7 @@ RULES: dict[str, Rule] = {
         "saga", r"^unfinished under definition version \d+, which this code does not register$"
     ),
     "dispatch.resting_but_due": Rule("dispatch", r"^(COMPLETED|COMPENSATED|COMPENSATION_FAILED) "),
-    "dispatch.claim_past_deadline": Rule("dispatch", r"claimed past its deadline"),
+    "dispatch.claim_past_lease": Rule("dispatch", r"claimed past its lease"),
     "dispatch.nobody_moves_it": Rule("dispatch", r"with nothing due and nothing running"),
     "dispatch.left_unsent": Rule("dispatch", r"left unsent$"),
     "order.placing_sagas_not_one": Rule("order", r"^has \d+ placing sagas, expected 1$"),
@@ -195,12 +195,12 @@ def resting_saga_still_due() -> tuple[str, InvariantReport]:
     return saga_subject(placed.saga_id), invariants_check()
 
 
-@case("dispatch.claim_past_deadline")
-def claim_past_its_deadline() -> tuple[str, InvariantReport]:
+@case("dispatch.claim_past_lease")
+def claim_past_its_lease() -> tuple[str, InvariantReport]:
     placed = place(run=False)
     long_ago = timezone.now() - timedelta(hours=1)
     Saga.objects.filter(pk=placed.saga_id).update(
-        due_at=None, claim_token=uuid4(), claimed_at=long_ago, deadline=long_ago
+        due_at=None, claim_token=uuid4(), claimed_at=long_ago, lease_until=long_ago
     )
     return saga_subject(placed.saga_id), invariants_check(allow_in_flight=True)
 

@@ -78,10 +78,10 @@ def test_every_saga_is_dispatch_checked_after_one_at_rest() -> None:
     assert [v.subject for v in found] == [subject(stuck)]
 
 
-def test_a_claim_is_stalled_only_once_its_deadline_is_past_the_grace() -> None:
+def test_a_claim_is_stalled_only_once_its_lease_is_past_the_grace() -> None:
     placed = place_order(CATALOGUE, run=False)
     Saga.objects.filter(pk=placed.saga_id).update(
-        due_at=None, claim_token=uuid4(), claimed_at=T - timedelta(minutes=1), deadline=T
+        due_at=None, claim_token=uuid4(), claimed_at=T - timedelta(minutes=1), lease_until=T
     )
 
     assert of_kind(invariants_check(allow_in_flight=True, now=T + GRACE), "dispatch") == []

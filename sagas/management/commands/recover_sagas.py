@@ -13,7 +13,7 @@ from sagas.services import sagas_sweep
 class Command(BaseCommand):
     help = (
         "Run one recovery pass: send steps whose backoff has passed (due), time out attempts "
-        "past their deadline (stalled), re-send steps whose message never ran (unsent) and "
+        "past their lease (stalled), re-send steps whose message never ran (unsent) and "
         "steps claimed by a dead process of this host (orphaned); log sagas newly past their "
         "own deadline (overdue)."
     )
