@@ -68,13 +68,13 @@ _SEED_SQL = [
     """,
     """
     INSERT INTO orders_order (id, customer_id, status, cancellation_reason, items, total,
-        currency, placed_by_user_id, placed_by, correlation_id, version, created_position,
-        created_at, updated_at)
+        currency, placed_by_user_id, placed_by, correlation_id, customer_key, version,
+        created_position, created_at, updated_at)
     SELECT o.id, 'c-' || (o.i %% 500), o.status,
            CASE o.status WHEN 'CANCELLED' THEN 'cancelled_by_staff' ELSE '' END,
            jsonb_build_array(jsonb_build_object('sku', 'SKU-1', 'name', 'Mug', 'quantity', 1,
                'unit_price', '10.00', 'line_total', '10.00')),
-           10.00, 'EUR', 1, 'user:1', o.corr,
+           10.00, 'EUR', 1, 'user:1', o.corr, '',
            CASE o.status WHEN 'PENDING' THEN 1 WHEN 'CONFIRMED' THEN 2 ELSE 3 END,
            e.position, e.recorded_at, e.recorded_at
     FROM bench_orders o
