@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.db import connection
 
+from infrastructure.db import server_binding_cursor
 from privacy import kek
 from privacy.models import CustomerKey
 
@@ -96,16 +97,22 @@ def _unwrapped(key_id: str, wrapped: bytes, kek_id: str) -> AESGCM:
 
 @dataclass(frozen=True)
 class SealingKey:
-    """A customer's live data key, key-share-locked by the transaction that asked for it."""
+    """A customer's live data key, key-share-locked by the transaction that asked for it.
+
+    Held wrapped: most orders come without a contact and only need the key's id and its
+    lock, so the key is unwrapped only by :meth:`seal`.
+    """
 
     id: str
-    cipher: AESGCM
+    wrapped: bytes
+    kek_id: str
 
     def seal(self, value: Any) -> dict[str, str]:
         """Return the envelope of ``value`` (any JSON) under this key."""
+        cipher = _unwrapped(self.id, self.wrapped, self.kek_id)
         nonce = os.urandom(NONCE_BYTES)
         plain = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
-        sealed = nonce + self.cipher.encrypt(nonce, plain, self.id.encode())
+        sealed = nonce + cipher.encrypt(nonce, plain, self.id.encode())
         return {"key": self.id, "ct": base64.b64encode(sealed).decode()}
 
 
@@ -117,18 +124,20 @@ def sealing_key(customer_id: str) -> SealingKey:
     at once (pipelined transactions included).
     """
     while True:
-        with connection.cursor() as cursor:
+        # Server-binding, so that this read (one per order placed) is prepared, as the
+        # order's other statements are: planning it (a partial index) costs more than
+        # running it.
+        with server_binding_cursor() as cursor:
             cursor.execute(_LIVE_KEY_SQL, [customer_id])
             row = cursor.fetchone()
             if row is not None:
-                key_id, wrapped, kek_id = str(row[0]), bytes(row[1]), row[2]
-                return SealingKey(key_id, _unwrapped(key_id, wrapped, kek_id))
+                return SealingKey(str(row[0]), bytes(row[1]), row[2])
             key_id = str(uuid.uuid4())
             raw = AESGCM.generate_key(bit_length=256)
             wrapped, kek_id = wrap(raw, key_id)
             cursor.execute(_NEW_KEY_SQL, [key_id, customer_id, wrapped, kek_id])
             if cursor.fetchone() is not None:
-                return SealingKey(key_id, AESGCM(raw))
+                return SealingKey(key_id, wrapped, kek_id)
         # Another transaction made the customer's key first (and committed): use theirs.
 
 

@@ -23,6 +23,7 @@ from django.db import connection, connections
 from rest_framework.test import APIClient
 
 import orders.services
+import privacy.keyring
 from eventstore.models import StoredEvent
 from eventstore.postgres import PostgresEventStore
 from lab.worker import delete_queue
@@ -207,6 +208,27 @@ def test_the_contact_is_shown_to_who_may_see_the_order_and_stored_only_sealed(
     assert saga.context["contact"] == stored["contact"]
     assert plain_text_in_database() == {}
     assert not [t for t in PLAIN_TEXTS if t in caplog.text]
+
+
+@pytest.mark.django_db
+def test_a_data_key_is_unwrapped_only_to_seal_a_contact(client, products) -> None:
+    # An order without a contact takes the customer's key (its id goes in the event, its
+    # lock orders the placement with an erasure) but has nothing to seal under it.
+    real_unwrap = privacy.keyring.unwrap
+    with mock.patch("privacy.keyring.unwrap", side_effect=real_unwrap) as unwrap:
+        first = client.post(URL, order_body(contact=None), format="json")
+        bare = client.post(URL, order_body(contact=None), format="json")
+        assert unwrap.call_count == 0
+        sealed = client.post(URL, order_body(), format="json")
+        assert unwrap.call_count == 1
+
+    assert [r.status_code for r in (first, bare, sealed)] == [202, 202, 202]
+    keys = {
+        StoredEvent.objects.get(stream_id=r.json()["id"], version=1).data["customer_key"]
+        for r in (first, bare, sealed)
+    }
+    assert keys == {str(CustomerKey.objects.get(customer_id="c-42").id)}
+    assert sealed.json()["contact"] == CONTACT
 
 
 @pytest.mark.django_db
