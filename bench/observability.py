@@ -34,7 +34,7 @@ import statistics
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bench.records import Record, abba, best_level_record, latency_record, throughput_record
@@ -190,12 +190,7 @@ def _server_cpu_seconds(port: int) -> float:
         for c in psutil.net_connections(kind="tcp")
         if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
     }
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
-    return total
+    return _cpu_seconds(pids)
 
 
 def _worker_cpu_seconds(pid: int) -> float:
@@ -203,10 +198,17 @@ def _worker_cpu_seconds(pid: int) -> float:
     import psutil
 
     parent = psutil.Process(pid)
+    return _cpu_seconds([pid, *(child.pid for child in parent.children(recursive=True))])
+
+
+def _cpu_seconds(pids: Iterable[int]) -> float:
+    """Return the user and system CPU time these processes have used (gone ones count 0)."""
+    import psutil
+
     total = 0.0
-    for process in (parent, *parent.children(recursive=True)):
+    for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
+            times = psutil.Process(pid).cpu_times()
             total += times.user + times.system
     return total
 
