@@ -38,6 +38,9 @@ START_TIMEOUT_SECONDS = 60
 
 def _run(argv: list[str], *, owner: ProcessOwner, cwd: Path, timeout: float) -> str:
     """Run a PostgreSQL program as ``owner``; return its output, raise with it on failure."""
+    # The programs live in the checkout's virtualenv: a checkout under a directory only root
+    # may enter (a home directory, ``mktemp -d``) hides them from the unprivileged owner.
+    owner.allow_traversal(Path(argv[0]))
     # pg_ctl's postmaster inherits the pipes it was given and keeps them open; a temporary
     # file instead of a pipe keeps us from waiting on the server's lifetime.
     with tempfile.TemporaryFile("w+") as output:

@@ -29,8 +29,9 @@ from devtools import virtualenv
 from devtools.console import Console
 from devtools.credentials import dev_admin_password
 from devtools.errors import DevtoolsError
+from devtools.owner import SYSTEM_USER, postgres_owner
 from devtools.ports import free_port, port_answers
-from devtools.postgres_server import EmbeddedPostgres
+from devtools.postgres_server import EmbeddedPostgres, _run
 from devtools.procfile import read_procfile
 from devtools.redis_server import EmbeddedRedis
 from devtools.run import banner
@@ -106,6 +107,21 @@ def test_embedded_postgres_answers_sql_and_keeps_data_across_restart(scratch: Pa
         assert rows == [("survives a restart",)]
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to another user")
+def test_postgresql_programs_run_from_a_checkout_only_root_may_enter(scratch: Path) -> None:
+    # As a fresh clone made by `mktemp -d` is: its programs sit below a 0700 directory.
+    private = scratch / "private"
+    (private / "bin").mkdir(parents=True)
+    private.chmod(0o700)
+    program = private / "bin" / "say-who"
+    program.write_text("#!/bin/sh\nid -un\n")
+    program.chmod(0o755)
+
+    said = _run([str(program)], owner=postgres_owner(), cwd=Path("/"), timeout=10)
+
+    assert said.strip() == SYSTEM_USER
 
 
 def test_embedded_postgres_reuses_a_server_already_running_on_its_data_dir(scratch: Path) -> None:
